@@ -1,0 +1,133 @@
+"""The command line, generated from the config dataclasses so ``--help`` documents every field.
+
+Each field ``section.name`` becomes ``--name`` (underscores as dashes); ``--config FILE`` loads a
+saved config (YAML or JSON, by section) whose values the flags then override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import yaml
+
+from sae.config import Config
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
+    """(converter, extra add_argument kwargs) for a field's type."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return str, {"choices": list(args)}
+    if type(None) in args:  # X | None: the word "none" means None
+        (inner,) = (a for a in args if a is not type(None))
+        convert, extra = _parser_for(inner)
+
+        def optional(text: str) -> Any:
+            return None if text.lower() == "none" else convert(text)
+
+        optional.__name__ = convert.__name__
+        return optional, extra
+    return annotation, {}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: Config | None = None) -> None:
+    """One flag per config field, grouped by section, help text and default from the field."""
+    defaults = defaults or Config()
+    parser.add_argument("--config", metavar="FILE", help="load a saved config (YAML or JSON)")
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        group = parser.add_argument_group(f"{section.name} ({cls.__doc__.strip()})")
+        hints = typing.get_type_hints(cls)
+        current = getattr(defaults, section.name)
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            default = getattr(current, f.name)
+            text = f"{f.metadata['help']} (default: {default})"
+            if hints[f.name] is bool:
+                group.add_argument(
+                    flag,
+                    dest=f"{section.name}.{f.name}",
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=text,
+                )
+                continue
+            convert, extra = _parser_for(hints[f.name])
+            group.add_argument(
+                flag,
+                dest=f"{section.name}.{f.name}",
+                type=convert,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper(),
+                help=text,
+                **extra,
+            )
+
+
+def config_from_args(args: argparse.Namespace, defaults: Config | None = None) -> Config:
+    """Defaults, then ``--config FILE``, then the flags given. Raises ValueError on bad input."""
+    base = (defaults or Config()).to_dict()
+    if getattr(args, "config", None):
+        loaded = read_config_file(args.config)
+        for section, values in loaded.items():
+            if section not in base or not isinstance(values, dict):
+                raise ValueError(f"{args.config}: unknown config section {section!r}")
+            base[section].update(values)
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, name = dest.split(".", 1)
+            base[section][name] = value
+    try:
+        return Config.from_dict(base)
+    except TypeError as err:  # an unknown field name in a config file
+        raise ValueError(f"bad config: {err}") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise ValueError(f"cannot read config {path}: {reason}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"cannot read config {path}: expected a mapping of sections")
+    return loaded
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End a command with one line on stderr."""
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Call an entry point's ``main``; a user mistake or a failed run ends in one line."""
+    from mlflow.exceptions import MlflowException
+
+    from sae.data import DataError
+    from sae.tracking import RunKilled
+    from sae.train import NonFiniteLossError
+
+    try:
+        code = main() or 0
+    except (ValueError, DataError, NonFiniteLossError, MlflowException) as err:
+        message = str(err).strip().splitlines()
+        fail(message[0] if message else type(err).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted; the run was marked KILLED", 130)
+    except RunKilled:
+        fail("terminated; the run was marked KILLED", 143)
+    raise SystemExit(code)

@@ -1,0 +1,166 @@
+"""Metric names (the one place they are spelled) and the whole-test-set evaluation.
+
+Sparsity is measured per *unit*; in a convolutional layer a unit is a channel (one feature map),
+as is usual for convolutional features. A unit is active on an image when any position of its
+feature map is > 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sae.config import TrainConfig
+from sae.model import LAYER_NAMES, LAYER_SHAPES
+from sae.penalties import penalty
+
+# Training, every ``log_every`` optimiser steps (step = global optimiser step); values are
+# means over the steps since the previous report.
+TRAIN_LOSS = "train/loss"
+TRAIN_MSE = "train/mse"
+TRAIN_PENALTY = "train/penalty"
+TRAIN_STEP_METRICS = (TRAIN_LOSS, TRAIN_MSE, TRAIN_PENALTY)
+
+# Training, per epoch (step = epoch, from 1): means over the epoch's batches, taken while training.
+# EPOCH_LOSS is exactly the seed README's "training loss".
+EPOCH_LOSS = "train_epoch/loss"
+EPOCH_MSE = "train_epoch/mse"
+EPOCH_PENALTY = "train_epoch/penalty"
+
+# Evaluation over the whole test set, per epoch (step = epoch).
+TEST_MSE = "test/mse"
+"""Mean squared error over every pixel of the test set (the correct test loss)."""
+TEST_PENALTY = "test/penalty"
+"""The configured penalty (beta included) on the test set, batches weighted by size."""
+TEST_LOSS = "test/loss"
+"""TEST_MSE + TEST_PENALTY, the training objective evaluated on the test set."""
+TEST_EXPLAINED_VARIANCE = "test/explained_variance"
+"""1 - TEST_MSE / variance of the test pixels."""
+README_TEST_LOSS = "readme/test_loss"
+"""The seed README's "testing loss", NOT a mean MSE: its accumulator is overwritten each batch,
+so it equals 2 * MSE(last shuffled test batch) / number of test batches."""
+
+# Speed, per epoch.
+PERF_IMAGES_PER_S = "perf/images_per_s"
+"""Training images per second over the epoch's training steps (evaluation excluded)."""
+PERF_EPOCH_SECONDS = "perf/epoch_seconds"
+"""Wall time of the epoch's training steps (evaluation excluded)."""
+
+# Per-layer sparsity on the test set, per epoch.
+ACTIVE_FRAC = "active_frac"
+"""Fraction of the layer's units active on an image, averaged over images."""
+MEAN_ACT = "mean_act"
+"""Mean activation over every element of the layer."""
+DEAD_FRAC = "dead_frac"
+"""Fraction of the layer's units never active on any test image."""
+HOYER = "hoyer"
+"""Our own metric, not the seed's: Hoyer sparsity (sqrt(n) - L1/L2) / (sqrt(n) - 1) of an image's
+vector of per-unit mean |activation|, averaged over images; 1 = one unit on, 0 = all equal; an
+image with no active unit counts as 1. Not defined for a one-unit layer (dec3), so not logged."""
+
+
+def sparsity_key(layer: str, stat: str) -> str:
+    return f"sparsity/{layer}/{stat}"
+
+
+CODE_ACTIVE_FRAC = sparsity_key("enc3", ACTIVE_FRAC)
+"""Active fraction of the 64-unit code, the headline sparsity figure."""
+
+
+def layer_metric_keys() -> list[str]:
+    keys = []
+    for layer in LAYER_NAMES:
+        stats = [ACTIVE_FRAC, MEAN_ACT, DEAD_FRAC]
+        if LAYER_SHAPES[layer][0] > 1:
+            stats.append(HOYER)
+        keys += [sparsity_key(layer, s) for s in stats]
+    return keys
+
+
+EVAL_METRICS = (
+    TEST_MSE,
+    TEST_PENALTY,
+    TEST_LOSS,
+    TEST_EXPLAINED_VARIANCE,
+    README_TEST_LOSS,
+    *layer_metric_keys(),
+)
+EPOCH_METRICS = (EPOCH_LOSS, EPOCH_MSE, EPOCH_PENALTY, PERF_IMAGES_PER_S, PERF_EPOCH_SECONDS)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1], as torchvision's ToTensor gives."""
+    return images.unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Every evaluation figure over the whole split ``images`` (uint8, (N, 28, 28), on the device).
+
+    Batches are taken in a shuffled order, as the seed's test loader does, so that the README's
+    last-batch figure can be reproduced; every other figure is independent of the order.
+    """
+    model.eval()
+    n, b = images.shape[0], cfg.test_batch_size
+    order = torch.randperm(n, generator=generator).to(images.device)
+    n_batches = math.ceil(n / b)
+    zero = torch.zeros((), dtype=torch.float64, device=images.device)
+    sq_err, pen, px_sum, px_sq = zero.clone(), zero.clone(), zero.clone(), zero.clone()
+    active = {layer: zero.clone() for layer in LAYER_NAMES}
+    act_sum = {layer: zero.clone() for layer in LAYER_NAMES}
+    hoyer = {layer: zero.clone() for layer in LAYER_NAMES}
+    ever = {layer: None for layer in LAYER_NAMES}
+    last_mse = zero
+    for start in range(0, n, b):
+        x = to_float(images[order[start : start + b]])  # (B, 1, 28, 28)
+        recon, acts = model(x)
+        batch_sq = (recon - x).square().sum(dtype=torch.float64)
+        sq_err += batch_sq
+        last_mse = batch_sq / x.numel()
+        pen += penalty(acts, cfg).double() * x.shape[0]
+        px_sum += x.sum(dtype=torch.float64)
+        px_sq += x.square().sum(dtype=torch.float64)
+        for layer, act in zip(LAYER_NAMES, acts, strict=True):
+            unit_on = act.amax(dim=(2, 3)) > 0  # (B, C)
+            active[layer] += unit_on.double().mean(dim=1).sum()
+            act_sum[layer] += act.sum(dtype=torch.float64)
+            seen = unit_on.any(dim=0)
+            ever[layer] = seen if ever[layer] is None else ever[layer] | seen
+            if act.shape[1] > 1:
+                hoyer[layer] += _hoyer(act.abs().mean(dim=(2, 3))).sum(dtype=torch.float64)
+
+    pixels = n * 28 * 28
+    mse = (sq_err / pixels).item()
+    mean_px = (px_sum / pixels).item()
+    variance = (px_sq / pixels).item() - mean_px**2
+    out = {
+        TEST_MSE: mse,
+        TEST_PENALTY: (pen / n).item(),
+        TEST_EXPLAINED_VARIANCE: 1 - mse / variance if variance > 0 else float("nan"),
+        README_TEST_LOSS: 2 * last_mse.item() / n_batches,
+    }
+    out[TEST_LOSS] = out[TEST_MSE] + out[TEST_PENALTY]
+    for layer in LAYER_NAMES:
+        units, height, width = LAYER_SHAPES[layer]
+        out[sparsity_key(layer, ACTIVE_FRAC)] = (active[layer] / n).item()
+        out[sparsity_key(layer, MEAN_ACT)] = (act_sum[layer] / (n * units * height * width)).item()
+        out[sparsity_key(layer, DEAD_FRAC)] = 1 - ever[layer].double().mean().item()
+        if units > 1:
+            out[sparsity_key(layer, HOYER)] = (hoyer[layer] / n).item()
+    model.train()
+    return out
+
+
+def _hoyer(v: torch.Tensor) -> torch.Tensor:
+    """Hoyer sparsity of each row of a non-negative (B, n) matrix; all-zero rows give 1."""
+    root_n = math.sqrt(v.shape[1])
+    l1 = v.sum(dim=1)
+    l2 = v.norm(dim=1)
+    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-30), torch.ones_like(l1))
+    return (root_n - ratio) / (root_n - 1)

@@ -1,0 +1,62 @@
+"""The seed's convolutional autoencoder: three conv layers down to a 64-unit code, three up."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sae.config import ModelConfig
+
+LAYER_SHAPES: dict[str, tuple[int, int, int]] = {
+    "enc1": (16, 14, 14),
+    "enc2": (32, 7, 7),
+    "enc3": (64, 1, 1),
+    "dec1": (32, 7, 7),
+    "dec2": (16, 14, 14),
+    "dec3": (1, 28, 28),
+}
+"""Each layer's output shape (C, H, W) for one image, in forward order; ``enc3`` is the code."""
+LAYER_NAMES: tuple[str, ...] = tuple(LAYER_SHAPES)
+
+CODE_LAYER = "enc3"
+
+
+class SparseAutoencoder(nn.Module):
+    """Exactly the seed architecture; every layer is followed by its activation.
+
+    ``forward`` returns the reconstruction and the six post-activation tensors, so penalties and
+    sparsity metrics see what the seed's penalty saw.
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        self.enc1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)  # -> (B, 16, 14, 14)
+        self.enc2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)  # -> (B, 32, 7, 7)
+        self.enc3 = nn.Conv2d(32, 64, 7)  # -> (B, 64, 1, 1) the code
+        self.dec1 = nn.ConvTranspose2d(64, 32, 7)  # -> (B, 32, 7, 7)
+        self.dec2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1)
+        self.dec3 = nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1)
+        self.output_activation = cfg.output_activation
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(B, 1, 28, 28) -> reconstruction (B, 1, 28, 28) and the six activations."""
+        a1 = torch.relu(self.enc1(x))
+        a2 = torch.relu(self.enc2(a1))
+        a3 = torch.relu(self.enc3(a2))
+        a4 = torch.relu(self.dec1(a3))
+        a5 = torch.relu(self.dec2(a4))
+        out = self.dec3(a5)
+        a6 = torch.relu(out) if self.output_activation == "relu" else torch.sigmoid(out)
+        return a6, (a1, a2, a3, a4, a5, a6)
+
+
+class Reconstructor(nn.Module):
+    """The autoencoder with a single-tensor output, the form that is logged as an MLflow model."""
+
+    def __init__(self, sae: SparseAutoencoder) -> None:
+        super().__init__()
+        self.sae = sae
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sae(x)[0]

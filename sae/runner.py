@@ -1,0 +1,57 @@
+"""One training run end to end: data, device, tracking and console progress around ``fit()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sae.config import Config
+from sae.train import Callback, FitResult, Splits, fit, load_splits, resolve_device
+
+
+@dataclass
+class RunOutcome:
+    result: FitResult
+    run_id: str | None
+    """The MLflow run, or None when tracking was off."""
+    tracking_uri: str | None = None
+
+
+def default_run_name(cfg: Config, kind: str = "train") -> str:
+    t = cfg.train
+    return f"{kind}-beta{t.beta:g}-lr{t.lr:g}-bs{t.batch_size}-seed{t.seed}"
+
+
+def train_run(
+    cfg: Config,
+    *,
+    kind: str = "train",
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    splits: Splits | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Train once as ``cfg`` says, logging to MLflow unless ``cfg.tracking.track`` is off.
+
+    ``splits`` may be passed to reuse data already on the device (the baseline's seeds do).
+    """
+    if splits is None:
+        splits = load_splits(cfg.data, resolve_device(cfg.train.device), log)
+    if not cfg.tracking.track:
+        return RunOutcome(result=fit(cfg, splits, callbacks), run_id=None)
+
+    from sae import tracking
+
+    settings = tracking.load_settings(cfg.tracking.config_file, cfg.tracking.tracking_uri)
+    with tracking.tracked_run(
+        cfg,
+        settings,
+        kind=kind,
+        run_name=cfg.tracking.run_name or run_name or default_run_name(cfg, kind),
+        tags=tags,
+        parent_run_id=parent_run_id,
+    ) as tracker:
+        result = fit(cfg, splits, [tracker, *callbacks])
+    return RunOutcome(result=result, run_id=tracker.run_id, tracking_uri=settings.tracking_uri)

@@ -1,0 +1,393 @@
+"""Everything that talks to MLflow: settings, runs, their status, and what a run logs.
+
+A run is opened with ``tracked_run()``; the ``Tracker`` it yields is a training callback that
+buffers metrics in memory and writes them in one ``log_batch`` per epoch, so tracking stays a small
+fraction of an epoch's wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+import yaml
+from matplotlib.figure import Figure
+from mlflow.entities import Metric, RunStatus
+from mlflow.tracking import MlflowClient
+
+from sae import metrics as M
+from sae.config import Config
+from sae.model import LAYER_NAMES, Reconstructor, SparseAutoencoder
+from sae.train import Callback, Splits
+
+# Tags every run carries.
+TAG_GIT_COMMIT = "git_commit"
+TAG_TORCH = "torch_version"
+TAG_MLFLOW = "mlflow_version"
+TAG_DEVICE = "device"
+TAG_HOST = "host"
+TAG_COMMAND = "command"
+TAG_DATA_DIGEST = "data_digest"
+TAG_KIND = "kind"
+"""What the run is: ``train``, ``baseline``, ``trial``, ..."""
+TAG_ERROR = "error"
+"""Why a FAILED run failed: the exception's one-line message."""
+
+# Artifacts.
+RECONSTRUCTIONS_KEY = "reconstructions"
+"""``mlflow.log_image`` key: 16 fixed test images (top) over their reconstructions, per epoch."""
+HISTOGRAMS_FILE = "plots/activation_histograms.png"
+CURVES_FILE = "plots/learning_curves.png"
+CONFIG_FILE = "config.json"
+MODEL_NAME = "model"
+N_FIXED_IMAGES = 16
+N_HISTOGRAM_IMAGES = 1000
+
+DEFAULT_SETTINGS_FILE = "mlflow.yaml"
+_SETTINGS_KEYS = {"tracking_uri", "artifact_location", "experiments"}
+
+
+class SettingsError(ValueError):
+    """mlflow.yaml cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where runs go: read from mlflow.yaml, overridden by MLFLOW_TRACKING_URI and flags."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+    experiments: dict[str, str] = field(
+        default_factory=lambda: {"train": "sae-train", "baseline": "sae-baseline"}
+    )
+
+    def experiment(self, kind: str) -> str:
+        return self.experiments.get(kind, f"sae-{kind}")
+
+
+def load_settings(
+    path: str | Path = DEFAULT_SETTINGS_FILE, tracking_uri: str | None = None
+) -> Settings:
+    """Read ``path``; relative store paths in it are taken relative to the file's folder.
+
+    Precedence for the tracking URI: the ``tracking_uri`` argument (a flag), then the
+    MLFLOW_TRACKING_URI environment variable, then the file.
+    """
+    path = Path(path)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, OSError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise SettingsError(f"{path}: not valid YAML ({first})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings at the top level")
+        raw = loaded or {}
+    unknown = set(raw) - _SETTINGS_KEYS
+    if unknown:
+        raise SettingsError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    defaults = Settings()
+    for key in ("tracking_uri", "artifact_location"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise SettingsError(f"{path}: key {key!r} must be a non-empty string")
+    experiments = raw.get("experiments", defaults.experiments)
+    if not isinstance(experiments, dict) or not all(
+        isinstance(v, str) and v for v in experiments.values()
+    ):
+        raise SettingsError(f"{path}: key 'experiments' must map kinds to experiment names")
+
+    base = path.resolve().parent
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or raw.get("tracking_uri")
+    uri = uri or defaults.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(base / uri.removeprefix("sqlite:///"))
+    artifacts = raw.get("artifact_location", defaults.artifact_location)
+    if "://" not in artifacts:
+        artifacts = (base / artifacts).resolve().as_uri()
+    return Settings(tracking_uri=uri, artifact_location=artifacts, experiments=dict(experiments))
+
+
+def ensure_experiment(settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created with the configured artifact location if new."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = settings.artifact_location.rstrip("/") + "/" + name
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # another worker created it between our lookup and create
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+class RunKilled(BaseException):
+    """Raised in the main thread when the process receives SIGTERM during a tracked run."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunKilled(f"received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def tracked_run(
+    cfg: Config,
+    settings: Settings,
+    *,
+    kind: str = "train",
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[Tracker]:
+    """Open a run, log the config and environment, and always close it with a final status.
+
+    FINISHED on success; KILLED on Ctrl-C or SIGTERM; FAILED on any other exception, with the
+    error as a tag. The exception is re-raised; no run is ever left RUNNING. The experiment is
+    ``experiment``, else the config's, else the one mlflow.yaml names for ``kind``.
+    """
+    name = experiment or cfg.tracking.experiment or settings.experiment(kind)
+    experiment_id = ensure_experiment(settings, name)
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        parent_run_id=parent_run_id,
+        tags={**environment_tags(), TAG_KIND: kind, **(tags or {})},
+    )
+    tracker = Tracker(run.info.run_id)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        with _sigterm_raises():
+            mlflow.log_params({k: _param(v) for k, v in cfg.flat().items()})
+            mlflow.log_dict(cfg.to_dict(), CONFIG_FILE)
+            yield tracker
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except (KeyboardInterrupt, RunKilled):
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except BaseException as err:
+        tracker.client.set_tag(tracker.run_id, TAG_ERROR, _one_line(err))
+        raise
+    finally:
+        try:
+            tracker.flush()
+        finally:
+            mlflow.end_run(status)
+
+
+def environment_tags() -> dict[str, str]:
+    return {
+        TAG_GIT_COMMIT: _git_commit(),
+        TAG_TORCH: torch.__version__,
+        TAG_MLFLOW: mlflow.__version__,
+        TAG_HOST: platform.node(),
+        TAG_COMMAND: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+class Tracker(Callback):
+    """Logs a training run: metrics, reconstructions, histograms, curves and the model."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self._pending: list[Metric] = []
+        self._fixed: torch.Tensor | None = None
+        self._histogram_images: torch.Tensor | None = None
+        self._cfg: Config | None = None
+        self.seconds_logging = 0.0
+        """Wall time spent in this tracker's logging calls (the tracking overhead)."""
+
+    # buffering
+    def _add(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+
+    def flush(self) -> None:
+        """Write every buffered metric (log_batch takes at most 1000 per call)."""
+        while self._pending:
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    # callback hooks
+    def on_fit_start(self, model: SparseAutoencoder, cfg: Config, splits: Splits) -> None:
+        started = time.perf_counter()
+        self._cfg = cfg
+        self._fixed = splits.test[:N_FIXED_IMAGES]
+        self._histogram_images = splits.test[:N_HISTOGRAM_IMAGES]
+        mlflow.set_tag(TAG_DEVICE, str(splits.train.device))
+        mlflow.set_tag(TAG_DATA_DIGEST, splits.digest)
+        for context, images in (("train", splits.train), ("test", splits.test)):
+            mlflow.log_input(_dataset(splits.digest, context, images.shape[0]), context=context)
+        self.seconds_logging += time.perf_counter() - started
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self._add(metrics, step)
+
+    def on_epoch_end(
+        self, epoch: int, step: int, metrics: dict[str, float], model: SparseAutoencoder
+    ) -> None:
+        started = time.perf_counter()
+        self._add(metrics, epoch)
+        self.flush()
+        mlflow.log_image(
+            reconstruction_grid(model, self._fixed), key=RECONSTRUCTIONS_KEY, step=epoch
+        )
+        self.seconds_logging += time.perf_counter() - started
+
+    def on_fit_end(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
+        self.flush()
+        if history:
+            mlflow.log_figure(learning_curves(history), CURVES_FILE)
+        mlflow.log_figure(activation_histograms(model, self._histogram_images), HISTOGRAMS_FILE)
+        if self._cfg.tracking.log_model:
+            log_model(model, self._cfg)
+
+
+def log_model(model: SparseAutoencoder, cfg: Config) -> None:
+    """Log the model (single-tensor output) with a signature, an input example and its config."""
+    wrapped = Reconstructor(copy.deepcopy(model)).to("cpu", memory_format=torch.contiguous_format)
+    wrapped.eval()
+    example = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    with torch.inference_mode():
+        output = wrapped(torch.from_numpy(example)).numpy()
+    signature = mlflow.models.infer_signature(example, output)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / CONFIG_FILE
+        config.write_text(json.dumps(cfg.to_dict(), indent=2))
+        mlflow.pytorch.log_model(
+            wrapped,
+            name=MODEL_NAME,
+            signature=signature,
+            input_example=example,
+            extra_files=[str(config)],
+            code_paths=[str(Path(__file__).parent)],
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
+
+
+@torch.inference_mode()
+def reconstruction_grid(model: SparseAutoencoder, images: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8: the images in the top row, their reconstructions below."""
+    from torchvision.utils import make_grid
+
+    was_training = model.training
+    model.eval()
+    x = M.to_float(images)
+    recon = model(x)[0].clamp(0, 1)
+    model.train(was_training)
+    grid = make_grid(torch.cat([x, recon]).float().cpu(), nrow=len(images), padding=2, pad_value=1)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@torch.inference_mode()
+def activation_histograms(model: SparseAutoencoder, images: torch.Tensor) -> Figure:
+    """One panel per layer: the distribution of its activations on the first test images."""
+    was_training = model.training
+    model.eval()
+    _, acts = model(M.to_float(images))
+    model.train(was_training)
+    fig = Figure(figsize=(12, 6), layout="constrained")
+    axes = fig.subplots(2, 3)
+    for ax, layer, act in zip(axes.flat, LAYER_NAMES, acts, strict=True):
+        values = act.float().flatten().cpu().numpy()
+        positive = values[values > 0]
+        ax.set_title(f"{layer}: {1 - positive.size / values.size:.0%} of activations are 0")
+        if positive.size:
+            ax.hist(positive, bins=50, color="tab:blue")
+            ax.set_yscale("log")
+        ax.set_xlabel("activation (> 0)")
+        ax.set_ylabel("count")
+    fig.suptitle(f"Activation histograms on {len(images)} test images")
+    return fig
+
+
+def learning_curves(history: list[dict[str, float]]) -> Figure:
+    epochs = np.arange(1, len(history) + 1)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for key, label in ((M.EPOCH_MSE, "train MSE"), (M.TEST_MSE, "test MSE")):
+        left.plot(epochs, [h[key] for h in history], marker="o", label=label)
+    left.set_xlabel("epoch")
+    left.set_ylabel("MSE (pixel values in [0, 1])")
+    left.set_yscale("log")
+    left.legend()
+    left.set_title("Reconstruction")
+    right.plot(epochs, [h[M.CODE_ACTIVE_FRAC] for h in history], marker="o", color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel("fraction of the 64 code units active")
+    right.set_ylim(0, 1.05)
+    right.set_title("Code sparsity (test set)")
+    return fig
+
+
+def _dataset(digest: str, context: str, size: int) -> mlflow.data.Dataset:
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    split_digest = hashlib.sha256(f"{digest}:{context}:{size}".encode()).hexdigest()[:16]
+    return MetaDataset(
+        source=HTTPDatasetSource("https://yann.lecun.com/exdb/mnist/"),
+        name=f"mnist-{context}-{size}",
+        digest=split_digest,
+    )
+
+
+def _param(value: Any) -> str:
+    return "None" if value is None else str(value)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
