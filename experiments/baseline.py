@@ -36,7 +36,11 @@ def main() -> None:
     text = "\n\n".join(
         [
             table,
-            f"The README's training loss is reproduced by beta {beta:g}.",
+            "Means ± sample standard deviations over the runs that trained; "
+            + baseline.DEAD_RUNS_EXPLANATION,
+            f"The README's training loss is reproduced best by beta {beta:g}."
+            if beta is not None
+            else "No run trained, so no beta reproduces the README's training loss.",
             baseline.TEST_LOSS_EXPLANATION,
             f"{len(runs)} runs, {cfg.train.epochs} epochs each, {minutes:.1f} min on "
             f"{runs.attrs.get('device', cfg.train.device)}.",

@@ -71,7 +71,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Config | Non
                 dest=f"{section.name}.{f.name}",
                 type=convert,
                 default=argparse.SUPPRESS,
-                metavar=f.name.upper(),
+                metavar=None if "choices" in extra else f.name.upper(),
                 help=text,
                 **extra,
             )

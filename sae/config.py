@@ -7,6 +7,7 @@ generated from these fields, and the whole config is logged to each run and save
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,7 +25,7 @@ def _help(text: str, **kwargs: Any) -> Any:
 def _check_positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
+    if value is None or not value > 0:  # also refuses NaN
         raise ValueError(f"{name} must be > 0, got {value}")
 
 
@@ -37,14 +38,15 @@ class DataConfig:
         default_factory=lambda: os.environ.get("SAE_DATA_ROOT", "data"),
     )
     manifest: str | None = _help(
-        "JSON file of expected IDX sizes and SHA-256 digests (default: canonical MNIST)",
+        "JSON file of expected IDX sizes and SHA-256 digests; unset means canonical MNIST",
         default=None,
     )
     train_size: int | None = _help(
-        "use only the first N training images, for quick looks (default: all 60,000)", default=None
+        "use only the first N training images, for quick looks; unset means all 60,000",
+        default=None,
     )
     test_size: int | None = _help(
-        "use only the first N test images, for quick looks (default: all 10,000)", default=None
+        "use only the first N test images, for quick looks; unset means all 10,000", default=None
     )
 
     def __post_init__(self) -> None:
@@ -90,7 +92,7 @@ class TrainConfig:
     seed: int = _help("seed of weights and shuffling", default=1)
     device: Device = _help("auto (cuda when present, else cpu), cpu or cuda", default="auto")
     threads: int | None = _help(
-        "torch intra-op threads (default: torch's own choice)", default=None
+        "torch intra-op threads; unset means torch's own choice", default=None
     )
     log_every: int = _help("report training metrics every N optimiser steps", default=50)
 
@@ -103,8 +105,8 @@ class TrainConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
         if not 0 < self.rho < 1:
             raise ValueError(f"rho must be in (0, 1), got {self.rho}")
         _check_choice("penalty", self.penalty, Penalty)
@@ -121,12 +123,14 @@ class TrackingConfig:
     )
     config_file: str = _help("tracking settings file", default="mlflow.yaml")
     tracking_uri: str | None = _help(
-        "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else mlflow.yaml)", default=None
+        "MLflow tracking URI; unset means MLFLOW_TRACKING_URI, else mlflow.yaml", default=None
     )
     experiment: str | None = _help(
-        "MLflow experiment name (default: from mlflow.yaml)", default=None
+        "MLflow experiment name; unset means the one mlflow.yaml names", default=None
     )
-    run_name: str | None = _help("MLflow run name (default: derived from the config)", default=None)
+    run_name: str | None = _help(
+        "MLflow run name; unset means one derived from the config", default=None
+    )
     log_model: bool = _help("log the trained model with mlflow.pytorch.log_model", default=True)
 
 

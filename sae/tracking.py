@@ -48,6 +48,8 @@ TAG_COMMAND = "command"
 TAG_DATA_DIGEST = "data_digest"
 TAG_KIND = "kind"
 """What the run is: ``train``, ``baseline``, ``trial``, ..."""
+TAG_MODEL_URI = "model_uri"
+"""Where the logged model is: ``mlflow.pytorch.load_model(run.data.tags["model_uri"])``."""
 TAG_ERROR = "error"
 """Why a FAILED run failed: the exception's one-line message."""
 
@@ -276,10 +278,11 @@ class Tracker(Callback):
             mlflow.log_figure(learning_curves(history), CURVES_FILE)
         mlflow.log_figure(activation_histograms(model, self._histogram_images), HISTOGRAMS_FILE)
         if self._cfg.tracking.log_model:
-            log_model(model, self._cfg)
+            info = log_model(model, self._cfg)
+            self.client.set_tag(self.run_id, TAG_MODEL_URI, info.model_uri)
 
 
-def log_model(model: SparseAutoencoder, cfg: Config) -> None:
+def log_model(model: SparseAutoencoder, cfg: Config) -> mlflow.models.model.ModelInfo:
     """Log the model (single-tensor output) with a signature, an input example and its config."""
     wrapped = Reconstructor(copy.deepcopy(model)).to("cpu", memory_format=torch.contiguous_format)
     wrapped.eval()
@@ -290,7 +293,7 @@ def log_model(model: SparseAutoencoder, cfg: Config) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / CONFIG_FILE
         config.write_text(json.dumps(cfg.to_dict(), indent=2))
-        mlflow.pytorch.log_model(
+        return mlflow.pytorch.log_model(
             wrapped,
             name=MODEL_NAME,
             signature=signature,
@@ -332,6 +335,8 @@ def activation_histograms(model: SparseAutoencoder, images: torch.Tensor) -> Fig
         if positive.size:
             ax.hist(positive, bins=50, color="tab:blue")
             ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no unit ever active", ha="center", transform=ax.transAxes)
         ax.set_xlabel("activation (> 0)")
         ax.set_ylabel("count")
     fig.suptitle(f"Activation histograms on {len(images)} test images")

@@ -1,0 +1,71 @@
+import pandas as pd
+import pytest
+
+from sae import baseline
+from sae import metrics as M
+
+SCRIPT = "beta 0.0001 (script), 2 of 3 runs trained"
+README = "beta 0.005 (readme), 2 of 2 runs trained"
+
+
+def _run(beta, source, seed, loss, output_active=0.9):
+    return {
+        "beta": beta,
+        "beta_source": source,
+        "seed": seed,
+        "run_id": f"r{beta}-{seed}",
+        M.EPOCH_LOSS: loss,
+        M.README_TEST_LOSS: loss / 10,
+        M.TEST_MSE: loss,
+        M.TEST_PENALTY: beta,
+        M.EPOCH_MSE: loss,
+        M.TEST_EXPLAINED_VARIANCE: 0.9,
+        M.CODE_ACTIVE_FRAC: 0.5,
+        M.sparsity_key("enc3", M.DEAD_FRAC): 0.4,
+        baseline.OUTPUT_ACTIVE: output_active,
+    }
+
+
+def _runs():
+    return pd.DataFrame(
+        [
+            _run(1e-4, "script", 1, 0.0049),
+            _run(1e-4, "script", 2, 0.112, output_active=0.0),  # never trained
+            _run(1e-4, "script", 3, 0.0051),
+            _run(0.005, "readme", 1, 0.02),
+            _run(0.005, "readme", 2, 0.03),
+        ]
+    )
+
+
+def test_comparison_table__readme_figures_beside_mean_and_spread_of_trained_runs():
+    table = baseline.comparison_table(_runs()).set_index("quantity")
+    assert list(table.columns) == ["definition", "README", SCRIPT, README]
+    assert table.loc["training loss", "README"] == "0.00487120"
+    assert table.loc["testing loss", "README"] == "0.00054854"
+    assert table.loc["training loss", "definition"] == "README"
+    assert table.loc["test MSE, whole test set", "definition"] == "correct"
+    # mean of (0.0049, 0.0051), the dead run left out; sample sd = 0.000141...
+    assert table.loc["training loss", SCRIPT] == "0.00500000 ± 0.00014"
+    assert table.loc["testing loss", README] == "0.00250000 ± 0.00071"
+
+
+def test_comparison_table__single_run_has_no_spread_and_all_dead_says_so():
+    runs = _runs()
+    table = baseline.comparison_table(runs[runs["seed"] <= 2]).set_index("quantity")
+    assert table.loc["training loss", "beta 0.0001 (script), 1 of 2 runs trained"] == "0.00490000"
+    dead = baseline.comparison_table(runs[runs["seed"] == 2].iloc[:1]).set_index("quantity")
+    assert dead.loc["training loss", "beta 0.0001 (script), 0 of 1 runs trained"] == (
+        "no run trained"
+    )
+    assert baseline.reproducing_beta(runs[runs["seed"] == 2].iloc[:1]) is None
+
+
+def test_reproducing_beta__is_the_one_closest_to_the_readme_training_loss():
+    assert baseline.reproducing_beta(_runs()) == pytest.approx(1e-4)
+
+
+def test_summarize__mean_std_and_count_per_beta_over_trained_runs():
+    summary = baseline.summarize(_runs())
+    assert summary.loc[("mean", 0.005), M.EPOCH_LOSS] == pytest.approx(0.025)
+    assert summary.loc[("n", 1e-4), M.EPOCH_LOSS] == 2

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sae import metrics as M
+from sae.config import TrainConfig
+from sae.model import LAYER_NAMES, LAYER_SHAPES
+
+
+class FixedModel(nn.Module):
+    """Reconstructs every image as zeros; layer activations are fixed per image index.
+
+    Image i (its first pixel holds i / 255) switches on unit 0 of every layer, and unit 1 too
+    when i is odd; no other unit is ever on.
+    """
+
+    def forward(self, x):
+        idx = (x[:, 0, 0, 0] * 255).round().long()
+        acts = []
+        for layer in LAYER_NAMES:
+            c, h, w = LAYER_SHAPES[layer]
+            a = torch.zeros(x.shape[0], c, h, w)
+            a[:, 0, 0, 0] = 1.0
+            if c > 1:
+                a[:, 1, 0, 0] = (idx % 2).float() * 3.0
+            acts.append(a)
+        return torch.zeros_like(x), tuple(acts)
+
+
+def _images(n):
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    images[:, 0, 0] = torch.arange(n, dtype=torch.uint8)
+    images[:, 5, 5] = 200
+    return images
+
+
+def test_evaluate__matches_hand_computed_values():
+    n, b = 10, 4  # batches of 4, 4, 2
+    images = _images(n)
+    cfg = TrainConfig(test_batch_size=b, beta=0.5)
+    out = M.evaluate(FixedModel(), images, cfg, torch.Generator().manual_seed(0))
+
+    x = images.double() / 255
+    assert out[M.TEST_MSE] == pytest.approx(x.square().mean().item(), rel=1e-6)
+    variance = x.var(unbiased=False).item()
+    assert out[M.TEST_EXPLAINED_VARIANCE] == pytest.approx(1 - out[M.TEST_MSE] / variance, abs=1e-6)
+    # the last shuffled batch holds 2 images; the README figure is 2 * its MSE / 3 batches
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    last = x[order[8:]]
+    assert out[M.README_TEST_LOSS] == pytest.approx(2 * last.square().mean().item() / 3, rel=1e-6)
+
+    half_odd = 0.5  # images 0..9: five odd
+    for layer in LAYER_NAMES:
+        c, h, w = LAYER_SHAPES[layer]
+        active = (1 + half_odd) / c if c > 1 else 1.0
+        assert out[M.sparsity_key(layer, M.ACTIVE_FRAC)] == pytest.approx(active)
+        mean_act = (1 + (3 * half_odd if c > 1 else 0)) / (c * h * w)
+        assert out[M.sparsity_key(layer, M.MEAN_ACT)] == pytest.approx(mean_act)
+        dead = (c - 2) / c if c > 1 else 0.0
+        assert out[M.sparsity_key(layer, M.DEAD_FRAC)] == pytest.approx(dead)
+    # l1 penalty per image: sum over layers of mean activation; beta 0.5
+    expected_penalty = 0.5 * sum(out[M.sparsity_key(layer, M.MEAN_ACT)] for layer in LAYER_NAMES)
+    assert out[M.TEST_PENALTY] == pytest.approx(expected_penalty, rel=1e-6)
+    assert out[M.TEST_LOSS] == pytest.approx(out[M.TEST_MSE] + out[M.TEST_PENALTY])
+
+
+def test_evaluate__hoyer_by_hand():
+    # even images: one unit on -> Hoyer 1; odd images: units (1, 3) on, n = c units
+    out = M.evaluate(FixedModel(), _images(2), TrainConfig(), torch.Generator().manual_seed(0))
+    for layer in ("enc1", "enc3"):
+        c = LAYER_SHAPES[layer][0]
+        v = torch.zeros(c)
+        v[0], v[1] = 1.0, 3.0
+        hoyer_odd = (math.sqrt(c) - v.sum() / v.norm()) / (math.sqrt(c) - 1)
+        assert out[M.sparsity_key(layer, M.HOYER)] == pytest.approx((1 + hoyer_odd.item()) / 2)
+    assert M.sparsity_key("dec3", M.HOYER) not in out
+
+
+def test_evaluate__returns_exactly_the_declared_keys():
+    out = M.evaluate(FixedModel(), _images(3), TrainConfig(), torch.Generator().manual_seed(0))
+    assert set(out) == set(M.EVAL_METRICS)
+
+
+def test_to_float__matches_torchvision_to_tensor():
+    from torchvision.transforms.functional import to_tensor
+
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    expected = torch.stack([to_tensor(img.numpy()) for img in images])
+    assert torch.equal(M.to_float(images), expected)

@@ -1,0 +1,192 @@
+import dataclasses
+import os
+import signal
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from helpers import build_config
+from mlflow.tracking import MlflowClient
+
+from sae import metrics as M
+from sae import tracking
+from sae.runner import train_run
+from sae.train import Callback
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One tiny data set and one SQLite store shared by this module's runs."""
+    return tmp_path_factory.mktemp("store")
+
+
+def _cfg(store, **train):
+    cfg = build_config(store, track=True, **train)
+    return cfg
+
+
+def _runs(cfg):
+    settings = tracking.load_settings(cfg.tracking.config_file)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return MlflowClient().search_runs(
+        [tracking.ensure_experiment(settings, settings.experiment("train"))],
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(store):
+    cfg = _cfg(store)
+    outcome = train_run(cfg)
+    return cfg, MlflowClient().get_run(outcome.run_id)
+
+
+def test_run__logs_exactly_the_declared_metric_keys(finished):
+    _, run = finished
+    expected = set(M.TRAIN_STEP_METRICS) | set(M.EPOCH_METRICS) | set(M.EVAL_METRICS)
+    assert set(run.data.metrics) == expected
+    assert run.info.status == "FINISHED"
+
+
+def test_run__metric_steps_are_optimiser_steps_and_epochs(finished):
+    _, run = finished
+    client = MlflowClient()
+    steps = lambda key: [m.step for m in client.get_metric_history(run.info.run_id, key)]  # noqa: E731
+    assert steps(M.TRAIN_LOSS) == [2, 4, 6, 8]  # log_every 2, 4 steps an epoch
+    assert steps(M.TEST_MSE) == [1, 2]
+    assert steps(M.CODE_ACTIVE_FRAC) == [1, 2]
+
+
+def test_run__logs_whole_config_environment_and_dataset(finished):
+    cfg, run = finished
+    assert run.data.params == {k: tracking._param(v) for k, v in cfg.flat().items()}
+    tags = run.data.tags
+    for key in (
+        tracking.TAG_GIT_COMMIT,
+        tracking.TAG_TORCH,
+        tracking.TAG_MLFLOW,
+        tracking.TAG_HOST,
+        tracking.TAG_COMMAND,
+        tracking.TAG_DEVICE,
+        tracking.TAG_DATA_DIGEST,
+    ):
+        assert tags[key]
+    assert tags[tracking.TAG_DEVICE] == "cpu" and tags[tracking.TAG_KIND] == "train"
+    contexts = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context")
+        for d in run.inputs.dataset_inputs
+    }
+    assert contexts == {"train", "test"}
+
+
+def test_run__image_plot_config_and_model_artifacts_exist(finished):
+    cfg, run = finished
+    client = MlflowClient()
+    run_id = run.info.run_id
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.json", "images", "plots"} <= top
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {tracking.HISTOGRAMS_FILE, tracking.CURVES_FILE}
+    images = [a.path for a in client.list_artifacts(run_id, "images")]
+    pngs = [p for p in images if p.endswith(".png") and tracking.RECONSTRUCTIONS_KEY in p]
+    assert len(pngs) == 2  # one grid per epoch
+    saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
+    assert saved == cfg.to_dict()
+
+    model = mlflow.pytorch.load_model(run.data.tags[tracking.TAG_MODEL_URI])
+    out = model(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 1, 28, 28)
+    info = mlflow.models.get_model_info(run.data.tags[tracking.TAG_MODEL_URI])
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 28, 28)
+
+
+def test_reconstruction_grid__images_over_reconstructions():
+    from sae.model import SparseAutoencoder
+
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    grid = tracking.reconstruction_grid(SparseAutoencoder(), images)
+    assert grid.dtype == np.uint8 and grid.shape == (2 * 30 + 2, 4 * 30 + 2, 3)
+    assert np.array_equal(grid[2:30, 2:30, 0], images[0].numpy())
+
+
+class Raise(Callback):
+    def __init__(self, exc, at_step=3):
+        self.exc, self.at_step = exc, at_step
+
+    def on_step(self, step):
+        if step == self.at_step:
+            raise self.exc
+
+
+def test_run__failed_status_when_training_raises(store):
+    cfg = _cfg(store)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_run(cfg, callbacks=[Raise(RuntimeError("boom\nsecond line"), at_step=6)])
+    run = _runs(cfg)[0]
+    assert run.info.status == "FAILED"
+    assert run.data.tags[tracking.TAG_ERROR] == "RuntimeError: boom"
+    # the first epoch's metrics and the step metrics before the failure were kept
+    assert MlflowClient().get_metric_history(run.info.run_id, M.TRAIN_LOSS)[-1].step == 4
+    assert M.TEST_MSE in run.data.metrics
+
+
+def test_run__killed_status_on_keyboard_interrupt(store):
+    cfg = _cfg(store)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, callbacks=[Raise(KeyboardInterrupt())])
+    assert _runs(cfg)[0].info.status == "KILLED"
+
+
+def test_run__killed_status_on_sigterm(store):
+    cfg = _cfg(store)
+
+    class Terminate(Callback):
+        def on_step(self, step):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(tracking.RunKilled):
+        train_run(cfg, callbacks=[Terminate()])
+    assert _runs(cfg)[0].info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_run__untracked_run_writes_no_store(tmp_path):
+    cfg = build_config(tmp_path, track=False)
+    outcome = train_run(cfg)
+    assert outcome.run_id is None and len(outcome.result.history) == 2
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tracking_uri: [unclosed\n", "not valid YAML"),
+        ("tracking_url: sqlite:///x.db\n", "unknown key 'tracking_url'"),
+        ("tracking_uri: 3\n", "key 'tracking_uri' must be a non-empty string"),
+        ("experiments: [a, b]\n", "key 'experiments' must map"),
+        ("- just a list\n", "expected a mapping"),
+    ],
+)
+def test_settings__malformed_file_is_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "mlflow.yaml"
+    path.write_text(text)
+    with pytest.raises(tracking.SettingsError, match=message) as err:
+        tracking.load_settings(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_settings__relative_paths_are_relative_to_the_file_and_flags_win(tmp_path, monkeypatch):
+    path = tmp_path / "mlflow.yaml"
+    path.write_text("tracking_uri: sqlite:///runs.db\nartifact_location: arts\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = tracking.load_settings(path)
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/runs.db"
+    assert settings.artifact_location == (tmp_path / "arts").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/env.db")
+    assert tracking.load_settings(path).tracking_uri == "sqlite:////elsewhere/env.db"
+    flag = tracking.load_settings(path, tracking_uri="sqlite:////flag.db")
+    assert flag.tracking_uri == "sqlite:////flag.db"
+    assert dataclasses.asdict(flag)["experiments"]["baseline"] == "sae-baseline"
