@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job until the Optuna sweep lands: replicate the published 10-epoch baseline.
 baseline: $(VENV)/.installed
-	$(PY) experiments/baseline.py
+	$(PY) experiments/baseline.py --seeds 5
 
 data: $(VENV)/.installed
 	$(PY) -m sae.data fetch

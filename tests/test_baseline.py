@@ -69,3 +69,18 @@ def test_summarize__mean_std_and_count_per_beta_over_trained_runs():
     summary = baseline.summarize(_runs())
     assert summary.loc[("mean", 0.005), M.EPOCH_LOSS] == pytest.approx(0.025)
     assert summary.loc[("n", 1e-4), M.EPOCH_LOSS] == 2
+
+
+def test_dead_at_init__finds_the_seeds_whose_output_is_zero_everywhere():
+    import torch
+
+    from sae.config import ModelConfig
+    from sae.model import SparseAutoencoder
+
+    images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    dead = baseline.dead_at_init(range(1, 11), images, ModelConfig())
+    for seed in range(1, 11):
+        torch.manual_seed(seed)
+        out = SparseAutoencoder()(images.unsqueeze(1).float() / 255)[0]
+        assert (seed in dead) == bool((out <= 0).all())
+    assert baseline.dead_at_init(range(1, 11), images, ModelConfig("sigmoid")) == []
