@@ -29,8 +29,12 @@ class ArgumentParser(argparse.ArgumentParser):
 def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
     """(converter, extra add_argument kwargs) for a field's type."""
     args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is Literal:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
         return str, {"choices": list(args)}
+    if origin is tuple:  # tuple[float, float]: two values; tuple[int, ...]: one or more
+        nargs = "+" if args[-1] is Ellipsis else len(args)
+        return args[0], {"nargs": nargs}
     if type(None) in args:  # X | None: the word "none" means None
         (inner,) = (a for a in args if a is not type(None))
         convert, extra = _parser_for(inner)
@@ -43,38 +47,44 @@ def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
     return annotation, {}
 
 
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, section: str, defaults: Any, title: str | None = None
+) -> None:
+    """One flag ``--field-name`` (dest ``section.field_name``) per field of the dataclass."""
+    cls = type(defaults)
+    group = parser.add_argument_group(title or f"{section} ({cls.__doc__.strip()})")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = " ".join(map(str, default))
+        common = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS}
+        common["help"] = f"{f.metadata['help']} (default: {default})"
+        if hints[f.name] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+            continue
+        convert, extra = _parser_for(hints[f.name])
+        metavar = None if "choices" in extra else f.name.upper()
+        group.add_argument(flag, type=convert, metavar=metavar, **extra, **common)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Config | None = None) -> None:
-    """One flag per config field, grouped by section, help text and default from the field."""
+    """One flag per training-config field, grouped by section, help and default from the field."""
     defaults = defaults or Config()
     parser.add_argument("--config", metavar="FILE", help="load a saved config (YAML or JSON)")
     for section in dataclasses.fields(Config):
-        cls = section.default_factory
-        group = parser.add_argument_group(f"{section.name} ({cls.__doc__.strip()})")
-        hints = typing.get_type_hints(cls)
-        current = getattr(defaults, section.name)
-        for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            default = getattr(current, f.name)
-            text = f"{f.metadata['help']} (default: {default})"
-            if hints[f.name] is bool:
-                group.add_argument(
-                    flag,
-                    dest=f"{section.name}.{f.name}",
-                    action=argparse.BooleanOptionalAction,
-                    default=argparse.SUPPRESS,
-                    help=text,
-                )
-                continue
-            convert, extra = _parser_for(hints[f.name])
-            group.add_argument(
-                flag,
-                dest=f"{section.name}.{f.name}",
-                type=convert,
-                default=argparse.SUPPRESS,
-                metavar=None if "choices" in extra else f.name.upper(),
-                help=text,
-                **extra,
-            )
+        add_dataclass_arguments(parser, section.name, getattr(defaults, section.name))
+
+
+def section_values(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """The flags given for ``section``, as ``{field: value}`` (tuples for multi-value flags)."""
+    prefix = section + "."
+    return {
+        dest.removeprefix(prefix): tuple(value) if isinstance(value, list) else value
+        for dest, value in vars(args).items()
+        if dest.startswith(prefix)
+    }
 
 
 def config_from_args(args: argparse.Namespace, defaults: Config | None = None) -> Config:
@@ -86,10 +96,8 @@ def config_from_args(args: argparse.Namespace, defaults: Config | None = None) -
             if section not in base or not isinstance(values, dict):
                 raise ValueError(f"{args.config}: unknown config section {section!r}")
             base[section].update(values)
-    for dest, value in vars(args).items():
-        if "." in dest:
-            section, name = dest.split(".", 1)
-            base[section][name] = value
+    for section in base:
+        base[section].update(section_values(args, section))
     try:
         return Config.from_dict(base)
     except TypeError as err:  # an unknown field name in a config file

@@ -32,10 +32,14 @@ def train_run(
     callbacks: Sequence[Callback] = (),
     splits: Splits | None = None,
     log: Callable[[str], None] | None = None,
+    on_run_start: Callable[[str], None] | None = None,
+    finish_on: tuple[type[BaseException], ...] = (),
 ) -> RunOutcome:
     """Train once as ``cfg`` says, logging to MLflow unless ``cfg.tracking.track`` is off.
 
     ``splits`` may be passed to reuse data already on the device (the baseline's seeds do).
+    ``on_run_start`` gets the MLflow run id as soon as the run exists; ``finish_on`` lists
+    exceptions that end the run FINISHED (early stops), see ``tracking.tracked_run``.
     """
     if splits is None:
         splits = load_splits(cfg.data, resolve_device(cfg.train.device), log)
@@ -52,6 +56,9 @@ def train_run(
         run_name=cfg.tracking.run_name or run_name or default_run_name(cfg, kind),
         tags=tags,
         parent_run_id=parent_run_id,
+        finish_on=finish_on,
     ) as tracker:
+        if on_run_start:
+            on_run_start(tracker.run_id)
         result = fit(cfg, splits, [tracker, *callbacks])
     return RunOutcome(result=result, run_id=tracker.run_id, tracking_uri=settings.tracking_uri)

@@ -53,6 +53,14 @@ TAG_MODEL_URI = "model_uri"
 TAG_ERROR = "error"
 """Why a FAILED run failed: the exception's one-line message."""
 
+# Sweeps: a parent run per study, a nested child run per trial.
+TAG_STUDY = "optuna.study"
+TAG_TRIAL_NUMBER = "optuna.trial_number"
+TAG_TRIAL_STATE = "optuna.trial_state"
+"""COMPLETE, PRUNED or FAIL, set when the trial ends."""
+TAG_DESCRIPTION = "mlflow.note.content"
+"""The run description the MLflow UI shows."""
+
 # Artifacts.
 RECONSTRUCTIONS_KEY = "reconstructions"
 """``mlflow.log_image`` key: 16 fixed test images (top) over their reconstructions, per epoch."""
@@ -64,7 +72,7 @@ N_FIXED_IMAGES = 16
 N_HISTOGRAM_IMAGES = 1000
 
 DEFAULT_SETTINGS_FILE = "mlflow.yaml"
-_SETTINGS_KEYS = {"tracking_uri", "artifact_location", "experiments"}
+_SETTINGS_KEYS = {"tracking_uri", "artifact_location", "experiments", "optuna_storage"}
 
 
 class SettingsError(ValueError):
@@ -80,6 +88,9 @@ class Settings:
     experiments: dict[str, str] = field(
         default_factory=lambda: {"train": "sae-train", "baseline": "sae-baseline"}
     )
+    optuna_storage: str = "optuna.journal"
+    """The sweep's Optuna storage: a journal file path (safe for parallel workers on one
+    machine) or a database URL such as postgresql://... for workers on several machines."""
 
     def experiment(self, kind: str) -> str:
         return self.experiments.get(kind, f"sae-{kind}")
@@ -108,7 +119,7 @@ def load_settings(
     if unknown:
         raise SettingsError(f"{path}: unknown key {sorted(unknown)[0]!r}")
     defaults = Settings()
-    for key in ("tracking_uri", "artifact_location"):
+    for key in ("tracking_uri", "artifact_location", "optuna_storage"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise SettingsError(f"{path}: key {key!r} must be a non-empty string")
     experiments = raw.get("experiments", defaults.experiments)
@@ -125,12 +136,34 @@ def load_settings(
     artifacts = raw.get("artifact_location", defaults.artifact_location)
     if "://" not in artifacts:
         artifacts = (base / artifacts).resolve().as_uri()
-    return Settings(tracking_uri=uri, artifact_location=artifacts, experiments=dict(experiments))
+    storage = raw.get("optuna_storage", defaults.optuna_storage)
+    if "://" not in storage:
+        storage = str((base / storage).resolve())
+    return Settings(
+        tracking_uri=uri,
+        artifact_location=artifacts,
+        experiments=dict(experiments),
+        optuna_storage=storage,
+    )
+
+
+def connect(settings: Settings) -> None:
+    """Point this process's MLflow client at the configured store.
+
+    ``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into the environment; that is
+    put back as it was, so our own choice is never mistaken later for the user's override.
+    """
+    user_value = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if user_value is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_value
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
     """The id of experiment ``name``, created with the configured artifact location if new."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    connect(settings)
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -176,11 +209,13 @@ def tracked_run(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    finish_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Tracker]:
     """Open a run, log the config and environment, and always close it with a final status.
 
     FINISHED on success; KILLED on Ctrl-C or SIGTERM; FAILED on any other exception, with the
-    error as a tag. The exception is re-raised; no run is ever left RUNNING. The experiment is
+    error as a tag; FINISHED too for the exceptions in ``finish_on`` (an early stop such as a
+    pruned trial). The exception is re-raised; no run is ever left RUNNING. The experiment is
     ``experiment``, else the config's, else the one mlflow.yaml names for ``kind``.
     """
     name = experiment or cfg.tracking.experiment or settings.experiment(kind)
@@ -201,6 +236,9 @@ def tracked_run(
         status = RunStatus.to_string(RunStatus.FINISHED)
     except (KeyboardInterrupt, RunKilled):
         status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except finish_on:
+        status = RunStatus.to_string(RunStatus.FINISHED)
         raise
     except BaseException as err:
         tracker.client.set_tag(tracker.run_id, TAG_ERROR, _one_line(err))
@@ -396,3 +434,82 @@ def _git_commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# Runs managed by id rather than as the active run: a sweep's parent outlives its worker processes.
+
+
+def open_parent_run(
+    settings: Settings, experiment: str, run_name: str, tags: dict[str, str], description: str
+) -> str:
+    """Create a RUNNING run that is not the active one (children name it as their parent)."""
+    experiment_id = ensure_experiment(settings, experiment)
+    run = MlflowClient().create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={**environment_tags(), **tags, TAG_DESCRIPTION: description},
+    )
+    return run.info.run_id
+
+
+def set_run_status(run_id: str, status: str) -> None:
+    """RUNNING reopens a run; FINISHED, FAILED and KILLED end it."""
+    client = MlflowClient()
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status=status)
+
+
+def run_status(run_id: str) -> str:
+    return MlflowClient().get_run(run_id).info.status
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_summary(
+    run_id: str,
+    metrics: dict[str, float],
+    tables: dict[str, Any],
+    figures: dict[str, Figure],
+) -> None:
+    """Metrics, CSV tables (pandas frames by artifact path) and figures (by artifact path)."""
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, frame in tables.items():
+            local = Path(tmp) / path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(local, index=False)
+            folder = str(Path(path).parent)
+            client.log_artifact(run_id, str(local), artifact_path=None if folder == "." else folder)
+    for path, figure in figures.items():
+        client.log_figure(run_id, figure, path)
+
+
+def baseline_reference(settings: Settings) -> dict[str, float] | None:
+    """Mean final test MSE and code active fraction of the tracked baseline runs that trained,
+    with the weight the seed's script used; None when the store holds none."""
+    connect(settings)
+    experiment = MlflowClient().get_experiment_by_name(settings.experiment("baseline"))
+    if experiment is None:
+        return None
+    runs = MlflowClient().search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.baseline = 'true' and tags.beta_source = 'script' "
+        "and attributes.status = 'FINISHED'",
+    )
+    output = M.sparsity_key("dec3", M.ACTIVE_FRAC)
+    trained = [r.data.metrics for r in runs if r.data.metrics.get(output, 0) > 0]
+    if not trained:
+        return None
+    return {
+        M.TEST_MSE: float(np.mean([m[M.TEST_MSE] for m in trained])),
+        M.CODE_ACTIVE_FRAC: float(np.mean([m[M.CODE_ACTIVE_FRAC] for m in trained])),
+        "runs": float(len(trained)),
+    }

@@ -28,7 +28,7 @@ def _cfg(store, **train):
 
 def _runs(cfg):
     settings = tracking.load_settings(cfg.tracking.config_file)
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    tracking.connect(settings)
     return MlflowClient().search_runs(
         [tracking.ensure_experiment(settings, settings.experiment("train"))],
         order_by=["attributes.start_time DESC"],
@@ -190,3 +190,15 @@ def test_settings__relative_paths_are_relative_to_the_file_and_flags_win(tmp_pat
     flag = tracking.load_settings(path, tracking_uri="sqlite:////flag.db")
     assert flag.tracking_uri == "sqlite:////flag.db"
     assert dataclasses.asdict(flag)["experiments"]["baseline"] == "sae-baseline"
+
+
+def test_connect__leaves_the_users_environment_as_it_was(tmp_path, monkeypatch):
+    """Regression: mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI, which load_settings then
+    took for the user's override, so a second sweep in one process used the first one's store."""
+    first = tracking.Settings(tracking_uri=f"sqlite:///{tmp_path}/a.db")
+    tracking.connect(first)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == first.tracking_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////user/choice.db")
+    tracking.connect(first)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////user/choice.db"

@@ -1,0 +1,745 @@
+"""The Optuna sweep over beta, lr and batch size: every Optuna call of the project lives here.
+
+Each trial is one tracked training run, nested under one MLflow parent run per study. The study
+lives in an Optuna storage (a journal file by default), so rerunning the same command resumes it,
+several worker processes can share it, and with a database URL so can several machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    distribution_to_json,
+)
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from sae import metrics as M
+from sae import tracking
+from sae.config import Config, TrainConfig
+from sae.runner import train_run
+from sae.train import Callback, NonFiniteLossError, Splits, load_splits, resolve_device
+
+Objective = Literal["pareto", "constrained"]
+SamplerName = Literal["tpe", "random", "nsga2"]
+PrunerName = Literal["median", "hyperband", "none"]
+
+# Trial user attributes.
+ATTR_RUN_ID = "mlflow_run_id"
+ATTR_WORKER = "worker"
+"""host:pid of the process running the trial, to tell when it died."""
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_NON_FINITE = "non_finite_loss"
+"""Set on a trial whose loss became NaN or infinite: a finished outcome, not retried."""
+ATTR_RETRY_OF = "retry_of"
+"""The number of the interrupted trial whose parameters this trial runs again."""
+ATTR_CONSTRAINT = "constraint"
+ATTR_ACTIVE = "code_active_frac"
+# Study user attributes.
+STUDY_PARENT_RUN = "mlflow_parent_run_id"
+STUDY_SPACE = "search_space"
+STUDY_OBJECTIVE = "objective"
+
+MAX_RETRIES = 2
+"""How many times the parameters of an interrupted trial are tried again."""
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What the sweep searches, for what, and where the study lives."""
+
+    trials: int = _help("finished trials in total; a resumed sweep runs only the rest", default=30)
+    objective: Objective = _help(
+        "pareto: minimise test MSE and code active fraction together (a Pareto front); "
+        "constrained: minimise test MSE subject to active fraction <= max-active-frac, "
+        "with pruning",
+        default="pareto",
+    )
+    max_active_frac: float = _help(
+        "constrained objective: the largest allowed fraction of active code units", default=0.25
+    )
+    sampler: SamplerName = _help("Optuna sampler", default="tpe")
+    pruner: PrunerName = _help(
+        "pruner from per-epoch test MSE (constrained objective only)", default="median"
+    )
+    sampler_seed: int = _help("seed of the sampler (worker k uses seed + k)", default=0)
+    timeout: float | None = _help(
+        "stop starting new trials after this many seconds; unset means no limit", default=None
+    )
+    study_name: str = _help(
+        "Optuna study name; the same name resumes the study", default="sae-sweep"
+    )
+    storage: str | None = _help(
+        "Optuna storage: a journal file path or a database URL (postgresql://...); "
+        "unset means optuna_storage in mlflow.yaml",
+        default=None,
+    )
+    workers: int = _help("worker processes on this machine sharing the study", default=1)
+    space: str | None = _help(
+        "YAML file of the search space (beta: [low, high], lr: [low, high], batch_size: [...])",
+        default=None,
+    )
+    beta_range: tuple[float, float] = _help("beta, log-uniform: LOW HIGH", default=(1e-6, 1e-1))
+    lr_range: tuple[float, float] = _help("lr, log-uniform: LOW HIGH", default=(1e-4, 1e-2))
+    batch_sizes: tuple[int, ...] = _help(
+        "batch_size, categorical: the choices", default=(32, 64, 100, 128, 256)
+    )
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {self.trials}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if not 0 < self.max_active_frac <= 1:
+            raise ValueError(f"max_active_frac must be in (0, 1], got {self.max_active_frac}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"--timeout must be > 0, got {self.timeout}")
+        for name, choices in (("sampler", SamplerName), ("pruner", PrunerName)):
+            if getattr(self, name) not in choices.__args__:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of "
+                    f"{', '.join(choices.__args__)}"
+                )
+        if self.objective not in Objective.__args__:
+            raise ValueError(f"unknown objective {self.objective!r}; choose pareto or constrained")
+        if not self.study_name:
+            raise ValueError("--study-name must not be empty")
+
+
+def read_space_file(path: str) -> dict[str, Any]:
+    """The overrides a space file makes, as SweepConfig fields (beta_range, lr_range, ...)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise ValueError(f"cannot read search space {path}: {reason}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"search space {path}: expected a mapping of parameters")
+    keys = {"beta": "beta_range", "lr": "lr_range", "batch_size": "batch_sizes"}
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ValueError(
+            f"search space {path}: unknown parameter {sorted(unknown)[0]!r}; "
+            "searchable are beta, lr, batch_size"
+        )
+    out = {}
+    for name, values in raw.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"search space {path}: {name} must be a non-empty list")
+        try:
+            out[keys[name]] = tuple(int(v) if name == "batch_size" else float(v) for v in values)
+        except (TypeError, ValueError):
+            raise ValueError(f"search space {path}: {name} must hold numbers") from None
+    return out
+
+
+def build_space(cfg: SweepConfig) -> dict[str, BaseDistribution]:
+    """The search space: parameter names are TrainConfig field names. Raises on a bad range."""
+    space: dict[str, BaseDistribution] = {}
+    for name, bounds in (("beta", cfg.beta_range), ("lr", cfg.lr_range)):
+        if len(bounds) != 2:
+            raise ValueError(f"{name} range needs LOW HIGH, got {list(bounds)}")
+        low, high = bounds
+        if not (0 < low < high and math.isfinite(high)):
+            raise ValueError(
+                f"{name} range [{low:g}, {high:g}] is empty or inverted (0 < low < high)"
+            )
+        space[name] = FloatDistribution(low, high, log=True)
+    if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
+        raise ValueError(f"batch sizes must be positive integers, got {list(cfg.batch_sizes)}")
+    space["batch_size"] = CategoricalDistribution(sorted(set(cfg.batch_sizes)))
+    assert set(space) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    return space
+
+
+def _space_json(space: dict[str, BaseDistribution]) -> str:
+    return json.dumps(
+        {k: json.loads(distribution_to_json(v)) for k, v in space.items()}, sort_keys=True
+    )
+
+
+# Storage, sampler, pruner, study.
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """A journal file for a path, an RDB storage with heartbeats for a database URL.
+
+    Raises ValueError, in one line, when the database cannot be reached.
+    """
+    if "://" not in url:
+        path = Path(url)
+        if not path.parent.is_dir():
+            raise ValueError(f"storage folder {path.parent} does not exist")
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    try:
+        # Heartbeats let Optuna fail the trials of a worker that died, on any machine.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+    except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"cannot open Optuna storage {_redact(url)}: {reason}") from None
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"
+
+
+def make_sampler(
+    cfg: SweepConfig, worker: int = 0, history: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded from (sampler_seed, worker, trials already in the study).
+
+    A fixed seed alone would make a resumed sweep, or a second worker, replay the first
+    random draws of the first session; mixing in the worker and the history keeps every session
+    deterministic without repeating one.
+    """
+    import numpy as np
+
+    seed = int(np.random.SeedSequence([cfg.sampler_seed, worker, history]).generate_state(1)[0])
+    constraints = _constraints if cfg.objective == "constrained" else None
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
+    return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+
+
+def _constraints(trial: FrozenTrial) -> list[float]:
+    """<= 0 means feasible: the code's active fraction minus the allowed maximum."""
+    return [trial.user_attrs.get(ATTR_CONSTRAINT, math.inf)]
+
+
+def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
+    if cfg.objective == "pareto" or cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    cfg: SweepConfig,
+    space: dict[str, BaseDistribution],
+    epochs: int,
+    worker: int = 0,
+) -> optuna.Study:
+    """Create the study, or load it when it exists with the same search space and objective."""
+    directions = ["minimize", "minimize"] if cfg.objective == "pareto" else ["minimize"]
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    if cfg.study_name in existing:
+        study = optuna.load_study(
+            study_name=cfg.study_name,
+            storage=storage,
+            sampler=make_sampler(cfg, worker, existing[cfg.study_name]),
+            pruner=make_pruner(cfg, epochs),
+        )
+        attrs = study.user_attrs
+        if attrs.get(STUDY_OBJECTIVE, cfg.objective) != cfg.objective:
+            raise ValueError(
+                f"study {cfg.study_name!r} exists with objective {attrs[STUDY_OBJECTIVE]!r}, "
+                f"not {cfg.objective!r}; pass --study-name NEW for a new study"
+            )
+        if attrs.get(STUDY_SPACE, _space_json(space)) != _space_json(space):
+            raise ValueError(
+                f"study {cfg.study_name!r} exists with a different search space "
+                f"({attrs[STUDY_SPACE]}); pass the same ranges or --study-name NEW"
+            )
+        return study
+    study = optuna.create_study(
+        study_name=cfg.study_name,
+        storage=storage,
+        sampler=make_sampler(cfg, worker),
+        pruner=make_pruner(cfg, epochs),
+        directions=directions,
+        load_if_exists=True,  # another worker may create it between our look and here
+    )
+    study.set_user_attr(STUDY_SPACE, _space_json(space))
+    study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
+    return study
+
+
+# Which trials count, and recovering interrupted ones.
+
+
+def counts_as_finished(trial: FrozenTrial) -> bool:
+    """COMPLETE, PRUNED, or FAIL because its loss diverged: outcomes of its parameters."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(ATTR_NON_FINITE))
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(counts_as_finished(t) for t in study.get_trials(deepcopy=False))
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_dead(worker: str) -> bool:
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's worker: the RDB heartbeat tells, not us
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Fail the RUNNING trials whose worker process on this machine is gone, end their MLflow
+    runs KILLED, and enqueue the parameters of every interrupted trial again (at most
+    MAX_RETRIES times). Returns the numbers of the trials given a retry.
+
+    The journal storage has no heartbeat in Optuna 5, hence the check by process id; an RDB
+    storage's heartbeat fails the trials of dead workers on any machine, and this then retries
+    them the same way.
+    """
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        if trial.state == TrialState.RUNNING and _is_dead(trial.user_attrs.get(ATTR_WORKER, "")):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(study.study_name), trial.number
+            )
+            storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, "worker process died")
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    retried_roots: dict[int, int] = {}
+    for trial in trials:
+        if ATTR_RETRY_OF in trial.user_attrs:
+            root = trial.user_attrs[ATTR_RETRY_OF]
+            retried_roots[root] = retried_roots.get(root, 0) + 1
+    given = []
+    for trial in trials:
+        if trial.state != TrialState.FAIL or trial.user_attrs.get(ATTR_NON_FINITE):
+            continue
+        run_id = trial.user_attrs.get(ATTR_RUN_ID)
+        if run_id and tracking.run_status(run_id) == "RUNNING":
+            tracking.set_tags(
+                run_id,
+                {tracking.TAG_TRIAL_STATE: "FAIL", tracking.TAG_ERROR: "worker process died"},
+            )
+            tracking.set_run_status(run_id, "KILLED")
+        root = trial.user_attrs.get(ATTR_RETRY_OF, trial.number)
+        already = any(
+            t.user_attrs.get(ATTR_RETRY_OF) == root and t.number > trial.number for t in trials
+        )
+        if already or retried_roots.get(root, 0) >= MAX_RETRIES or not trial.params:
+            continue
+        study.enqueue_trial(trial.params, user_attrs={ATTR_RETRY_OF: root}, skip_if_exists=False)
+        retried_roots[root] = retried_roots.get(root, 0) + 1
+        given.append(trial.number)
+    return given
+
+
+# The objective.
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_categorical(name, dist.choices)
+
+
+class _Report(Callback):
+    """Reports each epoch's test MSE to the trial and prunes when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, prune: bool) -> None:
+        self.trial, self.prune = trial, prune
+
+    def on_epoch_end(self, epoch, step, metrics, model) -> None:  # noqa: ANN001
+        if not self.prune:
+            return
+        self.trial.report(metrics[M.TEST_MSE], epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+@dataclass
+class Context:
+    """What every worker needs to run trials; picklable, so it crosses into worker processes."""
+
+    base: Config
+    sweep: SweepConfig
+    storage_url: str
+    parent_run_id: str
+    worker: int = 0
+    threads: int | None = None
+
+
+def make_objective(
+    ctx: Context, splits: Splits, callbacks: Callable[[], list[Callback]] = list
+) -> Callable[[optuna.Trial], Any]:
+    space = build_space(ctx.sweep)
+    prune = ctx.sweep.objective == "constrained"
+
+    def objective(trial: optuna.Trial) -> Any:
+        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
+        trial.set_user_attr(ATTR_WORKER, _worker_id())
+        cfg = dataclasses.replace(ctx.base, train=dataclasses.replace(ctx.base.train, **params))
+        run_id: list[str] = []
+
+        def started(rid: str) -> None:
+            run_id.append(rid)
+            trial.set_user_attr(ATTR_RUN_ID, rid)
+
+        state, reason = "FAIL", ""
+        try:
+            outcome = train_run(
+                cfg,
+                kind="sweep",
+                run_name=f"trial-{trial.number:03d}",
+                tags={
+                    tracking.TAG_STUDY: ctx.sweep.study_name,
+                    tracking.TAG_TRIAL_NUMBER: str(trial.number),
+                },
+                parent_run_id=ctx.parent_run_id,
+                callbacks=[_Report(trial, prune), *callbacks()],
+                splits=splits,
+                on_run_start=started,
+                finish_on=(optuna.TrialPruned,),
+            )
+            state = "COMPLETE"
+        except optuna.TrialPruned as err:
+            state, reason = "PRUNED", str(err)
+            raise
+        except NonFiniteLossError as err:
+            reason = str(err)
+            trial.set_user_attr(ATTR_NON_FINITE, True)
+            raise
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            if reason:
+                trial.set_user_attr(ATTR_FAIL_REASON, reason[:500])
+            if run_id:
+                tags = {tracking.TAG_TRIAL_STATE: state}
+                if reason and state != "COMPLETE":
+                    tags["optuna.reason"] = reason[:500]
+                tracking.set_tags(run_id[0], tags)
+
+        final = outcome.result.final
+        mse, active = final[M.TEST_MSE], final[M.CODE_ACTIVE_FRAC]
+        trial.set_user_attr(ATTR_ACTIVE, active)
+        trial.set_user_attr("test_mse", mse)
+        if ctx.sweep.objective == "pareto":
+            return mse, active
+        trial.set_user_attr(ATTR_CONSTRAINT, active - ctx.sweep.max_active_frac)
+        return mse
+
+    return objective
+
+
+def run_worker(
+    ctx: Context,
+    progress: Callable[[int], None] | None = None,
+    splits: Splits | None = None,
+) -> None:
+    """Run trials until the study has ``trials`` finished ones (or the timeout passes)."""
+    import torch
+
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(ctx.storage_url)
+    space = build_space(ctx.sweep)
+    study = open_study(storage, ctx.sweep, space, ctx.base.train.epochs, ctx.worker)
+    if splits is None:
+        splits = load_splits(ctx.base.data, resolve_device(ctx.base.train.device))
+    objective = make_objective(ctx, splits)
+    started = time.monotonic()
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(counts_as_finished(t) for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if progress:
+            progress(done)
+        if done + running >= ctx.sweep.trials:
+            break
+        if ctx.sweep.timeout and time.monotonic() - started > ctx.sweep.timeout:
+            break
+        study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), gc_after_trial=False)
+
+
+def _worker_process(ctx: Context) -> None:
+    run_worker(ctx)
+
+
+# The sweep as a whole: parent run, workers, summary.
+
+
+@dataclass
+class SweepResult:
+    study: optuna.Study
+    parent_run_id: str
+    trials: pd.DataFrame
+    """One row per trial: number, state, params, test MSE, active fraction, run id."""
+    best: pd.DataFrame
+    """The Pareto-optimal trials (pareto) or the best feasible trial (constrained)."""
+    baseline: dict[str, float] | None
+    tracking_uri: str
+    storage: str
+    seconds: float
+    new_retries: list[int] = field(default_factory=list)
+
+
+def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
+    """Open or resume the study, run its workers, and log the summary to the parent run."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
+    space = build_space(cfg)
+    storage_url = cfg.storage or settings.optuna_storage
+    storage = make_storage(storage_url)
+    study = open_study(storage, cfg, space, base.train.epochs)
+    # The data are checked (and fetched on first use) before any run is created.
+    splits = load_splits(base.data, resolve_device(base.train.device), log)
+    tracking.connect(settings)
+
+    parent = study.user_attrs.get(STUDY_PARENT_RUN)
+    experiment = base.tracking.experiment or settings.experiment("sweep")
+    if parent is None:
+        parent = tracking.open_parent_run(
+            settings,
+            experiment,
+            run_name=f"study-{cfg.study_name}",
+            tags={tracking.TAG_STUDY: cfg.study_name, tracking.TAG_KIND: "sweep"},
+            description=_describe(cfg, space, base),
+        )
+        study.set_user_attr(STUDY_PARENT_RUN, parent)
+        log(f"new study {cfg.study_name!r} in {storage_url}")
+    else:
+        tracking.set_run_status(parent, "RUNNING")
+        log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
+    retries = recover_interrupted(study, storage)
+    if retries:
+        log(f"retrying the parameters of interrupted trials {retries}")
+
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // cfg.workers) if cfg.workers > 1 else base.train.threads
+    ctx = Context(base, cfg, storage_url, parent, threads=threads)
+    status = "FAILED"
+    try:
+        with tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
+
+            def progress(done: int) -> None:
+                bar.update(max(0, min(done, cfg.trials) - bar.n))
+
+            if cfg.workers == 1:
+                run_worker(ctx, progress, splits)
+            else:
+                _run_processes(ctx, cfg.workers, study, storage, progress)
+        status = "FINISHED"
+    except (KeyboardInterrupt, tracking.RunKilled):
+        status = "KILLED"
+        raise
+    finally:
+        result = summarize(study, parent, settings, storage_url, time.perf_counter() - started)
+        result.new_retries = retries
+        try:
+            log_summary(result, cfg)
+        finally:
+            tracking.set_run_status(parent, status)
+    return result
+
+
+def _run_processes(
+    ctx: Context,
+    workers: int,
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    progress: Callable[[int], None],
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    procs = [
+        spawn.Process(target=_worker_process, args=(dataclasses.replace(ctx, worker=k),))
+        for k in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            progress(finished_count(study))
+            # a worker that died mid-trial leaves a RUNNING trial; give it to the others
+            if any(p.exitcode not in (None, 0) for p in procs):
+                recover_interrupted(study, storage)
+        progress(finished_count(study))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} workers failed (exit codes {failed})")
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                **{name: t.params.get(name) for name in ("beta", "lr", "batch_size")},
+                M.TEST_MSE: t.user_attrs.get("test_mse"),
+                M.CODE_ACTIVE_FRAC: t.user_attrs.get(ATTR_ACTIVE),
+                "retry_of": t.user_attrs.get(ATTR_RETRY_OF),
+                "reason": t.user_attrs.get(ATTR_FAIL_REASON, ""),
+                "seconds": t.duration.total_seconds() if t.duration else None,
+                "mlflow_run_id": t.user_attrs.get(ATTR_RUN_ID),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front (two objectives) or the best feasible trial (constrained)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return []
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.values[0])
+    feasible = [t for t in complete if t.user_attrs.get(ATTR_CONSTRAINT, math.inf) <= 0]
+    return [min(feasible, key=lambda t: t.value)] if feasible else []
+
+
+def summarize(
+    study: optuna.Study, parent: str, settings: tracking.Settings, storage: str, seconds: float
+) -> SweepResult:
+    trials = trials_frame(study)
+    best_numbers = [t.number for t in best_trials(study)]
+    best = trials[trials["number"].isin(best_numbers)] if len(trials) else trials
+    best = best.sort_values(M.TEST_MSE) if len(best) else best
+    return SweepResult(
+        study=study,
+        parent_run_id=parent,
+        trials=trials,
+        best=best,
+        baseline=tracking.baseline_reference(settings),
+        tracking_uri=settings.tracking_uri,
+        storage=storage,
+        seconds=seconds,
+    )
+
+
+def log_summary(result: SweepResult, cfg: SweepConfig) -> None:
+    """Tables, Optuna's plots and summary metrics on the parent run."""
+    study, trials = result.study, result.trials
+    states = trials["state"].value_counts() if len(trials) else pd.Series(dtype=int)
+    metrics = {
+        f"trials/{s.lower()}": float(states.get(s, 0))
+        for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+    }
+    metrics["trials/finished"] = float(finished_count(study))
+    if len(result.best):
+        top = result.best.iloc[0]
+        metrics["best/test_mse"] = float(top[M.TEST_MSE])
+        metrics["best/code_active_frac"] = float(top[M.CODE_ACTIVE_FRAC])
+    metrics["sweep/seconds"] = result.seconds
+    tracking.log_summary(
+        result.parent_run_id,
+        metrics,
+        {
+            "trials.csv": trials,
+            ("pareto_front.csv" if cfg.objective == "pareto" else "best_trial.csv"): result.best,
+        },
+        figures := plots(study),
+    )
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        plt.close(figure)
+
+
+def plots(study: optuna.Study) -> dict[str, Any]:
+    """Optuna's plots as matplotlib figures; a plot that the study cannot support yet is left out
+    (for example importances before two trials have completed)."""
+    import warnings
+
+    from optuna.visualization import matplotlib as ovm
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pareto = len(study.directions) > 1
+    target = (lambda t: t.values[0]) if pareto else None
+    name = "test MSE"
+    makers: dict[str, Callable[[], Any]] = {
+        "plots/optimization_history.png": lambda: ovm.plot_optimization_history(
+            study, target=target, target_name=name
+        ),
+        "plots/param_importances.png": lambda: ovm.plot_param_importances(
+            study, target=target, target_name=name
+        ),
+        "plots/parallel_coordinate.png": lambda: ovm.plot_parallel_coordinate(
+            study, target=target, target_name=name
+        ),
+    }
+    if pareto:
+        makers["plots/pareto_front.png"] = lambda: ovm.plot_pareto_front(
+            study, target_names=["test MSE", "code active fraction"]
+        )
+    figures = {}
+    for path, make in makers.items():
+        if len(complete) < 2:
+            break
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = make()
+        except (ValueError, RuntimeError):
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(10, 6)
+        figures[path] = fig
+    return figures
+
+
+def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config) -> str:
+    goal = (
+        "minimise test MSE and code active fraction (Pareto front)"
+        if cfg.objective == "pareto"
+        else f"minimise test MSE with code active fraction <= {cfg.max_active_frac:g}"
+    )
+    ranges = ", ".join(
+        f"{k} in [{d.low:g}, {d.high:g}] (log)"
+        if isinstance(d, FloatDistribution)
+        else f"{k} in {list(d.choices)}"
+        for k, d in space.items()
+    )
+    return (
+        f"Optuna study {cfg.study_name!r}: {goal}; {ranges}; {cfg.sampler} sampler; "
+        f"{base.train.epochs} epochs per trial. Each trial is a nested run."
+    )
