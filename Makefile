@@ -1,10 +1,10 @@
-# Two commands on a fresh clone: `make baseline` (the main job, for now) and `make test`.
+# Two commands on a fresh clone: `make sweep` (the main job) and `make test`.
 # Both create .venv and install the project into it on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: baseline test lint data
+.PHONY: sweep baseline test lint data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The main job until the Optuna sweep lands: replicate the published 10-epoch baseline.
+# The main job: a 30-trial Optuna sweep, resumed if it was interrupted.
+sweep: $(VENV)/.installed
+	$(PY) experiments/sweep.py --trials 30
+
+# Replicate the published 10-epoch baseline (the table in the README).
 baseline: $(VENV)/.installed
 	$(PY) experiments/baseline.py --seeds 5
 

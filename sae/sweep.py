@@ -512,7 +512,6 @@ class SweepResult:
     tracking_uri: str
     storage: str
     seconds: float
-    new_retries: list[int] = field(default_factory=list)
 
 
 def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
@@ -552,7 +551,7 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     ctx = Context(base, cfg, storage_url, parent, threads=threads)
     status = "FAILED"
     try:
-        with tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
+        with tracking.sigterm_raises(), tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
 
             def progress(done: int) -> None:
                 bar.update(max(0, min(done, cfg.trials) - bar.n))
@@ -567,7 +566,6 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         raise
     finally:
         result = summarize(study, parent, settings, storage_url, time.perf_counter() - started)
-        result.new_retries = retries
         try:
             log_summary(result, cfg)
         finally:

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# MLflow's own artifact progress bars would interleave with ours on every logged model.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 import mlflow
 import numpy as np
 import torch
@@ -168,7 +171,10 @@ def ensure_experiment(settings: Settings, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = settings.artifact_location.rstrip("/") + "/" + name
+    # A tracking server chooses (and serves) artifact locations itself: a local folder named
+    # here would only exist on the machine that created the experiment.
+    served = settings.tracking_uri.startswith(("http://", "https://"))
+    location = None if served else settings.artifact_location.rstrip("/") + "/" + name
     try:
         return client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:
@@ -184,7 +190,8 @@ class RunKilled(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM (in the main thread) raises RunKilled instead of killing us."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -229,7 +236,7 @@ def tracked_run(
     tracker = Tracker(run.info.run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             mlflow.log_params({k: _param(v) for k, v in cfg.flat().items()})
             mlflow.log_dict(cfg.to_dict(), CONFIG_FILE)
             yield tracker
