@@ -94,6 +94,9 @@ class TrainConfig:
     threads: int | None = _help(
         "torch intra-op threads; unset means torch's own choice", default=None
     )
+    amp: bool = _help(
+        "mixed precision: float16 autocast with a gradient scaler (CUDA only)", default=False
+    )
     log_every: int = _help("report training metrics every N optimiser steps", default=50)
 
     def __post_init__(self) -> None:

@@ -520,3 +520,22 @@ def baseline_reference(settings: Settings) -> dict[str, float] | None:
         M.CODE_ACTIVE_FRAC: float(np.mean([m[M.CODE_ACTIVE_FRAC] for m in trained])),
         "runs": float(len(trained)),
     }
+
+
+def log_benchmark(
+    settings: Settings, metrics: dict[str, float], tags: dict[str, str], files: list[Path]
+) -> str:
+    """One FINISHED run in the benchmarks experiment: every figure a metric, the machine as tags."""
+    experiment_id = ensure_experiment(settings, settings.experiment("benchmarks"))
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id, run_name="benchmark", tags={**environment_tags(), **tags, TAG_KIND: "bench"}
+    )
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    )
+    for path in files:
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

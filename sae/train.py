@@ -94,6 +94,8 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     """Train for ``cfg.train.epochs`` epochs, evaluating on the whole test split after each."""
     tc: TrainConfig = cfg.train
     device = splits.train.device
+    if tc.amp and device.type != "cuda":
+        raise ValueError(f"--amp needs a CUDA device; this run is on {device.type}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -111,6 +113,9 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     # CPU reads of a scalar are free, so check every step there; on a GPU a read is a host sync,
     # so the check rides on the periodic report.
     check_every = 1 if device.type == "cpu" else tc.log_every
+    # Mixed precision: the forward pass in float16, the loss scaled so small gradients survive.
+    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=tc.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.amp)
     result = FitResult(model=model)
     for cb in callbacks:
         cb.on_fit_start(model, cfg, splits)
@@ -129,14 +134,16 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             # batch
             x = M.to_float(splits.train[order[start : start + tc.batch_size]])  # (B, 1, 28, 28)
             # forward and loss
-            recon, acts = model(x)
-            mse = F.mse_loss(recon, x)
-            pen = penalty(acts, tc)
-            loss = mse + pen
+            with autocast:
+                recon, acts = model(x)
+                mse = F.mse_loss(recon.float(), x)
+                pen = penalty(acts, tc).float()
+                loss = mse + pen
             # backward and step
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             step += 1
             window_steps += 1
             parts = torch.stack((loss.detach(), mse.detach(), pen.detach()))

@@ -104,9 +104,8 @@ def mlflow_server(databases, tmp_path):
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail(
-                    f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}"
-                )
+                output = (tmp_path / "mlflow-server.log").read_text()[-2000:]
+                pytest.fail(f"mlflow server did not start: {output}")
             time.sleep(0.5)
         yield url
     finally:

@@ -102,3 +102,9 @@ def test_resolve_device__cuda_without_gpu_is_a_clear_error(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA device is available"):
         resolve_device("cuda")
+
+
+def test_fit__amp_on_cpu_is_refused_with_a_clear_message(tmp_path):
+    cfg = build_config(tmp_path, amp=True)
+    with pytest.raises(ValueError, match="--amp needs a CUDA device; this run is on cpu"):
+        fit(cfg, _splits(cfg))

@@ -1,0 +1,302 @@
+"""Benchmarks: the training core against the seed's own loop, tracking overhead, evaluation,
+sweep throughput, peak memory and the arithmetic bound.
+
+The reference loop is written here as a user of the seed would run it: torchvision's MNIST with
+``ToTensor``, a shuffled ``DataLoader`` of batch 100, six ReLU layers and the seed's penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sae import metrics as M
+from sae.config import Config, DataConfig, TrackingConfig, TrainConfig
+from sae.model import LAYER_NAMES, LAYER_SHAPES, SparseAutoencoder
+from sae.train import Splits, fit, load_splits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class SeedModel(nn.Module):
+    """The seed's autoencoder as its script writes it: six layers, ReLU after each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)
+        self.enc2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.enc3 = nn.Conv2d(32, 64, 7)
+        self.dec1 = nn.ConvTranspose2d(64, 32, 7)
+        self.dec2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1)
+        self.dec3 = nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        acts = []
+        for layer in (self.enc1, self.enc2, self.enc3, self.dec1, self.dec2, self.dec3):
+            x = F.relu(layer(x))
+            acts.append(x)
+        return x, acts
+
+
+def seed_loss(model: SeedModel, x: torch.Tensor, weight: float = 1e-4) -> torch.Tensor:
+    """The seed's loss: MSE plus weight x the sum over all six layers of mean |activation|."""
+    out, acts = model(x)
+    return F.mse_loss(out, x) + weight * sum(torch.mean(torch.abs(a)) for a in acts)
+
+
+def seed_loop_images_per_s(root: str, images: int, seed: int = 1) -> float:
+    """Train the reference loop on the first ``images`` training images; training images/s."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(seed)
+    data = datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    loader = DataLoader(Subset(data, range(images)), batch_size=100, shuffle=True)
+    model = SeedModel()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    started = time.perf_counter()
+    for x, _ in loader:
+        loss = seed_loss(model, x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return images / (time.perf_counter() - started)
+
+
+def core_images_per_s(cfg: Config, splits: Splits) -> float:
+    """One epoch of the core's training steps (evaluation excluded), untracked."""
+    return fit(cfg, splits).history[0][M.PERF_IMAGES_PER_S]
+
+
+def flops_per_image() -> dict[str, float]:
+    """Multiply-adds of each layer from its shapes, and the training FLOPs per image.
+
+    Forward: a convolution costs C_out*H_out*W_out*C_in*k*k multiply-adds, a transposed one
+    C_in*H_in*W_in*C_out*k*k. Backward costs the same again for the weight gradient and again
+    for the input gradient, except in the first layer, whose input needs none. A multiply-add
+    is 2 FLOPs; bias, activations, penalty and optimiser are left out (they are O(elements)).
+    """
+    model = SparseAutoencoder()
+    macs = {}
+    shapes = {"input": (1, 28, 28), **LAYER_SHAPES}
+    previous = "input"
+    for name in LAYER_NAMES:
+        layer = getattr(model, name)
+        k = layer.kernel_size[0] * layer.kernel_size[1]
+        c_in, h_in, w_in = shapes[previous]
+        c_out, h_out, w_out = shapes[name]
+        if isinstance(layer, nn.ConvTranspose2d):
+            macs[name] = c_in * h_in * w_in * c_out * k
+        else:
+            macs[name] = c_out * h_out * w_out * c_in * k
+        previous = name
+    forward = 2 * sum(macs.values())
+    backward = 2 * sum(2 * m for m in macs.values()) - 2 * macs[LAYER_NAMES[0]]
+    return {"forward_flops": forward, "train_flops": forward + backward, **macs}
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """What this machine's torch reaches on a large float32 matrix product: a practical peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def eval_ms(cfg: Config, splits: Splits, repeats: int) -> float:
+    model = SparseAutoencoder(cfg.model).to(splits.test.device, memory_format=torch.channels_last)
+    times = []
+    for i in range(repeats + 1):
+        started = time.perf_counter()
+        M.evaluate(model, splits.test, cfg.train, torch.Generator().manual_seed(i))
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[1:])  # the first pass warms the kernels up
+
+
+def tracked_fit_seconds(cfg: Config, splits: Splits, track: bool) -> float:
+    """Wall time of fit(), with or without the MLflow tracker (run creation and model aside)."""
+    if not track:
+        started = time.perf_counter()
+        fit(cfg, splits)
+        return time.perf_counter() - started
+    from sae import tracking
+
+    settings = tracking.load_settings(cfg.tracking.config_file, cfg.tracking.tracking_uri)
+    with tracking.tracked_run(cfg, settings, kind="benchmarks-tracking") as tracker:
+        started = time.perf_counter()
+        fit(cfg, splits, [tracker])
+        return time.perf_counter() - started
+
+
+def peak_rss_mb(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Run ``command``; its peak resident memory (MB, its waited-for children included) and
+    wall seconds."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[1]} failed: {proc.stderr.read()[-500:]}")
+    return usage.ru_maxrss / 1024, seconds
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    images: int = 20_000
+    """Training images per throughput measurement (batch 100)."""
+    repeats: int = 3
+    """Alternating repetitions of core and reference loop."""
+    sweep_trials: int = 6
+    sweep_train_size: int = 3_000
+    device: str = "auto"
+    amp: bool = False
+
+
+def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """Every measurement of the benchmark issue; returns the figures as a flat dict."""
+    from sae.train import resolve_device
+
+    device = resolve_device(bench.device)
+    results: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="sae-bench-"))
+    (tmp / "mlflow.yaml").write_text(
+        "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
+        "optuna_storage: optuna.journal\n"
+    )
+    cfg = Config(
+        data=DataConfig(root=data_root, train_size=bench.images),
+        train=TrainConfig(epochs=1, device=bench.device, amp=bench.amp),
+        tracking=TrackingConfig(config_file=str(tmp / "mlflow.yaml"), log_model=False),
+    )
+    splits = load_splits(cfg.data, device)
+
+    # 1. Throughput, alternating the two loops so that both see the same machine state.
+    if device.type == "cpu":
+        core, seed = [], []
+        for i in range(bench.repeats):
+            core.append(core_images_per_s(cfg, splits))
+            seed.append(seed_loop_images_per_s(data_root, bench.images))
+            log(f"throughput repeat {i + 1}: core {core[-1]:,.0f}, seed loop {seed[-1]:,.0f} img/s")
+        results["core_images_per_s"] = statistics.median(core)
+        results["seed_loop_images_per_s"] = statistics.median(seed)
+        results["speedup_vs_seed_loop"] = results["core_images_per_s"] / statistics.median(seed)
+    else:
+        core = [core_images_per_s(cfg, splits) for _ in range(bench.repeats)]
+        results["core_images_per_s"] = statistics.median(core)
+
+    # 2. Tracking overhead: the same training with the tracker and without.
+    on, off = [], []
+    for _ in range(bench.repeats):
+        off.append(tracked_fit_seconds(cfg, splits, track=False))
+        on.append(tracked_fit_seconds(cfg, splits, track=True))
+    results["fit_seconds_untracked"] = statistics.median(off)
+    results["fit_seconds_tracked"] = statistics.median(on)
+    results["tracking_overhead_pct"] = 100 * (statistics.median(on) / statistics.median(off) - 1)
+    log(f"tracking overhead {results['tracking_overhead_pct']:.2f}%")
+
+    # 3. Evaluation over the whole test set.
+    full = load_splits(dataclasses.replace(cfg.data, train_size=100), device)
+    results["eval_ms_10k"] = eval_ms(cfg, full, bench.repeats)
+
+    # 4. and 5. Sweep throughput and peak memory, each in fresh processes.
+    python = sys.executable
+    common = [
+        "--root",
+        data_root,
+        "--config-file",
+        str(tmp / "mlflow.yaml"),
+        "--epochs",
+        "1",
+        "--train-size",
+        str(bench.sweep_train_size),
+        "--test-size",
+        "2000",
+        "--no-log-model",
+    ]
+    for workers in (1, 2):
+        rss, seconds = peak_rss_mb(
+            [
+                python,
+                str(ROOT / "experiments" / "sweep.py"),
+                *common,
+                "--trials",
+                str(bench.sweep_trials),
+                "--workers",
+                str(workers),
+                "--study-name",
+                f"bench-{workers}w-{time.time_ns()}",
+            ],
+            tmp,
+        )
+        results[f"sweep_trials_per_hour_{workers}w"] = bench.sweep_trials / seconds * 3600
+        results[f"sweep_peak_rss_mb_{workers}w"] = rss
+        log(f"sweep, {workers} worker(s): {bench.sweep_trials} trials in {seconds:.1f} s")
+    results["sweep_speedup_2w"] = (
+        results["sweep_trials_per_hour_2w"] / results["sweep_trials_per_hour_1w"]
+    )
+    rss, _ = peak_rss_mb(
+        [
+            python,
+            str(ROOT / "experiments" / "train.py"),
+            "--root",
+            data_root,
+            "--epochs",
+            "1",
+            "--no-track",
+        ],
+        tmp,
+    )
+    results["train_peak_rss_mb"] = rss
+
+    # 6. The arithmetic bound.
+    flops = flops_per_image()
+    results["train_mflops_per_image"] = flops["train_flops"] / 1e6
+    results["achieved_gflops"] = flops["train_flops"] * results["core_images_per_s"] / 1e9
+    results["matmul_gflops"] = matmul_gflops()
+    results["fraction_of_matmul_peak"] = results["achieved_gflops"] / results["matmul_gflops"]
+    return results
+
+
+def write_json(results: dict[str, Any], info: dict[str, str], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"machine": info, "results": results}, indent=2, sort_keys=True))
+    tmp.replace(path)
