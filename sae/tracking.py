@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -30,6 +31,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from matplotlib.figure import Figure
@@ -539,3 +541,186 @@ def log_benchmark(
         client.log_artifact(run.info.run_id, str(path))
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+# Reading runs back (the report's frames).
+
+TAG_REPORT = "report"
+"""Set on a report's own run (kind ``report``): the report's name."""
+RUN_COLUMNS = (
+    "run_id",
+    "run_name",
+    "experiment",
+    "status",
+    "start_time",
+    "end_time",
+    "parent_run_id",
+)
+"""The first columns of ``runs_frame``; metric, ``params.*`` and ``tags.*`` columns follow."""
+CURVE_COLUMNS = ("run_id", "metric", "epoch", "value")
+_IDS_PER_QUERY = 500
+_NO_LIMIT = 10**9
+
+
+def require_store(settings: Settings) -> None:
+    """Raise ValueError, in one line, when a SQLite store named by the settings does not exist
+    (opening it would create an empty one)."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?")[0])
+        if not uri.startswith("sqlite:////") and not path.is_absolute():
+            path = Path.cwd() / path
+        if not path.is_file():
+            raise ValueError(f"no MLflow store at {path}: run an experiment first")
+
+
+def runs_frame(
+    settings: Settings, experiment_names: list[str] | tuple[str, ...], filter_string: str = ""
+) -> pd.DataFrame:
+    """One row per run of the named experiments matching ``filter_string``, from one search.
+
+    Columns: RUN_COLUMNS (times as UTC timestamps), then one column per metric named by its key
+    (its final value, that of the last step), then ``params.<name>`` and ``tags.<name>``, each
+    group sorted. Rows are sorted by start time then run id. Experiments that do not exist are
+    left out; none at all gives an empty frame with RUN_COLUMNS.
+    """
+    connect(settings)
+    client = MlflowClient()
+    names = {}
+    for name in dict.fromkeys(experiment_names):
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            names[found.experiment_id] = name
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in RUN_COLUMNS})
+    if not names:
+        return empty
+    raw = mlflow.search_runs(
+        experiment_ids=sorted(names), filter_string=filter_string, output_format="pandas"
+    )
+    if raw.empty:
+        return empty
+    metrics = {c: c.removeprefix("metrics.") for c in raw.columns if c.startswith("metrics.")}
+    frame = raw.rename(columns=metrics)
+    frame["experiment"] = frame["experiment_id"].map(names)
+    frame["run_name"] = frame.get("tags.mlflow.runName")
+    frame["parent_run_id"] = frame.get("tags.mlflow.parentRunId")
+    rest = sorted(metrics.values()) + sorted(c for c in raw.columns if c.startswith("params."))
+    rest += sorted(c for c in raw.columns if c.startswith("tags."))
+    frame = frame[list(RUN_COLUMNS) + rest].sort_values(["start_time", "run_id"])
+    return frame.reset_index(drop=True)
+
+
+def curves_frame(
+    settings: Settings,
+    run_ids: list[str] | tuple[str, ...],
+    metric_keys: list[str] | tuple[str, ...],
+) -> pd.DataFrame:
+    """The per-epoch values of ``metric_keys`` for ``run_ids``: one row per (run, epoch, metric),
+    columns CURVE_COLUMNS, sorted. Per-epoch metrics are logged with step = epoch.
+
+    The public client reads one history per (run, metric); a SQL store answers one query per
+    metric for many runs at once, so that is used when the store offers it.
+    """
+    connect(settings)
+    client = MlflowClient()
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    run_ids = sorted(set(run_ids))
+    rows: list[tuple[str, str, int, float, int]] = []
+    for key in metric_keys:
+        if bulk is not None:
+            for start in range(0, len(run_ids), _IDS_PER_QUERY):
+                chunk = run_ids[start : start + _IDS_PER_QUERY]
+                rows += [
+                    (m.run_id, key, m.step, m.value, m.timestamp)
+                    for m in bulk(chunk, key, _NO_LIMIT)
+                ]
+        else:
+            for run_id in run_ids:
+                rows += [
+                    (run_id, key, m.step, m.value, m.timestamp)
+                    for m in client.get_metric_history(run_id, key)
+                ]
+    frame = pd.DataFrame(rows, columns=[*CURVE_COLUMNS, "timestamp"])
+    frame["epoch"] = frame["epoch"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    # a value logged twice at one step (a resumed run) counts once: the later one
+    frame = frame.sort_values([*CURVE_COLUMNS[:3], "timestamp", "value"])
+    frame = frame.drop_duplicates(list(CURVE_COLUMNS[:3]), keep="last")
+    return frame[list(CURVE_COLUMNS)].reset_index(drop=True)
+
+
+def latest_image(settings: Settings, run_id: str, key: str = RECONSTRUCTIONS_KEY) -> str | None:
+    """The artifact path of the last step's PNG logged with ``mlflow.log_image(key=...)``."""
+    connect(settings)
+    pattern = re.compile(rf"^images/{re.escape(key)}\+step\+(\d+)\+.*(?<!compressed)\.png$")
+    found = []
+    for info in MlflowClient().list_artifacts(run_id, "images"):
+        match = pattern.match(info.path)
+        if match:
+            found.append((int(match.group(1)), info.path))
+    return max(found)[1] if found else None
+
+
+def download_artifact(settings: Settings, run_id: str, path: str, dst: str | Path) -> Path:
+    """Copy one artifact of the run into the folder ``dst``; returns the local path."""
+    connect(settings)
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=settings.tracking_uri
+    )
+    return Path(local)
+
+
+def log_report(settings: Settings, name: str, folder: str | Path) -> str:
+    """Log a report folder as the artifacts of a FINISHED run (kind ``report``, tag ``report``
+    = the name) in the report experiment, to browse beside the runs it describes."""
+    experiment_id = ensure_experiment(settings, settings.experiment("report"))
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id,
+        run_name=f"report-{name}",
+        tags={**environment_tags(), TAG_KIND: "report", TAG_REPORT: name},
+    )
+    run_id = run.info.run_id
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        client.log_artifacts(run_id, str(folder))
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def log_completed_run(
+    settings: Settings,
+    experiment: str,
+    *,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    history: dict[int, dict[str, float]],
+    status: str = "FINISHED",
+    parent_run_id: str | None = None,
+) -> str:
+    """Record a run that happened elsewhere (synthetic runs for tests and benchmarks): its
+    params and its metrics by step in one ``log_batch``, then its final status."""
+    from mlflow.entities import Param
+
+    experiment_id = ensure_experiment(settings, experiment)
+    client = MlflowClient()
+    if parent_run_id:
+        tags = {**tags, "mlflow.parentRunId": parent_run_id}
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, float(value), now, step)
+        for step, values in sorted(history.items())
+        for key, value in values.items()
+    ]
+    entries = [Param(k, _param(v)) for k, v in params.items()]
+    client.log_batch(run_id, metrics=metrics[: 1000 - len(entries)], params=entries)
+    for start in range(1000 - len(entries), len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    client.set_terminated(run_id, status=status)
+    return run_id

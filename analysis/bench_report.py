@@ -1,0 +1,89 @@
+"""Time the comparison report on a store of N synthetic runs with a few epochs each.
+
+    python analysis/bench_report.py                     # 1000 runs of 3 epochs (a few minutes)
+    python analysis/bench_report.py --runs 200 --keep   # keep the temporary store to look at
+
+Logs the runs into a temporary SQLite store (one log_batch per run: 10 baseline runs, one study
+of the rest), builds the report from it and logs it as a run, prints the timings and writes them
+to a JSON file. The temporary folder is removed afterwards unless --keep.
+"""
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from sae import report, tracking
+from sae.cli import ArgumentParser, run_main
+
+
+def progress(logged: int) -> None:
+    if logged % 100 == 0:
+        print(f"logged {logged} runs", flush=True)
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=1000, help="runs to log (default: 1000)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
+    parser.add_argument("--output", default="reports/bench_report.json", metavar="FILE")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store")
+    args = parser.parse_args()
+    if args.runs < 1 or args.epochs < 1:
+        raise ValueError("--runs and --epochs must be >= 1")
+
+    folder = Path(tempfile.mkdtemp(prefix="sae-bench-report-"))
+    settings = tracking.Settings(
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        artifact_location=(folder / "mlartifacts").as_uri(),
+        optuna_storage=str(folder / "optuna.journal"),
+    )
+    try:
+        started = time.perf_counter()
+        report.synthetic_store(
+            settings,
+            args.runs,
+            args.epochs,
+            progress=progress,
+        )
+        logged = time.perf_counter() - started
+
+        started = time.perf_counter()
+        frames = report.load_frames(settings)
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        built = report.build_report(settings, folder=folder / "reports" / "bench")
+        build = time.perf_counter() - started
+        started = time.perf_counter()
+        tracking.log_report(settings, "bench", built.folder)
+        log = time.perf_counter() - started
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    figures = {
+        "runs": args.runs,
+        "epochs": args.epochs,
+        "selected_runs": len(frames.runs),
+        "curve_rows": len(frames.curves),
+        "figures": len(built.figures),
+        "seconds_logging_runs": round(logged, 2),
+        "seconds_reading_frames": round(read, 2),
+        "seconds_building_report": round(build, 2),
+        "seconds_logging_report": round(log, 2),
+        "seconds_report_total": round(build + log, 2),
+        "cpus": os.cpu_count(),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+    }
+    for key, value in figures.items():
+        print(f"{key:>24}: {value}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"written to {args.output}" + (f"; store kept in {folder}" if args.keep else ""))
+
+
+if __name__ == "__main__":
+    run_main(main)
