@@ -280,7 +280,9 @@ class Tracker(Callback):
         self._histogram_images: torch.Tensor | None = None
         self._cfg: Config | None = None
         self.seconds_logging = 0.0
-        """Wall time spent in this tracker's logging calls (the tracking overhead)."""
+        """Wall time spent in this tracker's per-run start and per-epoch logging."""
+        self.seconds_end_of_run = 0.0
+        """Wall time of the once-per-run logging at the end: curves, histograms, model."""
 
     # buffering
     def _add(self, metrics: dict[str, float], step: int) -> None:
@@ -320,6 +322,13 @@ class Tracker(Callback):
         self.seconds_logging += time.perf_counter() - started
 
     def on_fit_end(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
+        started = time.perf_counter()
+        try:
+            self._log_final(model, history)
+        finally:
+            self.seconds_end_of_run = time.perf_counter() - started
+
+    def _log_final(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
         self.flush()
         if history:
             mlflow.log_figure(learning_curves(history), CURVES_FILE)
