@@ -304,7 +304,7 @@ class Tracker(Callback):
         mlflow.set_tag(TAG_DEVICE, str(splits.train.device))
         mlflow.set_tag(TAG_DATA_DIGEST, splits.digest)
         for context, images in (("train", splits.train), ("test", splits.test)):
-            mlflow.log_input(_dataset(splits.digest, context, images.shape[0]), context=context)
+            _log_input(_dataset(splits.digest, context, images.shape[0]), context)
         self.seconds_logging += time.perf_counter() - started
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
@@ -428,6 +428,23 @@ def _dataset(digest: str, context: str, size: int) -> mlflow.data.Dataset:
         name=f"mnist-{context}-{size}",
         digest=split_digest,
     )
+
+
+def _log_input(dataset: mlflow.data.Dataset, context: str, attempts: int = 3) -> None:
+    """``mlflow.log_input``, tried again when a concurrent run registered the same dataset first.
+
+    Two workers that start runs on the same data at the same moment both try to insert the
+    dataset row; on a database-backed store the loser gets a unique-key violation. The row then
+    exists, so the next attempt only links it.
+    """
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except mlflow.exceptions.MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _param(value: Any) -> str:

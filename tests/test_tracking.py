@@ -202,3 +202,26 @@ def test_connect__leaves_the_users_environment_as_it_was(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////user/choice.db")
     tracking.connect(first)
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////user/choice.db"
+
+
+def test_log_input__retries_when_a_concurrent_run_registered_the_dataset(monkeypatch):
+    """Regression: two sweep workers on a PostgreSQL-backed server inserted the same dataset at
+    once; the loser's unique-key violation failed its trial and the worker."""
+    calls = []
+
+    def racing(dataset, context):
+        calls.append(context)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException("duplicate key value violates 'dataset_pk'")
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    monkeypatch.setattr(tracking.time, "sleep", lambda _s: None)
+    tracking._log_input(tracking._dataset("abc", "train", 10), "train")
+    assert calls == ["train", "train"]
+    monkeypatch.setattr(
+        mlflow,
+        "log_input",
+        lambda d, context: (_ for _ in ()).throw(mlflow.exceptions.MlflowException("down")),
+    )
+    with pytest.raises(mlflow.exceptions.MlflowException, match="down"):
+        tracking._log_input(tracking._dataset("abc", "train", 10), "train")
