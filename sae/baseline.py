@@ -127,6 +127,21 @@ def trained(runs: pd.DataFrame) -> pd.Series:
     return runs[OUTPUT_ACTIVE] > 0
 
 
+def reference(runs: pd.DataFrame) -> dict[str, float] | None:
+    """What a sweep's trials are compared with: the mean final test MSE and code active fraction
+    of the runs that trained with the weight the seed's script used (their count and beta too);
+    None when there are none, or the runs lack those metrics."""
+    if not {OUTPUT_ACTIVE, M.TEST_MSE, M.CODE_ACTIVE_FRAC} <= set(runs.columns):
+        return None
+    runs = runs[trained(runs) & runs["beta_source"].eq("script")]
+    if runs.empty:
+        return None
+    out = {key: float(runs[key].mean()) for key in (M.TEST_MSE, M.CODE_ACTIVE_FRAC)}
+    out["runs"] = float(len(runs))
+    out["beta"] = float(runs["beta"].iloc[0])
+    return out
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample sd and count of each table metric per beta, over the runs that trained."""
     metrics = [metric for _, metric, _ in ROWS]

@@ -11,12 +11,9 @@ import dataclasses
 import sys
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-import yaml
-
-from sae.config import Config
+from sae.config import Config, read_yaml_mapping
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -105,14 +102,7 @@ def config_from_args(args: argparse.Namespace, defaults: Config | None = None) -
 
 
 def read_config_file(path: str) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise ValueError(f"cannot read config {path}: {reason}") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"cannot read config {path}: expected a mapping of sections")
-    return loaded
+    return read_yaml_mapping(path, "config", "sections")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

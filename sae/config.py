@@ -10,7 +10,10 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+import yaml
 
 OutputActivation = Literal["relu", "sigmoid"]
 Penalty = Literal["l1", "kl"]
@@ -171,3 +174,15 @@ def _check_choice(name: str, value: object, choices: Any) -> None:
     allowed = choices.__args__
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def read_yaml_mapping(path: str | Path, what: str, contents: str) -> dict[str, Any]:
+    """A YAML (or JSON) file that must hold a mapping; ValueError in one line otherwise."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise ValueError(f"cannot read {what} {path}: {reason}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"cannot read {what} {path}: expected a mapping of {contents}")
+    return loaded

@@ -272,16 +272,8 @@ def trained_baseline(frames: Frames) -> pd.DataFrame:
 
 
 def reference(frames: Frames) -> dict[str, float] | None:
-    """The baseline a trial is compared with: the mean final figures of the trained runs with
-    the penalty weight the seed's script used; None when there are none."""
-    runs = trained_baseline(frames)
-    runs = runs[runs["beta_source"].eq("script")]
-    if runs.empty:
-        return None
-    out = {key: float(runs[key].mean()) for key in HEADLINE_METRICS}
-    out["runs"] = float(len(runs))
-    out["beta"] = float(runs["beta"].iloc[0])
-    return out
+    """The baseline a trial is compared with (``sae.baseline.reference``)."""
+    return B.reference(finished_baseline(frames))
 
 
 def trial_states(trials: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import optuna
 import pandas as pd
-import yaml
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from sae import metrics as M
 from sae import tracking
-from sae.config import Config, TrainConfig
+from sae.config import Config, TrainConfig, read_yaml_mapping
 from sae.runner import train_run
 from sae.train import Callback, NonFiniteLossError, Splits, load_splits, resolve_device
 
@@ -130,13 +129,7 @@ class SweepConfig:
 
 def read_space_file(path: str) -> dict[str, Any]:
     """The overrides a space file makes, as SweepConfig fields (beta_range, lr_range, ...)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise ValueError(f"cannot read search space {path}: {reason}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"search space {path}: expected a mapping of parameters")
+    raw = read_yaml_mapping(path, "search space", "parameters")
     keys = {"beta": "beta_range", "lr": "lr_range", "batch_size": "batch_sizes"}
     unknown = set(raw) - set(keys)
     if unknown:
@@ -493,10 +486,6 @@ def run_worker(
         study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), gc_after_trial=False)
 
 
-def _worker_process(ctx: Context) -> None:
-    run_worker(ctx)
-
-
 # The sweep as a whole: parent run, workers, summary.
 
 
@@ -582,17 +571,20 @@ def _run_processes(
 ) -> None:
     spawn = multiprocessing.get_context("spawn")
     procs = [
-        spawn.Process(target=_worker_process, args=(dataclasses.replace(ctx, worker=k),))
+        spawn.Process(target=run_worker, args=(dataclasses.replace(ctx, worker=k),))
         for k in range(workers)
     ]
     for p in procs:
         p.start()
+    recovered: set[int] = set()
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
             progress(finished_count(study))
-            # a worker that died mid-trial leaves a RUNNING trial; give it to the others
-            if any(p.exitcode not in (None, 0) for p in procs):
+            # a worker that died mid-trial leaves a RUNNING trial; give it to the others, once
+            died = {k for k, p in enumerate(procs) if p.exitcode not in (None, 0)} - recovered
+            if died:
+                recovered |= died
                 recover_interrupted(study, storage)
         progress(finished_count(study))
     finally:

@@ -528,26 +528,20 @@ def log_summary(
 
 
 def baseline_reference(settings: Settings) -> dict[str, float] | None:
-    """Mean final test MSE and code active fraction of the tracked baseline runs that trained,
-    with the weight the seed's script used; None when the store holds none."""
-    connect(settings)
-    experiment = MlflowClient().get_experiment_by_name(settings.experiment("baseline"))
-    if experiment is None:
-        return None
-    runs = MlflowClient().search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.baseline = 'true' and tags.beta_source = 'script' "
-        "and attributes.status = 'FINISHED'",
+    """``sae.baseline.reference`` of the tracked, FINISHED baseline runs; None when none."""
+    from sae import baseline
+
+    runs = runs_frame(
+        settings,
+        [settings.experiment("baseline")],
+        "tags.baseline = 'true' and attributes.status = 'FINISHED'",
     )
-    output = M.sparsity_key("dec3", M.ACTIVE_FRAC)
-    trained = [r.data.metrics for r in runs if r.data.metrics.get(output, 0) > 0]
-    if not trained:
+    if runs.empty or "params.train.beta" not in runs or "tags.beta_source" not in runs:
         return None
-    return {
-        M.TEST_MSE: float(np.mean([m[M.TEST_MSE] for m in trained])),
-        M.CODE_ACTIVE_FRAC: float(np.mean([m[M.CODE_ACTIVE_FRAC] for m in trained])),
-        "runs": float(len(trained)),
-    }
+    runs = runs.assign(
+        beta=pd.to_numeric(runs["params.train.beta"]), beta_source=runs["tags.beta_source"]
+    )
+    return baseline.reference(runs)
 
 
 def log_benchmark(
