@@ -111,13 +111,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+class _NeverRaised(Exception):
+    pass
+
+
 def run_main(main: Callable[[], int | None]) -> NoReturn:
     """Call an entry point's ``main``; a user mistake or a failed run ends in one line."""
-    from mlflow.exceptions import MlflowException
-
     from sae.data import DataError
-    from sae.tracking import RunKilled
     from sae.train import NonFiniteLossError
+
+    try:
+        from mlflow.exceptions import MlflowException
+
+        from sae.tracking import RunKilled
+    except ModuleNotFoundError:  # an untracked command on a machine without MLflow
+        MlflowException = RunKilled = _NeverRaised
 
     try:
         code = main() or 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sae.config import ModelConfig
@@ -43,12 +44,34 @@ class SparseAutoencoder(nn.Module):
         """(B, 1, 28, 28) -> reconstruction (B, 1, 28, 28) and the six activations."""
         a1 = torch.relu(self.enc1(x))
         a2 = torch.relu(self.enc2(a1))
-        a3 = torch.relu(self.enc3(a2))
-        a4 = torch.relu(self.dec1(a3))
+        a3 = torch.relu(_full_conv(self.enc3, a2))
+        a4 = torch.relu(_full_deconv(self.dec1, a3))
         a5 = torch.relu(self.dec2(a4))
         out = self.dec3(a5)
         a6 = torch.relu(out) if self.output_activation == "relu" else torch.sigmoid(out)
         return a6, (a1, a2, a3, a4, a5, a6)
+
+
+# enc3 covers its whole 7x7 input and dec1 spreads a 1x1 input over its whole 7x7 output, so each
+# is one matrix product over the same weights: the same function, without the convolution
+# library's per-call set-up that dominated these two layers on a CPU (about 20% of a training step).
+# The positions are flattened channels-last, (h, w, c), which is a view of a channels-last tensor.
+
+
+def _full_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a kernel the size of the input: (B, C, k, k) -> (B, C_out, 1, 1)."""
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
+    flat = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+    return F.linear(flat, weight, conv.bias)[:, :, None, None]
+
+
+def _full_deconv(deconv: nn.ConvTranspose2d, code: torch.Tensor) -> torch.Tensor:
+    """``deconv(code)`` for a 1x1 input: (B, C, 1, 1) -> (B, C_out, k, k), channels-last."""
+    c_in, c_out, kh, kw = deconv.weight.shape
+    weight = deconv.weight.permute(0, 2, 3, 1).reshape(c_in, -1)
+    bias = deconv.bias.repeat(kh * kw)
+    flat = torch.addmm(bias, code.reshape(code.shape[0], c_in), weight)
+    return flat.reshape(-1, kh, kw, c_out).permute(0, 3, 1, 2)
 
 
 class Reconstructor(nn.Module):
