@@ -18,6 +18,7 @@ from sae import metrics as M
 from sae.config import Config, ModelConfig
 from sae.model import SparseAutoencoder
 from sae.runner import train_run
+from sae.tracking import TAG_DESCRIPTION
 from sae.train import Callback, load_splits, resolve_device
 
 README_TRAIN_LOSS = 0.00487120
@@ -90,7 +91,12 @@ def run_baseline(
                 cfg,
                 kind="baseline",
                 run_name=run_name(beta, seed),
-                tags={TAG_BASELINE: "true", TAG_BETA_SOURCE: source},
+                tags={
+                    TAG_BASELINE: "true",
+                    TAG_BETA_SOURCE: source,
+                    TAG_DESCRIPTION: f"The seed's protocol ({cfg.train.epochs} epochs) with "
+                    f"the penalty weight its {source} uses, beta {beta:g}; seed {seed}.",
+                },
                 callbacks=callbacks(),
                 splits=splits,
             )

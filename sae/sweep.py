@@ -416,6 +416,7 @@ def make_objective(
                 tags={
                     tracking.TAG_STUDY: ctx.sweep.study_name,
                     tracking.TAG_TRIAL_NUMBER: str(trial.number),
+                    tracking.TAG_DESCRIPTION: _describe_trial(trial.number, ctx.sweep, params),
                 },
                 parent_run_id=ctx.parent_run_id,
                 callbacks=[_Report(trial, prune), *callbacks()],
@@ -715,6 +716,12 @@ def plots(study: optuna.Study) -> dict[str, Any]:
         fig.set_size_inches(10, 6)
         figures[path] = fig
     return figures
+
+
+def _describe_trial(number: int, sweep: SweepConfig, params: dict[str, Any]) -> str:
+    """The trial run's description in the MLflow UI: where it belongs and what it tried."""
+    tried = ", ".join(f"{name} {value:.3g}" for name, value in params.items())
+    return f"Trial {number} of study `{sweep.study_name}`: {tried}."
 
 
 def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config) -> str:

@@ -166,19 +166,30 @@ def connect(settings: Settings) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = user_value
 
 
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""What the MLflow UI (3.x) opens an experiment as; without it, it may open on the GenAI traces
+overview instead of the runs table."""
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created with the configured artifact location if new."""
+    """The id of experiment ``name``, created with the configured artifact location if new, and
+    marked as model training so that the UI opens it on its runs."""
     connect(settings)
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get(TAG_EXPERIMENT_KIND) is None:  # made before the tag, or elsewhere
+            client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         return found.experiment_id
     # A tracking server chooses (and serves) artifact locations itself: a local folder named
     # here would only exist on the machine that created the experiment.
     served = settings.tracking_uri.startswith(("http://", "https://"))
     location = None if served else settings.artifact_location.rstrip("/") + "/" + name
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
+        )
     except mlflow.exceptions.MlflowException:
         # another worker created it between our lookup and create
         found = client.get_experiment_by_name(name)

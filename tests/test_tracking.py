@@ -225,3 +225,16 @@ def test_log_input__retries_when_a_concurrent_run_registered_the_dataset(monkeyp
     )
     with pytest.raises(mlflow.exceptions.MlflowException, match="down"):
         tracking._log_input(tracking._dataset("abc", "train", 10), "train")
+
+
+def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training(tmp_path):
+    settings = tracking.Settings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "art")
+    )
+    client = MlflowClient(settings.tracking_uri)
+    old = client.create_experiment("made-elsewhere")  # without the tag, as MLflow makes them
+    new = tracking.ensure_experiment(settings, "made-here")
+    assert tracking.ensure_experiment(settings, "made-elsewhere") == old
+    for experiment_id in (old, new):
+        tags = client.get_experiment(experiment_id).tags
+        assert tags[tracking.TAG_EXPERIMENT_KIND] == "custom_model_development"
