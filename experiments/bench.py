@@ -103,7 +103,8 @@ def main() -> None:
 
         settings = tracking.load_settings(args.config_file)
         run_id = tracking.log_benchmark(settings, results, info, [output])
-        print(f"\nwritten to {output}; MLflow run {run_id} in experiment 'benchmarks'")
+        done = "logged" if args.from_json else "written to"
+        print(f"\n{done} {output}; MLflow run {run_id} in experiment 'benchmarks'")
     else:
         print(f"\nwritten to {output}")
 
