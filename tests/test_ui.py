@@ -170,10 +170,14 @@ def running_ui(store) -> Iterator[_UI]:
         yield server
     finally:
         server.interrupt()
-        # whatever happened, no server of ours is left listening
-        for port in (server.mlflow_port, server.dashboard_port):
+        # whatever happened, no server of ours is left listening (each runs in its own session,
+        # so it is found by the port on its command line: `--port N` or `127.0.0.1 N`)
+        for port, pattern in (
+            (server.mlflow_port, f"--port {server.mlflow_port}"),
+            (server.dashboard_port, f"127.0.0.1 {server.dashboard_port}"),
+        ):
             if _listening(port):
-                subprocess.run(["pkill", "-f", f"--port {port}"], check=False)
+                subprocess.run(["pkill", "-f", "--", pattern], check=False)
 
 
 @pytest.fixture
