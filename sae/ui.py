@@ -52,8 +52,11 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def check_tracking_store(settings: Settings) -> None:
-    """A missing local store is a one-line error naming the command that creates one."""
+    """A missing local store is a one-line error naming the command that creates one; a tracking
+    server needs no second UI."""
     uri = settings.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        raise UIError(f"{uri} is a tracking server, which serves its own UI: open it in a browser")
     path = sqlite_path(uri)
     if uri.startswith("file:"):
         path = Path(uri.removeprefix("file://"))

@@ -68,6 +68,9 @@ def test_ui_command__missing_stores_are_one_line_errors_naming_the_command(tmp_p
     )
     with pytest.raises(ui.UIError, match="no Optuna storage at .*none; create one with `make"):
         ui.check_optuna_storage(settings.optuna_storage)
+    served = dataclasses.replace(settings, tracking_uri="http://127.0.0.1:5000")
+    with pytest.raises(ui.UIError, match="is a tracking server, which serves its own UI"):
+        ui.check_tracking_store(served)
 
 
 def test_mlflow_command__serves_the_store_and_artifact_root_of_the_settings(tmp_path):
