@@ -90,7 +90,7 @@ def main() -> None:
             amp=args.amp,
             parts=args.parts,
         )
-        info = {**bench.machine(), "run_on": str(resolve_device(args.device)), "amp": str(args.amp)}
+        info = {**bench.machine(resolve_device(args.device)), "amp": str(args.amp)}
         info["parts"] = ",".join(args.parts)
         print(f"machine: {info}")
         results = bench.run(cfg, args.root, log=print)

@@ -189,7 +189,8 @@ def peak_rss_mb(command: list[str], cwd: Path) -> tuple[float, float]:
     return int(done.stdout.strip()) / 1024, seconds
 
 
-def machine() -> dict[str, str]:
+def machine(device: torch.device) -> dict[str, str]:
+    """The machine as tags: CPU, cores, threads, versions, and the device the figures are for."""
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -204,7 +205,7 @@ def machine() -> dict[str, str]:
         "torch_threads": str(torch.get_num_threads()),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu",
     }
 
 
@@ -241,10 +242,10 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
         train=TrainConfig(epochs=1, device=bench.device, amp=bench.amp),
         tracking=TrackingConfig(config_file=str(tmp / "mlflow.yaml"), log_model=False),
     )
-    splits = load_splits(cfg.data, device)
 
     # 1. Throughput, alternating the two loops so that both see the same machine state.
     if "throughput" in bench.parts:
+        splits = load_splits(cfg.data, device)
         core, seed = [], []
         for i in range(bench.repeats):
             core.append(core_images_per_s(cfg, splits))
