@@ -167,14 +167,14 @@ def connect(settings: Settings) -> None:
 
 
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
-"""What the MLflow UI (3.x) opens an experiment as; without it, it may open on the GenAI traces
-overview instead of the runs table."""
+"""Labels an experiment for the MLflow UI (3.x) as model training rather than GenAI. The UI's own
+GenAI / Model-training switch is separate: ``sae.ui.experiment_url`` asks for the latter."""
 EXPERIMENT_KIND = "custom_model_development"
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
     """The id of experiment ``name``, created with the configured artifact location if new, and
-    marked as model training so that the UI opens it on its runs."""
+    labelled as model training (``TAG_EXPERIMENT_KIND``)."""
     connect(settings)
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
