@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import typing
 from collections.abc import Callable
@@ -23,6 +24,21 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def finite_float(text: str) -> float:
+    """argparse type of every float flag: a number, and neither inf nor nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _converter(annotation: Any) -> Any:
+    return finite_float if annotation is float else annotation
+
+
 def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
     """(converter, extra add_argument kwargs) for a field's type."""
     args = typing.get_args(annotation)
@@ -31,7 +47,7 @@ def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
         return str, {"choices": list(args)}
     if origin is tuple:  # tuple[float, float]: two values; tuple[int, ...]: one or more
         nargs = "+" if args[-1] is Ellipsis else len(args)
-        return args[0], {"nargs": nargs}
+        return _converter(args[0]), {"nargs": nargs}
     if type(None) in args:  # X | None: the word "none" means None
         (inner,) = (a for a in args if a is not type(None))
         convert, extra = _parser_for(inner)
@@ -41,7 +57,7 @@ def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
 
         optional.__name__ = convert.__name__
         return optional, extra
-    return annotation, {}
+    return _converter(annotation), {}
 
 
 def add_dataclass_arguments(
@@ -90,15 +106,15 @@ def config_from_args(args: argparse.Namespace, defaults: Config | None = None) -
     if getattr(args, "config", None):
         loaded = read_config_file(args.config)
         for section, values in loaded.items():
-            if section not in base or not isinstance(values, dict):
+            if section not in base:
                 raise ValueError(f"{args.config}: unknown config section {section!r}")
+            if not isinstance(values, dict):
+                raise ValueError(f"{args.config}: section {section!r} must map fields to values")
             base[section].update(values)
     for section in base:
         base[section].update(section_values(args, section))
-    try:
-        return Config.from_dict(base)
-    except TypeError as err:  # an unknown field name in a config file
-        raise ValueError(f"bad config: {err}") from None
+    # Values from the file arrive as YAML typed them; the dataclasses check each one's type.
+    return Config.from_dict(base)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

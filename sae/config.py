@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +31,55 @@ def _help(text: str, **kwargs: Any) -> Any:
 def _check_positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or not value > 0:  # also refuses NaN
+    if value is None or not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_types(obj: Any) -> None:
+    """Every field of the dataclass ``obj`` holds a value of its annotated type.
+
+    A ``float`` field takes any finite real number (an int too), an ``int`` field a whole number
+    (not 12.7, not True), a ``bool`` field only true or false, a ``Literal`` one of its choices.
+    Values from a config file reach the dataclasses as YAML typed them, so this is what refuses
+    ``lr: .inf``, ``batch_size: 12.7`` or ``amp: 1``, naming the field. ValueError otherwise.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        _check_type(f.name, getattr(obj, f.name), hints[f.name])
+
+
+_KINDS: dict[type, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("a whole number", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    float: (
+        "a finite number",
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
+    ),
+    str: ("text", lambda v: isinstance(v, str)),
+}
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        _check_choice(name, value, annotation)
+    elif type(None) in args:  # X | None
+        if value is not None:
+            (inner,) = (a for a in args if a is not type(None))
+            _check_type(name, value, inner)
+    elif origin is tuple:  # tuple[float, float] or tuple[int, ...]
+        if not isinstance(value, tuple):
+            raise ValueError(f"{name} must be a tuple, got {value!r}")
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            raise ValueError(f"{name} must hold {len(args)} values, got {len(value)}")
+        for i, item in enumerate(value):
+            _check_type(f"{name}[{i}]", item, args[0] if args[-1] is Ellipsis else args[i])
+    elif annotation in _KINDS:
+        what, accepts = _KINDS[annotation]
+        if not accepts(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+    elif not isinstance(value, annotation):
+        raise ValueError(f"{name} must be a {annotation.__name__}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +103,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.root:
             raise ValueError("data root must not be empty")
         _check_positive("train_size", self.train_size, allow_none=True)
@@ -68,7 +119,7 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_choice("output_activation", self.output_activation, OutputActivation)
+        check_types(self)
 
 
 @dataclass(frozen=True)
@@ -103,21 +154,19 @@ class TrainConfig:
     log_every: int = _help("report training metrics every N optimiser steps", default=50)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        check_types(self)  # also refuses inf and NaN in every float field
+        if self.epochs < 1:  # zero epochs would be a finished run that trained nothing
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         for name in ("batch_size", "test_batch_size", "lr", "adam_eps", "log_every"):
             _check_positive(name, getattr(self, name))
         _check_positive("threads", self.threads, allow_none=True)
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta must be >= 0 and finite, got {self.beta}")
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
         if not 0 < self.rho < 1:
             raise ValueError(f"rho must be in (0, 1), got {self.rho}")
-        _check_choice("penalty", self.penalty, Penalty)
-        _check_choice("penalty_layers", self.penalty_layers, PenaltyLayers)
-        _check_choice("device", self.device, Device)
 
 
 @dataclass(frozen=True)
@@ -138,6 +187,9 @@ class TrackingConfig:
         "MLflow run name; unset means one derived from the config", default=None
     )
     log_model: bool = _help("log the trained model with mlflow.pytorch.log_model", default=True)
+
+    def __post_init__(self) -> None:
+        check_types(self)
 
 
 @dataclass(frozen=True)
@@ -162,11 +214,19 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Config:
-        """Rebuild a config saved with ``to_dict`` (unknown keys are an error)."""
+        """Rebuild a config saved with ``to_dict``; an unknown section or field is a ValueError."""
         sections = {f.name: f.default_factory for f in dataclasses.fields(cls)}
         unknown = set(raw) - set(sections)
         if unknown:
             raise ValueError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+        for name, values in raw.items():
+            if not isinstance(values, dict):
+                raise ValueError(f"config section {name!r} must map fields to values")
+            known = {f.name for f in dataclasses.fields(sections[name])}
+            unknown = set(values) - known
+            if unknown:
+                fields = ", ".join(f"{name}.{key}" for key in sorted(map(str, unknown)))
+                raise ValueError(f"unknown config field(s): {fields}")
         return cls(**{name: sections[name](**values) for name, values in raw.items()})
 
 
@@ -176,10 +236,25 @@ def _check_choice(name: str, value: object, choices: Any) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-08`` and ``1.0e3`` as numbers, as JSON and YAML 1.2 do.
+
+    YAML 1.1 wants a dot and a signed exponent, so ``1e-08``, exactly what ``json.dumps`` writes
+    for adam_eps in a run's config.json, would come back as text.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_yaml_mapping(path: str | Path, what: str, contents: str) -> dict[str, Any]:
     """A YAML (or JSON) file that must hold a mapping; ValueError in one line otherwise."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = yaml.load(Path(path).read_text(), Loader=_Loader)
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
         raise ValueError(f"cannot read {what} {path}: {reason}") from None

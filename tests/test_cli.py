@@ -2,16 +2,23 @@ import dataclasses
 import runpy
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from sae.cli import ArgumentParser, add_config_arguments, config_from_args
+from sae.cli import (
+    ArgumentParser,
+    add_config_arguments,
+    add_dataclass_arguments,
+    config_from_args,
+)
 from sae.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "experiments" / "train.py"
 BASELINE = ROOT / "experiments" / "baseline.py"
+SWEEP = ROOT / "experiments" / "sweep.py"
 
 
 def _parse(argv):
@@ -63,9 +70,14 @@ def test_config_file__loads_and_flags_override(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--epochs", "-1"], "error: epochs must be >= 0, got -1"),
+        (["--epochs", "-1"], "error: epochs must be >= 1, got -1"),
+        (["--epochs", "0"], "error: epochs must be >= 1, got 0"),
         (["--lr", "0"], "error: lr must be > 0, got 0.0"),
         (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+        (["--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
+        (["--lr", "nan"], "argument --lr: must be a finite number, got 'nan'"),
+        (["--beta", "1e400"], "argument --beta: must be a finite number, got '1e400'"),
+        (["--batch-size", "12.7"], "argument --batch-size: invalid int value: '12.7'"),
         (["--penalty", "l2"], "argument --penalty: invalid choice: 'l2'"),
         (["--penalty-layers", "decoder"], "argument --penalty-layers: invalid choice"),
         (["--config", "/nonexistent/run.yaml"], "error: cannot read config /nonexistent/run.yaml"),
@@ -110,3 +122,140 @@ def test_train_cli__subprocess_error_has_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def _run_script(script, argv, monkeypatch, capsys, cwd):
+    """Run an entry point as `python script argv...` in `cwd`; (exit status, stderr)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", [TRAIN, BASELINE, SWEEP], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "error: epochs must be >= 1, got 0\n"),
+        (
+            ["--adam-eps", "inf"],
+            ": error: argument --adam-eps: must be a finite number, got 'inf'\n",
+        ),
+    ],
+)
+def test_entry_points__refuse_zero_epochs_and_inf_in_one_line_writing_nothing(
+    script, argv, message, tmp_path, monkeypatch, capsys
+):
+    """Regression: --epochs 0 finished a tracked run (or a sweep of trials) that trained
+    nothing, and --adam-eps inf was taken; train, baseline and sweep share the config."""
+    code, err = _run_script(script, argv, monkeypatch, capsys, tmp_path)
+    assert code != 0 and err.endswith(message) and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_float_flags__every_one_refuses_inf_and_nan_by_name(capsys):
+    """Regression: float flags used plain float(), which takes inf and nan. Every float field of
+    the config dataclasses, the sweep's included, is a flag that refuses them; the exact set is
+    pinned so that a new float field is covered too."""
+    from sae.sweep import SweepConfig
+
+    parser = ArgumentParser(prog="p")
+    add_dataclass_arguments(parser, "sweep", SweepConfig(), title="sweep")
+    add_config_arguments(parser)
+    floats = {}  # flag -> how many values it takes
+    for cls in (*(f.default_factory for f in dataclasses.fields(Config)), SweepConfig):
+        for name, hint in typing.get_type_hints(cls).items():
+            args = typing.get_args(hint)
+            if float in (hint, *args):
+                flag = "--" + name.replace("_", "-")
+                floats[flag] = len(args) if typing.get_origin(hint) is tuple else 1
+    assert set(floats) == {
+        "--lr",
+        "--adam-beta1",
+        "--adam-beta2",
+        "--adam-eps",
+        "--beta",
+        "--rho",
+        "--max-active-frac",
+        "--timeout",
+        "--beta-range",
+        "--lr-range",
+    }
+    for flag, n in floats.items():
+        # "--lr -inf" reads -inf as an option, so a user writes --lr=-inf; a range takes "1 inf".
+        for bad in ("inf", "-inf", "nan", "NaN", "1e400") if n == 1 else ("inf", "nan"):
+            argv = [f"{flag}={bad}"] if n == 1 else [flag, "1", bad]
+            with pytest.raises(SystemExit) as exit_:
+                parser.parse_args(argv)
+            assert exit_.value.code == 2
+            err = capsys.readouterr().err
+            assert err == f"p: error: argument {flag}: must be a finite number, got '{bad}'\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  lr: .inf\n", "error: lr must be a finite number, got inf"),
+        ("train:\n  beta: .nan\n", "error: beta must be a finite number, got nan"),
+        ("train:\n  rho: -.inf\n", "error: rho must be a finite number, got -inf"),
+        ("train:\n  lr: fast\n", "error: lr must be a finite number, got 'fast'"),
+        ("train:\n  batch_size: 12.7\n", "error: batch_size must be a whole number, got 12.7"),
+        ("train:\n  epochs: '3'\n", "error: epochs must be a whole number, got '3'"),
+        ("train:\n  epochs: 0\n", "error: epochs must be >= 1, got 0"),
+        ("train:\n  lr: yes\n", "error: lr must be a finite number, got True"),
+        ("train:\n  amp: 1\n", "error: amp must be true or false, got 1"),
+        ("data:\n  train_size: 1.0e3\n", "error: train_size must be a whole number, got 1000.0"),
+        ("train:\n  lrr: 0.1\n", "error: unknown config field(s): train.lrr"),
+        ("train: 3\n", "error: {path}: section 'train' must map fields to values"),
+        ("optim: {}\n", "error: {path}: unknown config section 'optim'"),
+        ("", "error: cannot read config {path}: expected a mapping of sections"),
+        ("- train\n", "error: cannot read config {path}: expected a mapping of sections"),
+    ],
+)
+def test_train_cli__bad_config_file_values_are_one_line_naming_the_field(
+    text, message, tmp_path, monkeypatch, capsys
+):
+    """Regression: a config file's values were not type-checked: .inf and .nan were taken,
+    batch_size 12.7 failed inside training with a traceback, and a string lr gave
+    "bad config: '>' not supported between instances of 'str' and 'int'"."""
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, err = _run_script(TRAIN, ["--config", str(path)], monkeypatch, capsys, work)
+    assert code == 1 and err == message.format(path=path) + "\n"
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: None, "No such file or directory"),
+        (lambda p: p.mkdir(), "Is a directory"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00train"), "codec can't decode"),
+    ],
+    ids=["missing", "directory", "binary"],
+)
+def test_train_cli__config_file_that_cannot_be_read_is_one_line(
+    make, reason, tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "run.yaml"
+    make(path)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, err = _run_script(TRAIN, ["--config", str(path)], monkeypatch, capsys, work)
+    assert code == 1 and err.startswith(f"error: cannot read config {path}: ")
+    assert reason in err and err.count("\n") == 1
+    assert list(work.iterdir()) == []
+
+
+def test_train_cli__a_runs_saved_config_json_loads_back(tmp_path):
+    """Regression: the README's --config FILE with a run's config.json failed, because YAML 1.1
+    read adam_eps 1e-08 (as json.dumps writes it) as text."""
+    import json
+
+    cfg = Config()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    assert _parse(["--config", str(path)]) == cfg
