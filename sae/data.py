@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -640,6 +641,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see --help)")
 
 
+def _seconds(text: str) -> float:
+    """argparse type of --timeout: finite seconds > 0 (to a socket, 0 means non-blocking)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m sae.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="{fetch,verify}")
@@ -660,7 +672,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     fetch.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         help="socket timeout in seconds for torchvision's download (default: 10)",
     )

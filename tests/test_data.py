@@ -494,10 +494,29 @@ def test_cli__module_entry_point_reports_data_error_without_traceback(tiny) -> N
     assert data.TRAIN_IMAGES in proc.stderr and "expected 47040016 bytes" in proc.stderr
 
 
+def test_cli__bad_timeout_is_refused_before_anything_is_fetched(tmp_path, capsys, no_remote):
+    """Regression: --timeout took any float; 0, -1, inf and nan made torchvision's download fail
+    (or 0 made the socket non-blocking) and the fetch quietly fell back to the mirror."""
+    root = tmp_path / "root"
+    for value in ("0", "-1", "inf", "nan"):
+        assert data.main(["fetch", "--root", str(root), "--timeout", value]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"error: python -m sae.data fetch: argument --timeout: must be a finite number of "
+            f"seconds > 0, got '{value}' (see --help)\n"
+        )
+    assert not root.exists()
+
+
 def test_real_mnist__verifies_and_loads_when_present() -> None:
+    """Runs on the real files. Without them it skips, with the reason, except under CI=true,
+    where it fails: a CI run must not go green without having looked at real MNIST."""
     raw = data.raw_dir_of(data.default_root())
     if not all((raw / f.name).exists() for f in data.MNIST_FILES):
-        pytest.skip(f"real MNIST is not in {raw}; run `python -m sae.data fetch` to run this test")
+        reason = f"real MNIST is not in {raw}; run `python -m sae.data fetch` to run this test"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true requires it")
+        pytest.skip(reason)
     assert data.prepare(data.default_root(), log=lambda m: None) == raw
     train_x, train_y = data.load_split(raw, True)
     test_x, test_y = data.load_split(raw, False)
@@ -510,3 +529,60 @@ def test_real_mnist__verifies_and_loads_when_present() -> None:
     assert torch.bincount(test_y).tolist() == [
         980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009
     ]  # fmt: skip
+
+
+def test_real_mnist__missing_files_fail_under_ci_and_skip_elsewhere(tmp_path, monkeypatch) -> None:
+    """Regression: without the files the real-data test skipped under CI too, so CI stayed green."""
+    monkeypatch.setenv(data.ROOT_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"real MNIST is not in .*CI=true requires it"):
+        test_real_mnist__verifies_and_loads_when_present()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"run `python -m sae\.data fetch`"):
+        test_real_mnist__verifies_and_loads_when_present()
+
+
+def _fake_ci(tmp_path: Path, fetch: int, test: int) -> tuple[subprocess.CompletedProcess, str]:
+    """Run a copy of .ci/run with make, the venv's python and chromium replaced by stubs that
+    record their arguments and exit with the given statuses (fetch: `python -m sae.data fetch`,
+    test: `make test`); returns the finished process and the record."""
+    repo, bin_ = tmp_path / "repo", tmp_path / "bin"
+    (repo / ".ci").mkdir(parents=True)
+    (repo / ".ci" / "run").write_bytes((REPO / ".ci" / "run").read_bytes())
+    record = tmp_path / "calls"
+    stubs = {
+        bin_ / "make": f'echo "make $*" >> {record}; [ "$1" = test ] && exit {test}; exit 0',
+        bin_ / "chromium": "exit 0",
+        repo / ".venv" / "bin" / "python": f'echo "python $*" >> {record}; exit {fetch}',
+    }
+    for path, body in stubs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", str(repo / ".ci" / "run")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}"},
+        timeout=60,
+    )
+    return proc, record.read_text()
+
+
+@pytest.mark.parametrize(
+    ("fetch", "test", "status"),
+    [(0, 0, 0), (1, 0, 1), (1, 2, 1), (0, 2, 2), (0, 5, 5)],
+)
+def test_ci_script__a_failed_fetch_or_test_ends_the_run_red(tmp_path, fetch, test, status) -> None:
+    """Regression: .ci/run turned a failed MNIST fetch into a note and exited 0. Now the fetch's
+    failure ends the run red after lint and tests have run, and make test's status (pytest's 1 for
+    a failed test, 5 for none collected) is the run's status."""
+    proc, calls = _fake_ci(tmp_path, fetch, test)
+    assert proc.returncode == status, proc.stderr
+    assert calls.splitlines() == [
+        "make .venv/.installed",
+        "python -m sae.data fetch",
+        "make lint",
+        "make test",
+    ]
+    assert ("error: MNIST could not be fetched" in proc.stderr) == bool(fetch)
