@@ -21,9 +21,17 @@ from sae.config import Config, DataConfig, TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
 
+MAX_LOSS = 1e6
+"""A training loss above this has diverged, like NaN: the images are in [0, 1], so a loss this
+large means blown-up weights or a runaway penalty, from which a run does not come back."""
+
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run cannot go on."""
+    """The training loss diverged (NaN, infinite, or above MAX_LOSS); the run cannot go on."""
+
+
+def diverged(value: float) -> bool:
+    return not math.isfinite(value) or value > MAX_LOSS
 
 
 @dataclass(frozen=True)
@@ -149,14 +157,14 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             parts = torch.stack((loss.detach(), mse.detach(), pen.detach()))
             epoch_sums += parts
             window_sums += parts
-            if step % check_every == 0 and not math.isfinite(loss.item()):
+            if step % check_every == 0 and diverged(loss.item()):
                 raise NonFiniteLossError(_non_finite_message(epoch, step, loss.item()))
             for cb in callbacks:
                 cb.on_step(step)
             # periodic report
             if step % tc.log_every == 0:
                 values = (window_sums / window_steps).tolist()
-                if not math.isfinite(values[0]):
+                if diverged(values[0]):
                     raise NonFiniteLossError(_non_finite_message(epoch, step, values[0]))
                 for cb in callbacks:
                     cb.on_log(step, dict(zip(M.TRAIN_STEP_METRICS, values, strict=True)))
@@ -169,7 +177,7 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
         # per-epoch evaluation
         batches = math.ceil(n / tc.batch_size)
         loss_mean, mse_mean, pen_mean = (epoch_sums / batches).tolist()
-        if not math.isfinite(loss_mean):
+        if diverged(loss_mean):
             raise NonFiniteLossError(_non_finite_message(epoch, step, loss_mean))
         record = {
             M.EPOCH_LOSS: loss_mean,
@@ -189,7 +197,8 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
 
 
 def _non_finite_message(epoch: int, step: int, value: float) -> str:
+    what = f"{value}" if not math.isfinite(value) else f"{value:.3g} (above {MAX_LOSS:g}: diverged)"
     return (
-        f"training loss became {value} at epoch {epoch}, step {step}; "
+        f"training loss became {what} at epoch {epoch}, step {step}; "
         "lower lr or beta (the run was stopped)"
     )
