@@ -11,6 +11,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ from mlflow.tracking import MlflowClient
 from sae import metrics as M
 from sae.config import Config
 from sae.model import LAYER_NAMES, Reconstructor, SparseAutoencoder
+from sae.redact import redact, redact_values
 from sae.train import Callback, Splits
 
 # Tags every run carries.
@@ -110,16 +114,20 @@ def load_settings(
     MLFLOW_TRACKING_URI environment variable, then the file.
     """
     path = Path(path)
-    raw: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, OSError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise SettingsError(f"{path}: not valid YAML ({first})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise SettingsError(f"{path}: expected a mapping of settings at the top level")
-        raw = loaded or {}
+    if not path.is_file():
+        what = "is a folder, not a settings file" if path.is_dir() else "does not exist"
+        raise SettingsError(
+            f"{path} {what}: run from the project folder (it holds mlflow.yaml) "
+            "or pass --config-file FILE"
+        )
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SettingsError(f"{path}: not valid YAML ({first})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings at the top level")
+    raw: dict[str, Any] = loaded or {}
     unknown = set(raw) - _SETTINGS_KEYS
     if unknown:
         raise SettingsError(f"{path}: unknown key {sorted(unknown)[0]!r}")
@@ -136,6 +144,7 @@ def load_settings(
     base = path.resolve().parent
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or raw.get("tracking_uri")
     uri = uri or defaults.tracking_uri
+    check_tracking_uri(uri)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(base / uri.removeprefix("sqlite:///"))
     artifacts = raw.get("artifact_location", defaults.artifact_location)
@@ -152,12 +161,106 @@ def load_settings(
     )
 
 
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file")
+"""The tracking URI schemes the suite accepts (a ``+driver`` suffix allowed), besides a folder."""
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise SettingsError, in one line, for a URI no MLflow tracking store can live at."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return  # a folder: MLflow's file store
+    if scheme.split("+")[0] not in TRACKING_SCHEMES or not rest:
+        raise SettingsError(
+            f"tracking URI {redact(uri)!r} is not one MLflow can store runs at: use "
+            "sqlite:///FILE, postgresql://USER@HOST/DB, http(s)://SERVER or a folder"
+        )
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working folder), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?")[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+_READY: set[str] = set()
+"""The tracking URIs this process has already created or checked."""
+
+
+@contextlib.contextmanager
+def _quiet_store_logs() -> Iterator[None]:
+    """Keep the INFO lines and deprecation warnings of creating a store off a user's console."""
+    loggers = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def ensure_store(uri: str) -> None:
+    """Create the store at ``uri`` if it is new, safely when other processes do the same at the
+    same moment, and check that it opens. Raises ValueError, in one line, when it does not.
+
+    A new SQLite store is built whole under a private name and then linked into place, which
+    fails if another process got there first: no process ever sees a half-built store, and a
+    process killed while building leaves only its private file. A PostgreSQL store is created
+    under an advisory lock.
+    """
+    if uri in _READY:
+        return
+    from sae.locks import database_lock
+
+    path = sqlite_file(uri)
+    with _quiet_store_logs():
+        try:
+            if path is not None and not path.exists():
+                _create_sqlite_store(path)
+            with database_lock(uri, "sae: create the MLflow store"):
+                MlflowClient(uri).search_experiments(max_results=1)
+        except (mlflow.exceptions.MlflowException, ValueError) as err:
+            reason = _reason(err)
+            raise ValueError(f"cannot open the MLflow store {redact(uri)}: {reason}") from None
+        except Exception as err:  # sqlalchemy and driver errors of a damaged store
+            raise ValueError(
+                f"cannot open the MLflow store {redact(uri)}: {_reason(err)}; if an earlier "
+                "start was interrupted it may be half-built: move it aside to start a new one"
+            ) from None
+    _READY.add(uri)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ValueError(f"there is no folder {path.parent} to create it in")
+    private = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    try:
+        MlflowClient(f"sqlite:///{private}").search_experiments(max_results=1)
+        with contextlib.suppress(FileExistsError):  # another process linked its store first
+            os.link(private, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            private.unlink()
+
+
+def _reason(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return redact(" ".join(lines[0].split())[:200]) if lines else type(err).__name__
+
+
 def connect(settings: Settings) -> None:
-    """Point this process's MLflow client at the configured store.
+    """Point this process's MLflow client at the configured store, created if new.
 
     ``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into the environment; that is
     put back as it was, so our own choice is never mistaken later for the user's override.
     """
+    ensure_store(settings.tracking_uri)
     user_value = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
     if user_value is None:
@@ -198,8 +301,11 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         return found.experiment_id
 
 
-class RunKilled(BaseException):
-    """Raised in the main thread when the process receives SIGTERM during a tracked run."""
+class RunKilled(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM during a tracked run.
+
+    A KeyboardInterrupt, so that everything that handles Ctrl-C (Optuna failing the trial in
+    flight, our runs ending KILLED) handles SIGTERM the same way."""
 
 
 @contextlib.contextmanager
@@ -251,7 +357,7 @@ def tracked_run(
     try:
         with sigterm_raises():
             mlflow.log_params({k: _param(v) for k, v in cfg.flat().items()})
-            mlflow.log_dict(cfg.to_dict(), CONFIG_FILE)
+            mlflow.log_dict(redact_values(cfg.to_dict()), CONFIG_FILE)
             yield tracker
         status = RunStatus.to_string(RunStatus.FINISHED)
     except (KeyboardInterrupt, RunKilled):
@@ -261,7 +367,7 @@ def tracked_run(
         status = RunStatus.to_string(RunStatus.FINISHED)
         raise
     except BaseException as err:
-        tracker.client.set_tag(tracker.run_id, TAG_ERROR, _one_line(err))
+        tracker.client.set_tag(tracker.run_id, TAG_ERROR, one_line(err))
         raise
     finally:
         try:
@@ -276,7 +382,7 @@ def environment_tags() -> dict[str, str]:
         TAG_TORCH: torch.__version__,
         TAG_MLFLOW: mlflow.__version__,
         TAG_HOST: platform.node(),
-        TAG_COMMAND: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        TAG_COMMAND: redact(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])),
     }
 
 
@@ -359,7 +465,7 @@ def log_model(model: SparseAutoencoder, cfg: Config) -> mlflow.models.model.Mode
     signature = mlflow.models.infer_signature(example, output)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / CONFIG_FILE
-        config.write_text(json.dumps(cfg.to_dict(), indent=2))
+        config.write_text(json.dumps(redact_values(cfg.to_dict()), indent=2))
         return mlflow.pytorch.log_model(
             wrapped,
             name=MODEL_NAME,
@@ -399,15 +505,26 @@ def activation_histograms(model: SparseAutoencoder, images: torch.Tensor) -> Fig
         values = act.float().flatten().cpu().numpy()
         positive = values[values > 0]
         ax.set_title(f"{layer}: {1 - positive.size / values.size:.0%} of activations are 0")
-        if positive.size:
-            ax.hist(positive, bins=50, color="tab:blue")
+        shown = positive[np.isfinite(positive)]
+        if shown.size and _spread(shown):
+            ax.hist(shown, bins=50, color="tab:blue")
             ax.set_yscale("log")
         else:
-            ax.text(0.5, 0.5, "no unit ever active", ha="center", transform=ax.transAxes)
+            why = "no unit ever active" if not positive.size else "values too large to bin"
+            if shown.size and not _spread(shown):
+                why = f"every active value is {shown[0]:.3g}"
+            ax.text(0.5, 0.5, why, ha="center", transform=ax.transAxes)
         ax.set_xlabel("activation (> 0)")
         ax.set_ylabel("count")
     fig.suptitle(f"Activation histograms on {len(images)} test images")
     return fig
+
+
+def _spread(values: np.ndarray) -> bool:
+    """Whether 50 distinct, finite histogram bins fit between the values' extremes."""
+    low, high = float(values.min()), float(values.max())
+    edges = np.linspace(low, high, 51)
+    return high > low and np.isfinite(high - low) and bool(np.all(np.diff(edges) > 0))
 
 
 def learning_curves(history: list[dict[str, float]]) -> Figure:
@@ -459,12 +576,13 @@ def _log_input(dataset: mlflow.data.Dataset, context: str, attempts: int = 3) ->
 
 
 def _param(value: Any) -> str:
-    return "None" if value is None else str(value)
+    return "None" if value is None else redact(str(value))
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """The exception as one line, credentials redacted: for tags, attributes and consoles."""
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
+    return redact(f"{type(err).__name__}: {text[0] if text else ''}")[:500]
 
 
 def _git_commit() -> str:
