@@ -7,12 +7,15 @@ several worker processes can share it, and with a database URL so can several ma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
 import os
+import signal
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -31,9 +34,10 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from sae import journal, locks, tracking
 from sae import metrics as M
-from sae import tracking
 from sae.config import Config, TrainConfig, read_yaml_mapping
+from sae.redact import redact
 from sae.runner import train_run
 from sae.train import Callback, NonFiniteLossError, Splits, load_splits, resolve_device
 
@@ -47,7 +51,13 @@ ATTR_WORKER = "worker"
 """host:pid of the process running the trial, to tell when it died."""
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_NON_FINITE = "non_finite_loss"
-"""Set on a trial whose loss became NaN or infinite: a finished outcome, not retried."""
+"""Set on a trial whose loss diverged (NaN, infinite or absurd): a finished outcome, not retried."""
+ATTR_FAILED = "failed_itself"
+"""Set on a trial that raised in its own training, evaluation or logging: an outcome of its
+parameters like a diverged loss, counted as finished and not retried. Trials that were
+interrupted or whose worker died carry no such mark: they are retried."""
+REASON_INTERRUPTED = "interrupted"
+REASON_WORKER_DIED = "worker process died"
 ATTR_RETRY_OF = "retry_of"
 """The number of the interrupted trial whose parameters this trial runs again."""
 ATTR_CONSTRAINT = "constraint"
@@ -113,8 +123,8 @@ class SweepConfig:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if not 0 < self.max_active_frac <= 1:
             raise ValueError(f"max_active_frac must be in (0, 1], got {self.max_active_frac}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"--timeout must be > 0, got {self.timeout}")
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ValueError(f"--timeout must be a finite number > 0, got {self.timeout}")
         for name, choices in (("sampler", SamplerName), ("pruner", PrunerName)):
             if getattr(self, name) not in choices.__args__:
                 raise ValueError(
@@ -141,11 +151,31 @@ def read_space_file(path: str) -> dict[str, Any]:
     for name, values in raw.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"search space {path}: {name} must be a non-empty list")
-        try:
-            out[keys[name]] = tuple(int(v) if name == "batch_size" else float(v) for v in values)
-        except (TypeError, ValueError):
-            raise ValueError(f"search space {path}: {name} must hold numbers") from None
+        if name == "batch_size":
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError(
+                    f"search space {path}: batch_size must hold whole numbers, got {values}"
+                )
+            out[keys[name]] = tuple(values)
+            continue
+        if len(values) != 2:
+            raise ValueError(f"search space {path}: {name} needs [low, high], got {values}")
+        numbers = tuple(_finite(v) for v in values)
+        if None in numbers:
+            raise ValueError(f"search space {path}: {name} must hold finite numbers, got {values}")
+        out[keys[name]] = numbers
     return out
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (YAML may give a string or a bool)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def build_space(cfg: SweepConfig) -> dict[str, BaseDistribution]:
@@ -155,12 +185,14 @@ def build_space(cfg: SweepConfig) -> dict[str, BaseDistribution]:
         if len(bounds) != 2:
             raise ValueError(f"{name} range needs LOW HIGH, got {list(bounds)}")
         low, high = bounds
-        if not (0 < low < high and math.isfinite(high)):
+        if not (0 < low < high and math.isfinite(low) and math.isfinite(high)):
             raise ValueError(
                 f"{name} range [{low:g}, {high:g}] is empty or inverted (0 < low < high)"
             )
         space[name] = FloatDistribution(low, high, log=True)
-    if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
+    if not cfg.batch_sizes or any(
+        isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in cfg.batch_sizes
+    ):
         raise ValueError(f"batch sizes must be positive integers, got {list(cfg.batch_sizes)}")
     space["batch_size"] = CategoricalDistribution(sorted(set(cfg.batch_sizes)))
     assert set(space) <= {f.name for f in dataclasses.fields(TrainConfig)}
@@ -179,29 +211,32 @@ def _space_json(space: dict[str, BaseDistribution]) -> str:
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """A journal file for a path, an RDB storage with heartbeats for a database URL.
 
-    Raises ValueError, in one line, when the database cannot be reached.
+    Raises ValueError, in one line, when the storage cannot be used: a folder where the journal
+    should be, a damaged journal (checked before anything is written), an unreachable database.
+    Several processes may create the same new storage at once.
     """
     if "://" not in url:
         path = Path(url)
+        if path.is_dir():
+            raise ValueError(f"Optuna storage {path} is a folder: name a journal file in it")
         if not path.parent.is_dir():
             raise ValueError(f"storage folder {path.parent} does not exist")
+        if path.exists():
+            journal.check(path)
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
     try:
-        # Heartbeats let Optuna fail the trials of a worker that died, on any machine.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Heartbeats let Optuna fail the trials of a worker that died, on any machine. The lock
+        # keeps two first starts from creating the tables at once.
+        with (
+            locks.store_lock(url, "sae: create the Optuna storage"),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
     except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
-        reason = " ".join(str(err).split())[:200]
-        raise ValueError(f"cannot open Optuna storage {_redact(url)}: {reason}") from None
-
-
-def _redact(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}://{rest}"
+        reason = redact(" ".join(str(err).split())[:200])
+        raise ValueError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
 
 
 def make_sampler(
@@ -216,17 +251,13 @@ def make_sampler(
     import numpy as np
 
     seed = int(np.random.SeedSequence([cfg.sampler_seed, worker, history]).generate_state(1)[0])
-    constraints = _constraints if cfg.objective == "constrained" else None
+    # The constrained objective sets its constraint on each trial (Trial.set_constraint), which
+    # both samplers read; Optuna 5 deprecated the constraints_func argument for it.
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
-    return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
-
-
-def _constraints(trial: FrozenTrial) -> list[float]:
-    """<= 0 means feasible: the code's active fraction minus the allowed maximum."""
-    return [trial.user_attrs.get(ATTR_CONSTRAINT, math.inf)]
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
@@ -283,10 +314,15 @@ def open_study(
 
 
 def counts_as_finished(trial: FrozenTrial) -> bool:
-    """COMPLETE, PRUNED, or FAIL because its loss diverged: outcomes of its parameters."""
+    """COMPLETE, PRUNED, or FAIL by itself (a diverged loss, an exception in the trial): outcomes
+    of its parameters. An interrupted trial, or one whose worker died, does not count."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(ATTR_NON_FINITE))
+    return trial.state == TrialState.FAIL and _failed_itself(trial)
+
+
+def _failed_itself(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(ATTR_NON_FINITE) or trial.user_attrs.get(ATTR_FAILED))
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -310,23 +346,26 @@ def _is_dead(worker: str) -> bool:
     return False
 
 
-def recover_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Fail the RUNNING trials whose worker process on this machine is gone, end their MLflow
-    runs KILLED, and enqueue the parameters of every interrupted trial again (at most
-    MAX_RETRIES times). Returns the numbers of the trials given a retry.
+def recover_interrupted(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    reason: str = REASON_WORKER_DIED,
+) -> list[int]:
+    """Fail the RUNNING trials whose worker process on this machine is gone (with ``reason``),
+    end the MLflow run of every interrupted trial KILLED with the trial's state and reason, and
+    enqueue the parameters of every interrupted trial again (at most MAX_RETRIES times). Returns
+    the numbers of the trials given a retry. Trials that failed by themselves are not retried.
 
     The journal storage has no heartbeat in Optuna 5, hence the check by process id; an RDB
     storage's heartbeat fails the trials of dead workers on any machine, and this then retries
     them the same way.
     """
-    trials = study.get_trials(deepcopy=False)
-    for trial in trials:
-        if trial.state == TrialState.RUNNING and _is_dead(trial.user_attrs.get(ATTR_WORKER, "")):
-            trial_id = storage.get_trial_id_from_study_id_trial_number(
-                storage.get_study_id_from_name(study.study_name), trial.number
-            )
-            storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, "worker process died")
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _is_dead(trial.user_attrs.get(ATTR_WORKER, "")):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     trials = study.get_trials(deepcopy=False)
     retried_roots: dict[int, int] = {}
     for trial in trials:
@@ -335,13 +374,14 @@ def recover_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorag
             retried_roots[root] = retried_roots.get(root, 0) + 1
     given = []
     for trial in trials:
-        if trial.state != TrialState.FAIL or trial.user_attrs.get(ATTR_NON_FINITE):
+        if trial.state != TrialState.FAIL or _failed_itself(trial):
             continue
         run_id = trial.user_attrs.get(ATTR_RUN_ID)
         if run_id and tracking.run_status(run_id) == "RUNNING":
+            why = trial.user_attrs.get(ATTR_FAIL_REASON, reason)
             tracking.set_tags(
                 run_id,
-                {tracking.TAG_TRIAL_STATE: "FAIL", tracking.TAG_ERROR: "worker process died"},
+                {tracking.TAG_TRIAL_STATE: "FAIL", tracking.TAG_ERROR: why, TAG_REASON: why},
             )
             tracking.set_run_status(run_id, "KILLED")
         root = trial.user_attrs.get(ATTR_RETRY_OF, trial.number)
@@ -357,6 +397,9 @@ def recover_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorag
 
 
 # The objective.
+
+TAG_REASON = "optuna.reason"
+"""Why a trial was pruned or failed, on its MLflow run."""
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
@@ -381,7 +424,8 @@ class _Report(Callback):
 
 @dataclass
 class Context:
-    """What every worker needs to run trials; picklable, so it crosses into worker processes."""
+    """What every worker needs to run trials; picklable, so it crosses into worker processes
+    through a pipe, never on a command line."""
 
     base: Config
     sweep: SweepConfig
@@ -389,18 +433,20 @@ class Context:
     parent_run_id: str
     worker: int = 0
     threads: int | None = None
+    deadline: float | None = None
+    """time.time() after which no new trial starts (--timeout), shared by every worker."""
 
 
 def make_objective(
     ctx: Context, splits: Splits, callbacks: Callable[[], list[Callback]] = list
 ) -> Callable[[optuna.Trial], Any]:
+    """The objective: one tracked training run per trial. Whatever goes wrong inside the trial
+    ends that trial FAIL with its reason (a user attribute, and tags on its FAILED run) and is
+    raised for Optuna to record; the sweep catches it and goes on."""
     space = build_space(ctx.sweep)
     prune = ctx.sweep.objective == "constrained"
 
     def objective(trial: optuna.Trial) -> Any:
-        params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
-        trial.set_user_attr(ATTR_WORKER, _worker_id())
-        cfg = dataclasses.replace(ctx.base, train=dataclasses.replace(ctx.base.train, **params))
         run_id: list[str] = []
 
         def started(rid: str) -> None:
@@ -409,6 +455,9 @@ def make_objective(
 
         state, reason = "FAIL", ""
         try:
+            params = {name: _suggest(trial, name, dist) for name, dist in space.items()}
+            trial.set_user_attr(ATTR_WORKER, _worker_id())
+            cfg = dataclasses.replace(ctx.base, train=dataclasses.replace(ctx.base.train, **params))
             outcome = train_run(
                 cfg,
                 kind="sweep",
@@ -424,56 +473,92 @@ def make_objective(
                 on_run_start=started,
                 finish_on=(optuna.TrialPruned,),
             )
+            values = _objective_values(ctx.sweep, trial, outcome.result.final)
             state = "COMPLETE"
+            return values
         except optuna.TrialPruned as err:
             state, reason = "PRUNED", str(err)
+            raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (tracking.RunKilled): retried on resume
+            reason = REASON_INTERRUPTED
             raise
         except NonFiniteLossError as err:
             reason = str(err)
             trial.set_user_attr(ATTR_NON_FINITE, True)
             raise
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
+            reason = tracking.one_line(err)
+            trial.set_user_attr(ATTR_FAILED, True)
             raise
         finally:
-            if reason:
-                trial.set_user_attr(ATTR_FAIL_REASON, reason[:500])
-            if run_id:
-                tags = {tracking.TAG_TRIAL_STATE: state}
-                if reason and state != "COMPLETE":
-                    tags["optuna.reason"] = reason[:500]
-                tracking.set_tags(run_id[0], tags)
-
-        final = outcome.result.final
-        mse, active = final[M.TEST_MSE], final[M.CODE_ACTIVE_FRAC]
-        trial.set_user_attr(ATTR_ACTIVE, active)
-        trial.set_user_attr("test_mse", mse)
-        if ctx.sweep.objective == "pareto":
-            return mse, active
-        trial.set_user_attr(ATTR_CONSTRAINT, active - ctx.sweep.max_active_frac)
-        return mse
+            _record_outcome(trial, run_id, state, reason)
 
     return objective
+
+
+def _objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, float]) -> Any:
+    """The objective value(s) from the last epoch's evaluation; a non-finite one is an error."""
+    mse, active = final[M.TEST_MSE], final[M.CODE_ACTIVE_FRAC]
+    if not (math.isfinite(mse) and math.isfinite(active)):
+        raise NonFiniteLossError(f"test MSE {mse} or active fraction {active} is not finite")
+    trial.set_user_attr(ATTR_ACTIVE, active)
+    trial.set_user_attr("test_mse", mse)
+    if sweep.objective == "pareto":
+        return mse, active
+    excess = active - sweep.max_active_frac
+    trial.set_user_attr(ATTR_CONSTRAINT, excess)
+    trial.set_constraint("code_active_frac", excess)
+    return mse
+
+
+def _record_outcome(trial: optuna.Trial, run_id: list[str], state: str, reason: str) -> None:
+    """The trial's reason as a user attribute, its state and reason as tags on its run. A store
+    that fails here must not hide the trial's own error, so a failure to write is dropped."""
+    with contextlib.suppress(Exception):
+        if reason:
+            trial.set_user_attr(ATTR_FAIL_REASON, redact(reason)[:500])
+    if run_id:
+        tags = {tracking.TAG_TRIAL_STATE: state}
+        if reason and state != "COMPLETE":
+            tags[TAG_REASON] = redact(reason)[:500]
+        with contextlib.suppress(Exception):
+            tracking.set_tags(run_id[0], tags)
+
+
+def _announce(log: Callable[[str], None]) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """An Optuna callback: one console line for each trial that did not complete."""
+
+    def announce(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state in (TrialState.FAIL, TrialState.PRUNED):
+            why = trial.user_attrs.get(ATTR_FAIL_REASON, "no reason recorded")
+            log(f"trial {trial.number} {trial.state.name}: {why}")
+
+    return announce
 
 
 def run_worker(
     ctx: Context,
     progress: Callable[[int], None] | None = None,
     splits: Splits | None = None,
+    log: Callable[[str], None] = tqdm.write,
 ) -> None:
-    """Run trials until the study has ``trials`` finished ones (or the timeout passes)."""
+    """Run trials until the study has ``trials`` finished ones (or the deadline passes).
+
+    A trial that fails ends FAIL with its reason and one line through ``log``; the worker goes
+    on. Ctrl-C or SIGTERM fails the trial in flight as interrupted and is raised.
+    """
     import torch
 
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our own line replaces Optuna's warning with a traceback for each failed trial.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = make_storage(ctx.storage_url)
     space = build_space(ctx.sweep)
     study = open_study(storage, ctx.sweep, space, ctx.base.train.epochs, ctx.worker)
     if splits is None:
         splits = load_splits(ctx.base.data, resolve_device(ctx.base.train.device))
     objective = make_objective(ctx, splits)
-    started = time.monotonic()
     while True:
         trials = study.get_trials(deepcopy=False)
         done = sum(counts_as_finished(t) for t in trials)
@@ -482,9 +567,38 @@ def run_worker(
             progress(done)
         if done + running >= ctx.sweep.trials:
             break
-        if ctx.sweep.timeout and time.monotonic() - started > ctx.sweep.timeout:
+        if ctx.deadline is not None and time.time() > ctx.deadline:
             break
-        study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), gc_after_trial=False)
+        study.optimize(
+            objective,
+            n_trials=1,
+            catch=(Exception,),
+            callbacks=[_announce(log)],
+            gc_after_trial=False,
+        )
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _worker_process(ctx: Context) -> None:
+    """A worker process: trials until done; on Ctrl-C or SIGTERM it fails its trial in flight as
+    interrupted and exits quietly, leaving the one line to the parent."""
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # one interruption is enough
+            signal.signal(sig, signal.SIG_IGN)
+        raise tracking.RunKilled(f"received signal {signum}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupted)
+    try:
+        run_worker(ctx)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except Exception as err:
+        sys.stderr.write(f"error: worker {ctx.worker}: {tracking.one_line(err)}\n")
+        raise SystemExit(1) from None
 
 
 # The sweep as a whole: parent run, workers, summary.
@@ -500,45 +614,59 @@ class SweepResult:
     """The Pareto-optimal trials (pareto) or the best feasible trial (constrained)."""
     baseline: dict[str, float] | None
     tracking_uri: str
+    """Where the runs are, for display: credentials redacted."""
     storage: str
+    """The Optuna storage, for display: credentials redacted."""
     seconds: float
 
 
 def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
-    """Open or resume the study, run its workers, and log the summary to the parent run."""
+    """Open or resume the study, run its workers, and log the summary to the parent run.
+
+    Any number of commands may start on the same study at once: the study and its one parent
+    run are created under a lock on the storage. A trial's failure ends that trial only; the
+    sweep succeeds when the study reaches ``trials`` finished trials, even if a worker was lost
+    on the way. Ctrl-C or SIGTERM fails every trial in flight as interrupted (retried on resume)
+    and ends the parent run KILLED.
+    """
     started = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
     space = build_space(cfg)
     storage_url = cfg.storage or settings.optuna_storage
+    shown = redact(storage_url)
     storage = make_storage(storage_url)
-    study = open_study(storage, cfg, space, base.train.epochs)
-    # The data are checked (and fetched on first use) before any run is created.
+    # Checked before anything is written: an existing study's space and objective, the data.
+    if cfg.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        open_study(storage, cfg, space, base.train.epochs)
     splits = load_splits(base.data, resolve_device(base.train.device), log)
     tracking.connect(settings)
 
-    parent = study.user_attrs.get(STUDY_PARENT_RUN)
     experiment = base.tracking.experiment or settings.experiment("sweep")
-    if parent is None:
-        parent = tracking.open_parent_run(
-            settings,
-            experiment,
-            run_name=f"study-{cfg.study_name}",
-            tags={tracking.TAG_STUDY: cfg.study_name, tracking.TAG_KIND: "sweep"},
-            description=_describe(cfg, space, base),
-        )
-        study.set_user_attr(STUDY_PARENT_RUN, parent)
-        log(f"new study {cfg.study_name!r} in {storage_url}")
-    else:
-        tracking.set_run_status(parent, "RUNNING")
-        log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
+    with locks.store_lock(storage_url, f"sae: study {cfg.study_name}"):
+        study = open_study(storage, cfg, space, base.train.epochs)
+        parent = study.user_attrs.get(STUDY_PARENT_RUN)
+        if parent is None:
+            parent = tracking.open_parent_run(
+                settings,
+                experiment,
+                run_name=f"study-{cfg.study_name}",
+                tags={tracking.TAG_STUDY: cfg.study_name, tracking.TAG_KIND: "sweep"},
+                description=_describe(cfg, space, base),
+            )
+            study.set_user_attr(STUDY_PARENT_RUN, parent)
+            log(f"new study {cfg.study_name!r} in {shown}")
+        else:
+            tracking.set_run_status(parent, "RUNNING")
+            log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
     retries = recover_interrupted(study, storage)
     if retries:
         log(f"retrying the parameters of interrupted trials {retries}")
 
     cores = os.cpu_count() or 1
     threads = max(1, cores // cfg.workers) if cfg.workers > 1 else base.train.threads
-    ctx = Context(base, cfg, storage_url, parent, threads=threads)
+    deadline = time.time() + cfg.timeout if cfg.timeout else None
+    ctx = Context(base, cfg, storage_url, parent, threads=threads, deadline=deadline)
     status = "FAILED"
     try:
         with tracking.sigterm_raises(), tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
@@ -546,21 +674,26 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
             def progress(done: int) -> None:
                 bar.update(max(0, min(done, cfg.trials) - bar.n))
 
-            if cfg.workers == 1:
-                run_worker(ctx, progress, splits)
-            else:
+            if cfg.workers > 1:
                 _run_processes(ctx, cfg.workers, study, storage, progress)
+            # The parent finishes what lost workers left (and is the only worker with one).
+            run_worker(ctx, progress, splits)
         status = "FINISHED"
-    except (KeyboardInterrupt, tracking.RunKilled):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as tracking.RunKilled
         status = "KILLED"
+        recover_interrupted(study, storage, reason=REASON_INTERRUPTED)
         raise
     finally:
-        result = summarize(study, parent, settings, storage_url, time.perf_counter() - started)
+        result = summarize(study, parent, settings, shown, time.perf_counter() - started)
         try:
             log_summary(result, cfg)
         finally:
             tracking.set_run_status(parent, status)
     return result
+
+
+WORKER_STOP_S = 30.0
+"""How long an interrupted worker gets to fail its trial in flight before it is killed."""
 
 
 def _run_processes(
@@ -570,9 +703,12 @@ def _run_processes(
     storage: optuna.storages.BaseStorage,
     progress: Callable[[int], None],
 ) -> None:
+    """Run ``workers`` worker processes until they stop. A worker that dies has its trial failed
+    and retried by the others (one warning line); on Ctrl-C or SIGTERM every worker is stopped
+    and fails its trial in flight as interrupted."""
     spawn = multiprocessing.get_context("spawn")
     procs = [
-        spawn.Process(target=run_worker, args=(dataclasses.replace(ctx, worker=k),))
+        spawn.Process(target=_worker_process, args=(dataclasses.replace(ctx, worker=k),))
         for k in range(workers)
     ]
     for p in procs:
@@ -584,18 +720,27 @@ def _run_processes(
             progress(finished_count(study))
             # a worker that died mid-trial leaves a RUNNING trial; give it to the others, once
             died = {k for k, p in enumerate(procs) if p.exitcode not in (None, 0)} - recovered
+            for k in sorted(died):
+                tqdm.write(
+                    f"warning: worker {k} was lost (exit code {procs[k].exitcode}); "
+                    "its trial goes to another worker"
+                )
             if died:
                 recovered |= died
                 recover_interrupted(study, storage)
         progress(finished_count(study))
-    finally:
+    except KeyboardInterrupt:
+        # Ctrl-C reached the workers too; SIGTERM reached only us, so pass it on.
         for p in procs:
             if p.is_alive():
                 p.terminate()
-            p.join()
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers failed (exit codes {failed})")
+        raise
+    finally:
+        for p in procs:
+            p.join(WORKER_STOP_S)
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -641,7 +786,7 @@ def summarize(
         trials=trials,
         best=best,
         baseline=tracking.baseline_reference(settings),
-        tracking_uri=settings.tracking_uri,
+        tracking_uri=redact(settings.tracking_uri),
         storage=storage,
         seconds=seconds,
     )
