@@ -2,11 +2,14 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import build_config
 
 from sae import metrics as M
 from sae import train as train_module
-from sae.train import Callback, NonFiniteLossError, fit, load_splits, resolve_device
+from sae.config import Config, TrainConfig
+from sae.model import SparseAutoencoder
+from sae.train import Callback, NonFiniteLossError, Splits, fit, load_splits, resolve_device
 
 
 def _splits(cfg):
@@ -108,3 +111,122 @@ def test_fit__amp_on_cpu_is_refused_with_a_clear_message(tmp_path):
     cfg = build_config(tmp_path, amp=True)
     with pytest.raises(ValueError, match="--amp needs a CUDA device; this run is on cpu"):
         fit(cfg, _splits(cfg))
+
+
+# fit() against the seed's objective and optimiser written out by hand. Every setting is far from
+# its default and from the others' values, so that fit() ignoring or misreading any one shows.
+SEED_STEP = TrainConfig(
+    epochs=2,
+    batch_size=16,
+    log_every=1,
+    device="cpu",
+    beta=0.05,
+    lr=3e-3,
+    adam_beta1=0.8,
+    adam_beta2=0.99,
+    adam_eps=1e-4,
+    seed=4,  # alive at init: seeds 2, 3 start with a zero output, and so no gradient from the MSE
+)
+N_BATCHES = 4  # the train set is exactly this many batches: every step sees a full batch
+# Measured on CPU: fit() and the hand-written steps agree to 2e-7 in the logged values (relative)
+# and 3e-8 in the parameters (absolute); each mistake below moves both by more than 1e-3.
+LOSS_RTOL = 1e-6
+PARAM_ATOL = 1e-6
+
+
+def _seed_images():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (N_BATCHES * SEED_STEP.batch_size + 8, 28, 28), generator=gen)
+    return images.to(torch.uint8)
+
+
+def _seed_steps(tc: TrainConfig, images: torch.Tensor, reduction: str = "mean", penalised: int = 6):
+    """The seed's loop written out: the same initial weights and batch order as fit(), loss
+    MSE + beta * sum over the six activations of mean |a|, plain Adam(lr, betas, eps).
+    Returns the model after the last step and (loss, mse, penalty) of every step."""
+    torch.manual_seed(tc.seed)
+    model = SparseAutoencoder()
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps
+    )
+    shuffle = torch.Generator().manual_seed(tc.seed)
+    n = images.shape[0]
+    steps = []
+    for _ in range(tc.epochs):
+        order = torch.randperm(n, generator=shuffle)
+        for start in range(0, n, tc.batch_size):
+            x = images[order[start : start + tc.batch_size]].float().unsqueeze(1) / 255
+            recon, acts = model(x)
+            mse = F.mse_loss(recon, x, reduction=reduction)
+            pen = tc.beta * sum(torch.mean(torch.abs(a)) for a in acts[:penalised])
+            loss = mse + pen
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps.append((loss.item(), mse.item(), pen.item()))
+    return model, steps
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """fit() on SEED_STEP with tracking off: its model and the on_log metrics of every step."""
+    images = _seed_images()
+    n = N_BATCHES * SEED_STEP.batch_size
+    splits = Splits(train=images[:n], test=images[n:], digest="tiny")
+    logged = []
+
+    class Record(Callback):
+        def on_log(self, step, metrics):
+            logged.append((step, metrics))
+
+    result = fit(Config(train=SEED_STEP), splits, [Record()])
+    return result.model, logged, splits.train
+
+
+def _differences(fitted, reference):
+    """(largest relative difference of a logged loss, mse or penalty; largest absolute
+    difference of a parameter) between fit() and the hand-written steps."""
+    model, logged, _ = fitted
+    ref_model, ref_steps = reference
+    assert [step for step, _ in logged] == list(range(1, len(ref_steps) + 1))
+    losses = max(
+        abs(metrics[key] - value) / abs(value)
+        for (_, metrics), ref in zip(logged, ref_steps, strict=True)
+        for key, value in zip(M.TRAIN_STEP_METRICS, ref, strict=True)
+    )
+    ours, theirs = dict(model.named_parameters()), dict(ref_model.named_parameters())
+    assert set(ours) == set(theirs)
+    params = max((ours[k].detach() - theirs[k].detach()).abs().max().item() for k in ours)
+    return losses, params
+
+
+def test_fit__steps_equal_the_seed_objective_and_adam_written_out(fitted):
+    """Pins fit()'s objective and optimiser, which the other tests only compare with themselves:
+    2 epochs of 4 batches, every logged train/loss, train/mse and train/penalty and every
+    parameter after the 8 steps equal the hand-written seed loop's within LOSS_RTOL, PARAM_ATOL."""
+    torch.manual_seed(SEED_STEP.seed)
+    recon, _ = SparseAutoencoder()(fitted[2].float().unsqueeze(1) / 255)
+    assert (recon > 0).float().mean() > 0.5  # the MSE's gradient reaches every layer
+    losses, params = _differences(fitted, _seed_steps(SEED_STEP, fitted[2]))
+    assert losses <= LOSS_RTOL and params <= PARAM_ATOL, (losses, params)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "loop"),
+    [
+        ({"beta": 2 * SEED_STEP.beta}, {}),
+        ({}, {"reduction": "sum"}),
+        ({}, {"penalised": 5}),
+        ({"adam_eps": 1e-8}, {}),
+        ({"adam_beta1": 0.9, "adam_beta2": 0.999}, {}),
+        ({"lr": 1e-3}, {}),
+    ],
+    ids=["doubled beta", "summed mse", "five layers", "default eps", "default betas", "default lr"],
+)
+def test_fit__seed_step_comparison_catches_a_wrong_objective_or_adam(fitted, mistake, loop):
+    """The comparison above would fail for a fit() that doubled beta, summed the MSE, penalised
+    five layers or ignored a configured Adam setting: the hand-written loop making that mistake
+    differs from fit() far beyond the tolerances (the same whichever side makes the mistake)."""
+    tc = dataclasses.replace(SEED_STEP, **mistake)
+    losses, params = _differences(fitted, _seed_steps(tc, fitted[2], **loop))
+    assert losses > 100 * LOSS_RTOL or params > 100 * PARAM_ATOL, (losses, params)
