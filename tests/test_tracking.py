@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
 from sae import tracking
+from sae.config import Config
 from sae.runner import train_run
 from sae.train import Callback
 
@@ -35,22 +36,44 @@ def _runs(cfg):
     )
 
 
+class RecordLogs(Callback):
+    """Keeps what fit() reported every log_every steps: [(step, metrics)]."""
+
+    def __init__(self):
+        self.logged = []
+
+    def on_log(self, step, metrics):
+        self.logged.append((step, dict(metrics)))
+
+
+@dataclasses.dataclass
+class Finished:
+    cfg: Config
+    run: mlflow.entities.Run
+    history: list[dict[str, float]]
+    """FitResult.history: per epoch."""
+    logged: list[tuple[int, dict[str, float]]]
+    """What on_log received: per log_every steps."""
+
+
 @pytest.fixture(scope="module")
 def finished(store):
     cfg = _cfg(store)
-    outcome = train_run(cfg)
-    return cfg, MlflowClient().get_run(outcome.run_id)
+    record = RecordLogs()
+    outcome = train_run(cfg, callbacks=[record])
+    run = MlflowClient().get_run(outcome.run_id)
+    return Finished(cfg, run, outcome.result.history, record.logged)
 
 
 def test_run__logs_exactly_the_declared_metric_keys(finished):
-    _, run = finished
+    run = finished.run
     expected = set(M.TRAIN_STEP_METRICS) | set(M.EPOCH_METRICS) | set(M.EVAL_METRICS)
     assert set(run.data.metrics) == expected
     assert run.info.status == "FINISHED"
 
 
 def test_run__metric_steps_are_optimiser_steps_and_epochs(finished):
-    _, run = finished
+    run = finished.run
     client = MlflowClient()
     steps = lambda key: [m.step for m in client.get_metric_history(run.info.run_id, key)]  # noqa: E731
     assert steps(M.TRAIN_LOSS) == [2, 4, 6, 8]  # log_every 2, 4 steps an epoch
@@ -58,8 +81,26 @@ def test_run__metric_steps_are_optimiser_steps_and_epochs(finished):
     assert steps(M.CODE_ACTIVE_FRAC) == [1, 2]
 
 
+def test_run__logged_metric_values_are_the_runs_own_history(finished):
+    """Every logged value of every key, step by step, is exactly what fit() reported: on_log's
+    metrics at each optimiser step, FitResult.history at each epoch. The tests above check
+    only keys and steps, so a tracker that logged the wrong value (another key's, a stale
+    window, a rounded one) would pass them."""
+    client, run_id = MlflowClient(), finished.run.info.run_id
+    assert [step for step, _ in finished.logged] == [2, 4, 6, 8]
+    assert len(finished.history) == 2
+    for key in finished.run.data.metrics:
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        if key in M.TRAIN_STEP_METRICS:
+            expected = [(step, metrics[key]) for step, metrics in finished.logged]
+        else:
+            expected = [(epoch, h[key]) for epoch, h in enumerate(finished.history, start=1)]
+        assert logged == expected, key
+        assert finished.run.data.metrics[key] == expected[-1][1], key
+
+
 def test_run__logs_whole_config_environment_and_dataset(finished):
-    cfg, run = finished
+    cfg, run = finished.cfg, finished.run
     assert run.data.params == {k: tracking._param(v) for k, v in cfg.flat().items()}
     tags = run.data.tags
     for key in (
@@ -81,7 +122,7 @@ def test_run__logs_whole_config_environment_and_dataset(finished):
 
 
 def test_run__image_plot_config_and_model_artifacts_exist(finished):
-    cfg, run = finished
+    cfg, run = finished.cfg, finished.run
     client = MlflowClient()
     run_id = run.info.run_id
     top = {a.path for a in client.list_artifacts(run_id)}
