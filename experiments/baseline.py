@@ -24,6 +24,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    # The table is written after every run has trained: a bad path must not wait until then.
+    output = Path(args.output) if args.output else None
+    if output and (output.is_dir() or not output.resolve().parent.is_dir()):
+        raise ValueError(f"--output {output}: not a file name in an existing folder")
     cfg = config_from_args(args)
 
     started = time.perf_counter()
@@ -51,9 +55,9 @@ def main() -> None:
     )
     print()
     print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        print(f"\nwritten to {args.output}")
+    if output:
+        output.write_text(text + "\n")
+        print(f"\nwritten to {output}")
 
 
 if __name__ == "__main__":

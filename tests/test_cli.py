@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import runpy
 import subprocess
 import sys
@@ -25,6 +26,15 @@ def _parse(argv):
     parser = ArgumentParser(prog="train.py")
     add_config_arguments(parser)
     return config_from_args(parser.parse_args(argv))
+
+
+def _run_script(script, argv, monkeypatch, capsys, cwd):
+    """Run an entry point as `python script argv...` in `cwd`; (exit status, stderr)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    return exit_.value.code, capsys.readouterr().err
 
 
 def test_help__lists_every_config_field_with_its_default(capsys):
@@ -104,12 +114,24 @@ def test_train_cli__unreadable_config_contents(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1
 
 
-def test_baseline_cli__rejects_zero_seeds(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [str(BASELINE), "--seeds", "0"])
-    with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(str(BASELINE), run_name="__main__")
-    assert exit_.value.code == 1
-    assert capsys.readouterr().err == "error: --seeds must be >= 1, got 0\n"
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "0"], "error: --seeds must be >= 1, got 0\n"),
+        (["--seeds", "-2"], "error: --seeds must be >= 1, got -2\n"),
+        (["--seeds", "2.5"], ": error: argument --seeds: invalid int value: '2.5'\n"),
+        (["--output", "no/such/table.md"], "error: --output no/such/table.md: not a file name"),
+        (["--output", "."], "error: --output .: not a file name in an existing folder\n"),
+    ],
+)
+def test_baseline_cli__bad_seeds_or_output_refused_before_any_run(
+    argv, message, tmp_path, monkeypatch, capsys
+):
+    """Regression (--output): the table was written after every run had trained, so a path in
+    a missing folder ended hours of training in a FileNotFoundError traceback."""
+    code, err = _run_script(BASELINE, argv, monkeypatch, capsys, tmp_path)
+    assert code != 0 and message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_cli__subprocess_error_has_no_traceback(tmp_path):
@@ -122,15 +144,6 @@ def test_train_cli__subprocess_error_has_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
-
-
-def _run_script(script, argv, monkeypatch, capsys, cwd):
-    """Run an entry point as `python script argv...` in `cwd`; (exit status, stderr)."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [str(script), *argv])
-    with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(str(script), run_name="__main__")
-    return exit_.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("script", [TRAIN, BASELINE, SWEEP], ids=lambda p: p.name)
@@ -253,8 +266,6 @@ def test_train_cli__config_file_that_cannot_be_read_is_one_line(
 def test_train_cli__a_runs_saved_config_json_loads_back(tmp_path):
     """Regression: the README's --config FILE with a run's config.json failed, because YAML 1.1
     read adam_eps 1e-08 (as json.dumps writes it) as text."""
-    import json
-
     cfg = Config()
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg.to_dict(), indent=2))
