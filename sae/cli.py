@@ -148,8 +148,8 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
     except (ValueError, DataError, NonFiniteLossError, MlflowException) as err:
         message = str(err).strip().splitlines()
         fail(message[0] if message else type(err).__name__)
+    except RunKilled:  # SIGTERM; a KeyboardInterrupt too, so it comes first
+        fail("terminated; the run was marked KILLED", 143)
     except KeyboardInterrupt:
         fail("interrupted; the run was marked KILLED", 130)
-    except RunKilled:
-        fail("terminated; the run was marked KILLED", 143)
     raise SystemExit(code)
