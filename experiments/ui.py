@@ -4,6 +4,7 @@
     python experiments/ui.py --dashboard     # and optuna-dashboard on the sweep's storage
 
 The stores are the ones `mlflow.yaml` names, the same the runs were logged to. Ctrl-C stops all.
+Neither server has a login: binding anything but loopback needs --allow-remote-without-login.
 """
 
 import dataclasses
@@ -18,6 +19,11 @@ def main() -> None:
     parser.add_argument("--tracking-uri", help="override the file's tracking_uri")
     parser.add_argument("--storage", help="override the file's optuna_storage")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        ui.REMOTE_FLAG,
+        action="store_true",
+        help="bind a --host other than loopback although the UI has no login",
+    )
     parser.add_argument(
         "--port", type=int, default=ui.MLFLOW_PORT, help="MLflow UI port; a free one if taken"
     )
@@ -41,6 +47,7 @@ def main() -> None:
         port=args.port,
         dashboard=args.dashboard,
         dashboard_port=args.dashboard_port,
+        allow_remote=args.allow_remote_without_login,
     )
 
 

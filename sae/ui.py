@@ -2,14 +2,18 @@
 optuna-dashboard on the sweep's Optuna storage.
 
 Both run as child processes in their own process groups, bound to 127.0.0.1 by default, each on
-its usual port or a free one when that is taken. ``serve`` waits until both answer, prints their
-addresses and stops both on Ctrl-C (or SIGTERM), or when either of them dies.
+its usual port or a free one when that is taken. The stores reach them through their environment,
+never their command lines (which any local user can read), and every address printed is redacted.
+``serve`` waits until both answer, prints their addresses and stops both on Ctrl-C (or SIGTERM),
+or when either of them dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,28 +22,55 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sae.redact import redact
 from sae.tracking import Settings
 
 MLFLOW_PORT = 5000
 DASHBOARD_PORT = 8080
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
+STORAGE_ENV = "SAE_OPTUNA_STORAGE"
+"""The environment variable that hands the dashboard its storage URL."""
+REMOTE_FLAG = "--allow-remote-without-login"
+# A traceback's last line: "package.module.SomeError: message"
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit): (?P<message>.+)$")
 
 
 class UIError(ValueError):
     """A store is missing or a server could not start; one line for the user."""
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1), which only this machine
+    can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return False
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """The UI has no login, so binding beyond loopback needs the user's explicit consent."""
+    if not is_loopback(host) and not allow_remote:
+        raise UIError(
+            f"the UI has no login: anyone who can reach {host} could read and delete the runs; "
+            f"bind 127.0.0.1 (and use an SSH tunnel), or add {REMOTE_FLAG} to go on"
+        )
+
+
 def free_port(host: str, preferred: int) -> int:
     """``preferred`` when nothing listens on it, else a port the OS picks (0 picks at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in (preferred, 0) if preferred else (0,):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind((host, port))
+                sock.bind((host.strip("[]"), port))
             except OSError:
                 continue
             return sock.getsockname()[1]
@@ -56,7 +87,9 @@ def check_tracking_store(settings: Settings) -> None:
     server needs no second UI."""
     uri = settings.tracking_uri
     if uri.startswith(("http://", "https://")):
-        raise UIError(f"{uri} is a tracking server, which serves its own UI: open it in a browser")
+        raise UIError(
+            f"{redact(uri)} is a tracking server, which serves its own UI: open it in a browser"
+        )
     path = sqlite_path(uri)
     if uri.startswith("file:"):
         path = Path(uri.removeprefix("file://"))
@@ -74,31 +107,63 @@ def check_optuna_storage(storage: str) -> None:
         raise UIError(f"no Optuna storage at {storage}; create one with `make sweep`")
 
 
-def mlflow_command(settings: Settings, host: str, port: int, workers: int = 1) -> list[str]:
-    """``mlflow ui`` on the same store and artifact root the runs were logged with.
-
-    Runs keep the artifact location they were logged with; ``--default-artifact-root`` only
-    decides where a run created from the UI's server would put its files. One worker (MLflow's
-    default is 4) serves one person's browser and starts in half the time.
-    """
+def mlflow_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """``mlflow ui`` without its stores: those come from ``mlflow_env``. One worker (MLflow's
+    default is 4) serves one person's browser and starts in half the time."""
     return [
         *(sys.executable, "-m", "mlflow", "ui"),
-        *("--backend-store-uri", settings.tracking_uri),
-        *("--default-artifact-root", settings.artifact_location),
         *("--host", host, "--port", str(port), "--workers", str(workers)),
     ]
 
 
+def mlflow_env(settings: Settings) -> dict[str, str]:
+    """The store and artifact root the runs were logged with, through the environment-variable
+    forms of ``--backend-store-uri`` and ``--default-artifact-root``.
+
+    Runs keep the artifact location they were logged with; the artifact root only decides where
+    a run created from the UI's server would put its files.
+    """
+    return {
+        "MLFLOW_BACKEND_STORE_URI": settings.tracking_uri,
+        "MLFLOW_DEFAULT_ARTIFACT_ROOT": settings.artifact_location,
+    }
+
+
 _DASHBOARD = (
-    "import sys, optuna_dashboard\n"
-    "optuna_dashboard.run_server(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]))\n"
+    "import os, sys, optuna_dashboard\n"
+    f"storage = os.environ.pop({STORAGE_ENV!r})\n"
+    "optuna_dashboard.run_server(storage, host=sys.argv[1], port=int(sys.argv[2]))\n"
 )
 
 
-def dashboard_command(storage: str, host: str, port: int) -> list[str]:
-    """optuna-dashboard's server on the sweep's storage (a journal file or a database URL),
-    through its public ``run_server`` and this interpreter (the package has no ``-m`` entry)."""
-    return [sys.executable, "-c", _DASHBOARD, storage, host, str(port)]
+def dashboard_command(host: str, port: int) -> list[str]:
+    """optuna-dashboard's server through its public ``run_server`` and this interpreter (the
+    package has no ``-m`` entry); the storage comes from ``dashboard_env``."""
+    return [sys.executable, "-c", _DASHBOARD, host, str(port)]
+
+
+def dashboard_env(storage: str) -> dict[str, str]:
+    """The sweep's storage (a journal file or a database URL) for the dashboard's environment."""
+    return {STORAGE_ENV: storage}
+
+
+def _live_in_group(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: where the system's init
+    does not reap orphans they would keep an emptied group alive forever."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ")"
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid and fields[0] not in "ZX":
+                return True
+    return False
 
 
 @dataclass
@@ -108,6 +173,7 @@ class Server:
     url: str
     ready_path: str
     log: Path
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -117,6 +183,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
                 start_new_session=True,  # its own process group: its workers stop with it
             )
 
@@ -131,20 +198,41 @@ class Server:
             return False
 
     def last_line(self) -> str:
-        lines = [line for line in self.log.read_text(errors="replace").splitlines() if line]
-        return lines[-1].strip() if lines else "no output"
+        """Why it failed, from its log: the last exception's message, else the last line."""
+        lines = [line.strip() for line in self.log.read_text(errors="replace").splitlines()]
+        errors = [m["message"] for line in lines if (m := _EXCEPTION.match(line))]
+        lines = errors or [line for line in lines if line]
+        return redact(lines[-1]) if lines else "no output"
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+    def terminate(self) -> None:
+        """SIGTERM to its whole process group."""
+        if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+                os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Until no process of its group runs; SIGKILL for the group after ``deadline``."""
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(max(deadline - time.monotonic(), 0))
+        while _live_in_group(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _live_in_group(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        self.process.wait()
+
+
+def stop_all(servers: list[Server], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop every server's process group: SIGTERM to all at once, SIGKILL what outlives
+    ``timeout``."""
+    for server in servers:
+        server.terminate()
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        server.wait_stopped(deadline)
 
 
 def wait_until_ready(servers: list[Server], timeout: float = START_TIMEOUT_S) -> None:
@@ -161,6 +249,64 @@ def wait_until_ready(servers: list[Server], timeout: float = START_TIMEOUT_S) ->
             raise UIError(f"{names} did not answer within {timeout:.0f} s (log: {waiting[0].log})")
         if waiting:
             time.sleep(0.25)
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the block as Ctrl-C does; inside ``_shielded`` both wait for the clean-up."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """A second Ctrl-C or SIGTERM must not cut the servers' shutdown short and leave them
+    running."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_until_stopped(
+    servers: list[Server], announce: Callable[[], None], log: Callable[[str], None] = print
+) -> None:
+    """Start the servers, wait until they answer, ``announce`` them, and keep them until Ctrl-C
+    or SIGTERM (one line, "stopping") or until one of them dies; then stop them all."""
+    with _stop_signals_as_interrupt():
+        try:
+            for server in servers:
+                server.start()
+            wait_until_ready(servers)
+            announce()
+            while True:
+                for server in servers:
+                    if server.exited():
+                        raise UIError(f"{server.name} stopped: {server.last_line()}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            log("stopping")
+        finally:
+            with _shielded():
+                stop_all(servers)
+
+
+def connect_host(host: str) -> str:
+    """The address to reach a server bound to ``host`` from this machine."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host.strip("[]") == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def experiment_links(settings: Settings, url: str) -> list[str]:
@@ -185,18 +331,6 @@ def experiment_url(url: str, experiment_id: str) -> str:
     return f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(
     settings: Settings,
     *,
@@ -204,21 +338,25 @@ def serve(
     port: int = MLFLOW_PORT,
     dashboard: bool = False,
     dashboard_port: int = DASHBOARD_PORT,
+    allow_remote: bool = False,
     log: Callable[[str], None] = print,
 ) -> None:
     """Start the servers, print where they are, and keep them until interrupted."""
+    check_host(host, allow_remote)
     check_tracking_store(settings)
     if dashboard:
         check_optuna_storage(settings.optuna_storage)
-    logs = Path(tempfile.mkdtemp(prefix="sae-ui-"))
+    logs = Path(tempfile.mkdtemp(prefix="sae-ui-"))  # private (0700): the logs may name stores
+    address = connect_host(host)
     mlflow_port = free_port(host, port)
     servers = [
         Server(
             "MLflow UI",
-            mlflow_command(settings, host, mlflow_port),
-            f"http://{host}:{mlflow_port}",
+            mlflow_command(host, mlflow_port),
+            f"http://{address}:{mlflow_port}",
             "/health",
             logs / "mlflow.log",
+            env=mlflow_env(settings),
         )
     ]
     if dashboard:
@@ -226,31 +364,24 @@ def serve(
         servers.append(
             Server(
                 "Optuna dashboard",
-                dashboard_command(settings.optuna_storage, host, board_port),
-                f"http://{host}:{board_port}",
+                dashboard_command(host, board_port),
+                f"http://{address}:{board_port}",
                 "/api/meta",
                 logs / "optuna-dashboard.log",
+                env=dashboard_env(settings.optuna_storage),
             )
         )
-    with _sigterm_as_interrupt():
-        try:
-            for server in servers:
-                server.start()
-            wait_until_ready(servers)
-            mlflow_url = servers[0].url
-            log(f"MLflow UI: {mlflow_url}  (store {settings.tracking_uri})")
-            for line in experiment_links(settings, mlflow_url):
-                log(line)
-            if dashboard:
-                log(f"Optuna dashboard: {servers[1].url}  (storage {settings.optuna_storage})")
-            log(f"server logs in {logs}; Ctrl-C stops {'both' if dashboard else 'it'}")
-            while True:
-                for server in servers:
-                    if server.exited():
-                        raise UIError(f"{server.name} stopped: {server.last_line()}")
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            log("stopping")
-        finally:
-            for server in servers:
-                server.stop()
+
+    def announce() -> None:
+        mlflow_url = servers[0].url
+        if not is_loopback(host):
+            log(f"warning: no login: anyone who can reach {host} can read and delete the runs")
+        log(f"MLflow UI: {mlflow_url}  (store {redact(settings.tracking_uri)})")
+        for line in experiment_links(settings, mlflow_url):
+            log(line)
+        if dashboard:
+            storage = redact(settings.optuna_storage)
+            log(f"Optuna dashboard: {servers[1].url}  (storage {storage})")
+        log(f"server logs in {logs}; Ctrl-C stops {'both' if dashboard else 'it'}")
+
+    run_until_stopped(servers, announce, log)

@@ -12,18 +12,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import helpers_postgres
+import optuna
 import pytest
 from helpers import build_config
+from helpers_proc import ArgvWatch, Command, live_in_group
 
 from sae import baseline, report, tracking, ui
 from sae.sweep import SweepConfig, run_sweep
@@ -73,13 +76,129 @@ def test_ui_command__missing_stores_are_one_line_errors_naming_the_command(tmp_p
         ui.check_tracking_store(served)
 
 
-def test_mlflow_command__serves_the_store_and_artifact_root_of_the_settings(tmp_path):
+def test_mlflow_command__stores_reach_the_servers_through_their_environment(tmp_path):
+    """Fix: the stores were on the servers' command lines, which every local user can read."""
     settings = tracking.load_settings(_write_settings(tmp_path))
-    command = ui.mlflow_command(settings, "127.0.0.1", 5123)
-    assert command[command.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path}/mlflow.db"
-    root = command[command.index("--default-artifact-root") + 1]
-    assert root == (tmp_path / "mlartifacts").as_uri()
-    assert command[command.index("--host") + 1 :][:3] == ["127.0.0.1", "--port", "5123"]
+    command = ui.mlflow_command("127.0.0.1", 5123)
+    assert command[-6:] == ["--host", "127.0.0.1", "--port", "5123", "--workers", "1"]
+    assert not any(str(tmp_path) in arg for arg in command)
+    assert ui.mlflow_env(settings) == {
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_DEFAULT_ARTIFACT_ROOT": (tmp_path / "mlartifacts").as_uri(),
+    }
+    board = ui.dashboard_command("127.0.0.1", 8123)
+    assert board[-2:] == ["127.0.0.1", "8123"] and not any(str(tmp_path) in a for a in board)
+    assert ui.dashboard_env(settings.optuna_storage) == {
+        ui.STORAGE_ENV: str(tmp_path / "optuna.journal")
+    }
+
+
+def test_is_loopback__only_addresses_no_other_machine_reaches():
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LOCALHOST"):
+        assert ui.is_loopback(host), host
+    for host in ("0.0.0.0", "::", "10.0.0.5", "192.168.1.2", "mlflow.lab", "example.com"):
+        assert not ui.is_loopback(host), host
+
+
+def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path):
+    """Without --allow-remote-without-login, one line and exit 1 before anything starts."""
+    done = subprocess.run(
+        [
+            *(sys.executable, str(UI), "--config-file", str(_write_settings(tmp_path))),
+            *("--host", "0.0.0.0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: the UI has no login: anyone who can reach 0.0.0.0 could read and delete the "
+        "runs; bind 127.0.0.1 (and use an SSH tunnel), or add --allow-remote-without-login "
+        "to go on"
+    ]
+    assert done.stdout == ""
+
+
+def _empty_store(folder: Path) -> Path:
+    """An MLflow store and an Optuna journal with nothing in them, made in seconds."""
+    from mlflow.tracking import MlflowClient
+
+    config_file = _write_settings(folder)
+    settings = tracking.load_settings(config_file)
+    MlflowClient(settings.tracking_uri).search_experiments()  # creates the database
+    backend = optuna.storages.journal.JournalFileBackend(settings.optuna_storage)
+    optuna.create_study(study_name="empty", storage=optuna.storages.JournalStorage(backend))
+    return config_file
+
+
+def _ui(config_file: Path, *flags: str, **popen) -> Command:
+    return Command(
+        [
+            *(sys.executable, str(UI), "--config-file", str(config_file), "--dashboard"),
+            *("--port", str(ui.free_port("127.0.0.1", 0))),
+            *("--dashboard-port", str(ui.free_port("127.0.0.1", 0)), *flags),
+        ],
+        **popen,
+    )
+
+
+def test_ui_command__sigterm_stops_it_and_both_servers(tmp_path):
+    """SIGTERM to ui.py alone (as a service manager sends it): it stops both servers, whose
+    process groups are then empty, prints one line about it and exits 0 within the servers'
+    stop timeout. Bound to every interface, which --allow-remote-without-login allows."""
+    command = _ui(_empty_store(tmp_path), "--host", "0.0.0.0", ui.REMOTE_FLAG)
+    try:
+        command.wait_for(r"Ctrl-C stops both")
+        groups = command.note_groups()
+        assert len(groups) == 2 and all(live_in_group(g) for g in groups)
+        assert command.lines[0] == (
+            "warning: no login: anyone who can reach 0.0.0.0 can read and delete the runs"
+        )
+        printed = len(command.lines)
+        started = time.monotonic()
+        code = command.stop(signal.SIGTERM)
+        seconds = time.monotonic() - started
+    finally:
+        command.close()
+    assert code == 0
+    assert seconds < ui.STOP_TIMEOUT_S + 5
+    assert {g: live_in_group(g) for g in groups} == {g: [] for g in groups}
+    assert command.lines[printed:] == ["stopping"]
+
+
+def test_ui__no_password_on_a_childs_command_line_or_in_its_output(tmp_path):
+    """Fix: the stores' URLs, passwords included, were on the servers' command lines. With both
+    stores in PostgreSQL behind a password, no process's command line ever holds it, and every
+    line printed shows *** instead."""
+    password = secrets.token_urlsafe(18)
+    with helpers_postgres.scratch_databases("mlflow", "optuna") as names:
+        tracking_uri = helpers_postgres.url(names["mlflow"], password=password)
+        storage = helpers_postgres.url(names["optuna"], password=password)
+        optuna.create_study(study_name="sae-sweep", storage=storage)  # the dashboard needs one
+        (tmp_path / "mlflow.yaml").write_text(
+            f"tracking_uri: {tracking_uri}\noptuna_storage: {storage}\n"
+            "artifact_location: mlartifacts\n"
+        )
+        with ArgvWatch([password]) as watch:
+            # the watch sees a password on a command line, as the old argv had it
+            decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)", password])
+            command = _ui(tmp_path / "mlflow.yaml")
+            try:
+                command.wait_for(r"Ctrl-C stops both")
+                assert len(command.note_groups()) == 2
+            finally:
+                code = command.stop()
+                command.close()
+                decoy.wait()
+    assert code == 0
+    assert watch.scans > 10 and list(watch.found) == [decoy.pid]
+    assert not any(password in line for line in command.lines)
+    masked = helpers_postgres.url(names["mlflow"], password="***")
+    assert f"(store {masked})" in command.lines[0]
+    assert f"(storage {helpers_postgres.url(names['optuna'], password='***')})" in "\n".join(
+        command.lines
+    )
 
 
 # The browser test.
@@ -117,70 +236,15 @@ def store(tmp_path_factory) -> Path:
     return folder
 
 
-class _UI:
-    """``experiments/ui.py --dashboard`` as a user starts it, on free ports; stopped by Ctrl-C."""
-
-    def __init__(self, store: Path) -> None:
-        self.mlflow_port = ui.free_port("127.0.0.1", 0)
-        self.dashboard_port = ui.free_port("127.0.0.1", 0)
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, str(UI), "--config-file", str(store / "mlflow.yaml")),
-                *("--port", str(self.mlflow_port), "--dashboard"),
-                *("--dashboard-port", str(self.dashboard_port)),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if found := re.search(pattern, line):
-                    return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        pytest.fail(f"ui.py never printed {pattern!r}; it printed: {self.lines}")
-
-    def interrupt(self) -> int | None:
-        """Ctrl-C, as a user stops it; the exit code, or None if it had to be killed."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            return None
-
-
 @pytest.fixture
-def running_ui(store) -> Iterator[_UI]:
-    server = _UI(store)
+def running_ui(store) -> Iterator[Command]:
+    """``experiments/ui.py --dashboard`` as a user starts it, on free ports; stopped by Ctrl-C,
+    and whatever happens, none of its servers left running (found by their process groups)."""
+    command = _ui(store / "mlflow.yaml")
     try:
-        yield server
+        yield command
     finally:
-        server.interrupt()
-        # whatever happened, no server of ours is left listening (each runs in its own session,
-        # so it is found by the port on its command line: `--port N` or `127.0.0.1 N`)
-        for port, pattern in (
-            (server.mlflow_port, f"--port {server.mlflow_port}"),
-            (server.dashboard_port, f"127.0.0.1 {server.dashboard_port}"),
-        ):
-            if _listening(port):
-                subprocess.run(["pkill", "-f", "--", pattern], check=False)
+        command.close()
 
 
 @pytest.fixture
@@ -208,7 +272,6 @@ def _shot(page, name: str) -> None:
 
 def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, running_ui, browser):
     url = running_ui.wait_for(r"MLflow UI: (http://127\.0\.0\.1:\d+)").group(1)
-    assert url.endswith(f":{running_ui.mlflow_port}")
     sweep_page = running_ui.wait_for(r"sae-sweep\s+3 runs\s+(\S+)").group(1)
     baseline_page = running_ui.wait_for(r"sae-baseline\s+1 runs\s+(\S+)").group(1)
     board = running_ui.wait_for(r"Optuna dashboard: (http://127\.0\.0\.1:\d+)").group(1)
@@ -270,7 +333,9 @@ def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, r
     _shot(page, "report")
 
     # Ctrl-C stops the UI and both servers.
-    assert running_ui.interrupt() == 0
-    assert not _listening(running_ui.mlflow_port)
-    assert not _listening(running_ui.dashboard_port)
-    assert "stopping" in running_ui.lines
+    groups = running_ui.note_groups()
+    ports = [int(u.rsplit(":", 1)[1]) for u in (url, board)]
+    assert running_ui.stop() == 0
+    assert not any(_listening(port) for port in ports)
+    assert not any(live_in_group(group) for group in groups)
+    assert running_ui.lines[-1] == "stopping"
