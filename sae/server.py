@@ -1,0 +1,208 @@
+"""The MLflow tracking server that sweep workers on several machines log to: sign-in required
+(MLflow's basic-auth app), only the named Host headers answered, no store URI or password on any
+command line.
+
+Store URIs and the auth configuration reach ``mlflow server`` through its environment; the admin
+password comes from the environment (``MLFLOW_AUTH_ADMIN_PASSWORD``, read by MLflow itself) and a
+PostgreSQL password from libpq's own sources (``~/.pgpass``, ``PGPASSFILE`` or ``PGPASSWORD``).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import secrets
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sae.redact import has_secret, redact
+from sae.ui import Server, connect_host, is_loopback, run_until_stopped
+
+Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+PASSWORD_SOURCES = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
+# A request MLflow's basic-auth app refuses without credentials: the self-check after start.
+PROTECTED_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class TrackingServerConfig:
+    """The tracking server for workers on several machines."""
+
+    backend_store_uri: str | None = _help(
+        "where runs go, e.g. postgresql+psycopg://sae@DBHOST:5432/sae_mlflow, without a password "
+        f"(libpq reads it from {PASSWORD_SOURCES}); unset means MLFLOW_BACKEND_STORE_URI",
+        default=None,
+    )
+    artifacts_destination: str = _help(
+        "where the server keeps the artifacts it receives (a folder or URI)",
+        default="./mlartifacts",
+    )
+    auth_db: str = _help(
+        "the database of users and permissions; the first start creates it with the admin user",
+        default="sqlite:///mlflow-auth.db",
+    )
+    admin_username: str = _help(
+        f"the admin user created on the first start, with the password in ${ADMIN_PASSWORD_ENV}",
+        default="admin",
+    )
+    default_permission: Permission = _help(
+        "what a signed-in user may do with experiments others created", default="READ"
+    )
+    host: str = _help("address to bind; 0.0.0.0 for every interface", default="127.0.0.1")
+    port: int = _help("port to listen on", default=5000)
+    allowed_hosts: str | None = _help(
+        "comma-separated Host headers the server answers (the names workers use, with the port: "
+        "mlflow.lab:5000,10.0.0.5:5000); required for a --host other than loopback",
+        default=None,
+    )
+    workers: int = _help("server worker processes", default=4)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be a port number, 0-65535, got {self.port}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.default_permission not in Permission.__args__:
+            raise ValueError(
+                f"unknown permission {self.default_permission!r}; choose one of "
+                f"{', '.join(Permission.__args__)}"
+            )
+        if not is_loopback(self.host) and not self.allowed_hosts:
+            raise ValueError(
+                f"--host {self.host} opens the server to the network: name the addresses workers "
+                "use with --allowed-hosts (e.g. mlflow.lab:5000), so it answers no other Host"
+            )
+
+
+def reject_password(flag: str, uri: str | None) -> None:
+    """A password on a command line is readable by every local user (``ps``)."""
+    if uri and has_secret(uri):
+        raise ValueError(
+            f"{flag} {redact(uri)} holds a password, which any local user can read on the command "
+            f"line: drop it from the URL and put it in {PASSWORD_SOURCES}"
+        )
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI, relative paths taken from the current folder."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).absolute()
+
+
+def auth_database(cfg: TrackingServerConfig) -> str:
+    """The users' database URI, a relative SQLite file made absolute."""
+    path = sqlite_file(cfg.auth_db)
+    return cfg.auth_db if path is None else f"sqlite:///{path}"
+
+
+def write_auth_config(cfg: TrackingServerConfig, folder: Path) -> Path:
+    """MLflow's basic-auth configuration, without the admin password (MLflow reads that from
+    ``MLFLOW_AUTH_ADMIN_PASSWORD``), in a file only this user can read."""
+    parser = configparser.ConfigParser()
+    parser["mlflow"] = {
+        "default_permission": cfg.default_permission,
+        "database_uri": auth_database(cfg),
+        "admin_username": cfg.admin_username,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    config = folder / "basic_auth.ini"
+    config.touch(mode=0o600)
+    with config.open("w") as out:
+        parser.write(out)
+    return config
+
+
+def check_admin_password(cfg: TrackingServerConfig, env: dict[str, str]) -> None:
+    """The first start creates the admin user and needs its password; later starts do not."""
+    path = sqlite_file(cfg.auth_db)
+    if path is not None and not path.exists() and not env.get(ADMIN_PASSWORD_ENV):
+        raise ValueError(
+            f"the first start creates the admin user {cfg.admin_username!r}: put its password "
+            f"(12 characters or more) in {ADMIN_PASSWORD_ENV} "
+            f"(read -rs {ADMIN_PASSWORD_ENV}; export {ADMIN_PASSWORD_ENV})"
+        )
+
+
+def server_command(cfg: TrackingServerConfig) -> list[str]:
+    """``mlflow server`` with the basic-auth app; nothing secret on it."""
+    command = [
+        *(sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"),
+        *("--host", cfg.host, "--port", str(cfg.port), "--workers", str(cfg.workers)),
+    ]
+    if cfg.allowed_hosts:
+        command += ["--allowed-hosts", cfg.allowed_hosts]
+    return command
+
+
+def server_env(cfg: TrackingServerConfig, auth_config: Path) -> dict[str, str]:
+    """The stores and the auth configuration, through the environment-variable forms of
+    ``--backend-store-uri`` and ``--artifacts-destination`` and ``MLFLOW_AUTH_CONFIG_PATH``."""
+    assert cfg.backend_store_uri
+    # The basic-auth app signs its sign-up form (CSRF) with this key; one made per start unless
+    # the user set one (several servers behind one address must share it).
+    key = os.environ.get(SECRET_KEY_ENV) or secrets.token_hex(32)
+    return {
+        SECRET_KEY_ENV: key,
+        "MLFLOW_BACKEND_STORE_URI": cfg.backend_store_uri,
+        "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_destination,
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+    }
+
+
+def refuses_anonymous(url: str, host_header: str | None = None) -> bool:
+    """Whether the server answers a request without credentials with 401."""
+    request = urllib.request.Request(url + PROTECTED_PATH)
+    if host_header:
+        request.add_header("Host", host_header)
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            return False
+    except urllib.error.HTTPError as err:
+        return err.code == 401
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def serve(cfg: TrackingServerConfig, log: Callable[[str], None] = print) -> None:
+    """Start the server, check that it refuses anonymous requests, print where it is, and keep it
+    until Ctrl-C or SIGTERM."""
+    if not cfg.backend_store_uri:
+        raise ValueError(
+            "no backend store: pass --backend-store-uri or set MLFLOW_BACKEND_STORE_URI"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="sae-server-"))  # 0700: the config and the log
+    check_admin_password(cfg, dict(os.environ))
+    env = server_env(cfg, write_auth_config(cfg, folder))
+    url = f"http://{connect_host(cfg.host)}:{cfg.port}"
+    server = Server(
+        "MLflow tracking server", server_command(cfg), url, "/health", folder / "mlflow.log", env
+    )
+    allowed = [h for h in (cfg.allowed_hosts or "").split(",") if h and "*" not in h]
+
+    def announce() -> None:
+        if not refuses_anonymous(url, allowed[0] if allowed else None):
+            raise ValueError(f"{url} answered a request without credentials; stopped it")
+        log(f"MLflow tracking server, sign-in required: {url}  (listening on {cfg.host})")
+        log(f"  store {redact(cfg.backend_store_uri or '')}, artifacts {cfg.artifacts_destination}")
+        if cfg.allowed_hosts:
+            log(f"  answers Host {cfg.allowed_hosts} only")
+        log(
+            f"  users in {redact(auth_database(cfg))}; the admin {cfg.admin_username!r} adds accounts at "
+            f"{url}/signup"
+        )
+        log(f"server log in {folder}; Ctrl-C stops it")
+
+    run_until_stopped([server], announce, log)

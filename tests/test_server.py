@@ -1,0 +1,210 @@
+"""`experiments/server.py`: the tracking server for workers on several machines, sign-in required.
+
+On loopback: a server with MLflow's basic-auth app on a temporary SQLite store refuses requests
+without credentials (401), with a wrong password (401) and with a foreign Host header (403); a
+sweep worker signed in through MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD logs its trial;
+and no password is ever on a process's command line, in the output, or in a run's params or tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import tiny_data
+from helpers_proc import ArgvWatch, Command
+
+from sae import server, sweep, tracking, ui
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = ROOT / "experiments" / "server.py"
+SWEEP = ROOT / "experiments" / "sweep.py"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any MLflow credentials or URIs of the user's, plus ``extra``."""
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_", "MLFLOW_BACKEND_"))
+    }
+    return {**keep, **extra}
+
+
+def test_server_command__stores_and_auth_in_the_environment_none_on_the_command_line(tmp_path):
+    cfg = server.TrackingServerConfig(
+        backend_store_uri="postgresql+psycopg://sae@db:5432/sae_mlflow",
+        artifacts_destination="file:///srv/artifacts",
+        auth_db=f"sqlite:///{tmp_path}/users.db",
+        host="0.0.0.0",
+        port=5123,
+        allowed_hosts="mlflow.lab:5123",
+        workers=2,
+    )
+    command = server.server_command(cfg)
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert command[command.index("--allowed-hosts") + 1] == "mlflow.lab:5123"
+    assert not any("postgresql" in arg or "sqlite" in arg or "/srv" in arg for arg in command)
+
+    config = server.write_auth_config(cfg, tmp_path)
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    text = config.read_text()
+    assert f"database_uri = sqlite:///{tmp_path}/users.db" in text
+    assert "default_permission = READ" in text and "password" not in text
+    env = server.server_env(cfg, config)
+    assert env["MLFLOW_BACKEND_STORE_URI"] == cfg.backend_store_uri
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"] == "file:///srv/artifacts"
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(config)
+    assert len(env[server.SECRET_KEY_ENV]) == 64
+
+    with pytest.raises(ValueError, match="--host 0.0.0.0 opens the server to the network"):
+        server.TrackingServerConfig(backend_store_uri="sqlite:///x.db", host="0.0.0.0")
+    with pytest.raises(ValueError, match="first start creates the admin user 'admin'"):
+        server.check_admin_password(cfg, {})
+    server.check_admin_password(cfg, {server.ADMIN_PASSWORD_ENV: "x" * 12})
+
+
+def test_server_command__a_password_on_its_command_line_is_a_one_line_error():
+    done = subprocess.run(
+        [
+            *(sys.executable, str(SERVER)),
+            *("--backend-store-uri", "postgresql://sae:hunter2hunter2@db/sae_mlflow"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(),
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: --backend-store-uri postgresql://sae:***@db/sae_mlflow holds a password, which "
+        "any local user can read on the command line: drop it from the URL and put it in "
+        "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
+    ]
+
+
+def _status(url: str, auth: tuple[str, str] | None = None, host: str | None = None) -> int:
+    request = urllib.request.Request(url + server.PROTECTED_PATH)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    if host:
+        request.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def start_server(
+    folder: Path, backend_store_uri: str, admin_password: str, **env: str
+) -> tuple[Command, str]:
+    """``experiments/server.py`` on a free loopback port, as the README starts it; its URL."""
+    port = ui.free_port("127.0.0.1", 0)
+    command = Command(
+        [
+            *(sys.executable, str(SERVER), "--backend-store-uri", backend_store_uri),
+            *("--artifacts-destination", (folder / "served-artifacts").as_uri()),
+            *("--auth-db", f"sqlite:///{folder}/mlflow-auth.db"),
+            *("--port", str(port), "--workers", "1", "--allowed-hosts", f"127.0.0.1:{port}"),
+        ],
+        cwd=folder,
+        env=_clean_env(**{server.ADMIN_PASSWORD_ENV: admin_password}, **env),
+    )
+    try:
+        url = command.wait_for(r"sign-in required: (http://\S+)").group(1)
+    except BaseException:
+        command.close()
+        raise
+    return command, url
+
+
+def run_worker(folder: Path, url: str, user: str, password: str, *flags: str, **env: str):
+    """``experiments/sweep.py`` as a worker machine runs it: signed in through the environment."""
+    data = tiny_data(folder / "data")
+    (folder / "mlflow.yaml").write_text("experiments:\n  sweep: auth-sweep\n")
+    return subprocess.run(
+        [
+            *(sys.executable, str(SWEEP), "--tracking-uri", url, "--config-file", "mlflow.yaml"),
+            *("--root", data.root, "--manifest", data.manifest, "--epochs", "1"),
+            *("--batch-sizes", "50", "--test-batch-size", "60", "--no-log-model", *flags),
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        env=_clean_env(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password, **env),
+    )
+
+
+def add_user(url: str, admin_password: str, user: str, password: str, monkeypatch) -> None:
+    """The admin creates the workers' account through MLflow's own client."""
+    from mlflow.server import get_app_client
+
+    with monkeypatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+        get_app_client("basic-auth", tracking_uri=url).create_user(user, password)
+
+
+def assert_no_secret_in_runs(client, experiment_id: str, secret_values: list[str]) -> None:
+    for run in client.search_runs([experiment_id]):
+        texts = [*run.data.params.values(), *run.data.tags.values(), *run.data.params]
+        leaked = [t for t in texts if any(s in t for s in secret_values)]
+        assert not leaked, f"run {run.info.run_name} holds a password"
+
+
+def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    admin_password = secrets.token_urlsafe(18)
+    worker_password = secrets.token_urlsafe(18)
+    passwords = [admin_password, worker_password]
+    with ArgvWatch(passwords) as watch:
+        command, url = start_server(tmp_path, f"sqlite:///{tmp_path}/mlflow.db", admin_password)
+        try:
+            port = url.rsplit(":", 1)[1]
+            assert _status(url) == 401  # no credentials
+            assert _status(url, ("admin", "not-the-password")) == 401
+            assert _status(url, ("admin", admin_password)) == 200
+            assert _status(url, ("admin", admin_password), host=f"evil.example:{port}") == 403
+            add_user(url, admin_password, "sweep", worker_password, monkeypatch)
+
+            storage = tmp_path / "optuna.journal"
+            flags = ("--trials", "1", "--storage", str(storage))
+            done = run_worker(tmp_path, url, "sweep", worker_password, *flags)
+            assert done.returncode == 0, done.stderr[-3000:]
+
+            # What the worker logged, read back as that user.
+            monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweep")
+            monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", worker_password)
+            study = optuna.load_study(
+                study_name="sae-sweep", storage=sweep.make_storage(str(storage))
+            )
+            (trial,) = study.get_trials()
+            client = MlflowClient(tracking_uri=url)
+            run = client.get_run(trial.user_attrs[sweep.ATTR_RUN_ID])
+            assert run.info.status == "FINISHED"
+            assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == "0"
+            experiment = client.get_experiment_by_name("auth-sweep")
+            assert experiment.artifact_location.startswith("mlflow-artifacts:")
+            assert len(client.search_runs([experiment.experiment_id])) == 2  # parent and trial
+            assert_no_secret_in_runs(client, experiment.experiment_id, passwords)
+        finally:
+            stopped = command.stop()
+            command.close()
+    assert stopped == 0
+    assert watch.scans > 10 and watch.found == {}
+    for text in (done.stdout, done.stderr, *command.lines):
+        assert not any(p in text for p in passwords)
+    assert command.lines[-1] == "stopping"
