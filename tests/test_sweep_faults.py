@@ -1,0 +1,292 @@
+"""One trial's failure stays in that trial; signals, lost workers and concurrent starts leave both
+stores agreeing; no secret given on the command line is written down."""
+
+import os
+import signal
+import socket
+import subprocess
+
+import optuna
+import pytest
+from helpers_postgres import scratch_databases, url
+from helpers_sweep import (
+    children,
+    clean_env,
+    client,
+    console_lines,
+    load_study,
+    run_cli,
+    running_with_run,
+    sweep_base,
+    sweep_command,
+    sweep_config,
+    wait_for,
+)
+from optuna.trial import TrialState
+
+from sae import sweep, tracking
+from sae import train as train_module
+from sae.sweep import run_sweep
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def test_trial__exception_in_end_of_run_logging_fails_that_trial_only(
+    tmp_path, monkeypatch, capsys
+):
+    """Regression: a trial whose end-of-run histogram raised (`Too many bins`) crashed the whole
+    sweep, ended the parent FAILED, and every resume crashed again on the same parameters."""
+    real = tracking.activation_histograms
+    calls = []
+
+    def too_many_bins_once(model, images):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Too many bins for data range. Cannot create 50 finite-sized bins.")
+        return real(model, images)
+
+    monkeypatch.setattr(tracking, "activation_histograms", too_many_bins_once)
+    base = sweep_base(tmp_path)
+    result = run_sweep(base, sweep_config(), log=_quiet)
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    failed = trials[0]
+    reason = "ValueError: Too many bins for data range. Cannot create 50 finite-sized bins."
+    assert failed.user_attrs[sweep.ATTR_FAIL_REASON] == reason
+    assert failed.user_attrs[sweep.ATTR_FAILED] is True
+    assert sweep.counts_as_finished(failed)
+    mlflow = client(tmp_path)
+    run = mlflow.get_run(failed.user_attrs[sweep.ATTR_RUN_ID])
+    assert run.info.status == "FAILED"
+    assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+    assert run.data.tags[sweep.TAG_REASON] == reason
+    assert run.data.tags[tracking.TAG_ERROR] == reason
+    assert mlflow.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert capsys.readouterr().out.splitlines() == [f"trial 0 FAIL: {reason}"]
+    # a failure of the trial itself is its outcome: a resume does not run it again
+    again = run_sweep(base, sweep_config(), log=_quiet)
+    assert len(again.study.get_trials()) == 3
+
+
+def test_fit__a_finite_but_absurd_loss_counts_as_diverged(tmp_path, monkeypatch):
+    """Regression: a loss of 1e30 was trained on; the run then crashed in its logging."""
+    from helpers import build_config
+
+    real = train_module.penalty
+    monkeypatch.setattr(train_module, "penalty", lambda acts, tc: real(acts, tc) + 1e7)
+    cfg = build_config(tmp_path)
+    splits = train_module.load_splits(cfg.data, train_module.resolve_device("cpu"))
+    with pytest.raises(train_module.NonFiniteLossError, match=r"above 1e\+06: diverged"):
+        train_module.fit(cfg, splits)
+
+
+def test_sweep_cli__runaway_learning_rates_fail_their_trials_in_one_line_each(tmp_path):
+    """Regression: `--lr-range 10 1000` ended the sweep in a traceback with the parent FAILED.
+    Now each trial diverges (FAIL with its reason, one line), and the command succeeds."""
+    base = sweep_base(tmp_path)
+    done = run_cli(base, tmp_path, "--lr-range", "10", "1000", "--trials", "2", "--epochs", "2")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and console_lines(done.stderr) == [], done.stderr
+    failed = [line for line in done.stdout.splitlines() if " FAIL: " in line]
+    assert [line.split(" FAIL: ")[0] for line in failed] == ["trial 0", "trial 1"]
+    assert all("training loss became" in line for line in failed)
+    study = load_study(tmp_path)
+    assert all(t.state == TrialState.FAIL for t in study.trials)
+    assert all(t.user_attrs[sweep.ATTR_NON_FINITE] for t in study.trials)
+    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    assert client(tmp_path).get_run(parent).info.status == "FINISHED"
+
+
+def _start(base, cwd, *argv):
+    return subprocess.Popen(
+        sweep_command(base, *argv),
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _assert_interrupted(tmp_path, trials):
+    """Each trial is FAIL "interrupted" in Optuna and FAIL "interrupted" on its KILLED run."""
+    mlflow = client(tmp_path)
+    for trial in trials:
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs[sweep.ATTR_FAIL_REASON] == sweep.REASON_INTERRUPTED
+        run = mlflow.get_run(trial.user_attrs[sweep.ATTR_RUN_ID])
+        assert run.info.status == "KILLED"
+        assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+        assert run.data.tags[sweep.TAG_REASON] == sweep.REASON_INTERRUPTED
+
+
+def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_retries_it(
+    tmp_path,
+):
+    """Regression: SIGTERM left the Optuna trial RUNNING while its MLflow run said KILLED."""
+    base = sweep_base(tmp_path)
+    proc = _start(base, tmp_path, "--trials", "2", "--batch-sizes", "50", "--epochs", "400")
+    try:
+        (trial,) = wait_for("a running trial", lambda: running_with_run(tmp_path))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert console_lines(err) == ["error: terminated; the run was marked KILLED"]
+    study = load_study(tmp_path)
+    _assert_interrupted(tmp_path, [study.trials[trial.number]])
+    parent = client(tmp_path).get_run(study.user_attrs[sweep.STUDY_PARENT_RUN])
+    assert parent.info.status == "KILLED"
+
+    resumed = run_sweep(base, sweep_config(trials=2, batch_sizes=(50,)), log=_quiet)
+    trials = resumed.study.get_trials()
+    retry = [t for t in trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == trial.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == trial.params
+    assert sweep.finished_count(resumed.study) == 2
+    assert client(tmp_path).get_run(resumed.parent_run_id).info.status == "FINISHED"
+
+
+def test_sweep_cli__two_workers_stopped_by_sigterm_fail_their_trials_quietly(tmp_path):
+    """Regression: with --workers 2, SIGTERM left trials RUNNING and printed worker tracebacks."""
+    base = sweep_base(tmp_path)
+    proc = _start(base, tmp_path, "--trials", "3", "--workers", "2", "--epochs", "400")
+    try:
+        running = wait_for("two running trials", lambda: running_with_run(tmp_path, 2))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err + out
+    assert console_lines(err) == ["error: terminated; the run was marked KILLED"], err
+    study = load_study(tmp_path)
+    _assert_interrupted(tmp_path, [study.trials[t.number] for t in running])
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_sweep_cli__a_worker_killed_mid_sweep_hands_its_trial_to_the_other(tmp_path):
+    """Regression: the study completed, yet the command ended in `RuntimeError: 1 of 2 workers
+    failed` with the parent FAILED. Now the lost worker is a warning and the command succeeds."""
+    base = sweep_base(tmp_path)
+    proc = _start(base, tmp_path, "--trials", "3", "--workers", "2", "--epochs", "40")
+    try:
+        running = wait_for("two running trials", lambda: running_with_run(tmp_path, 2))
+        victim = running[0]
+        os.kill(int(victim.user_attrs[sweep.ATTR_WORKER].rpartition(":")[2]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err + out
+    warnings = [line for line in console_lines(out) if line.startswith("warning: worker")]
+    assert len(warnings) == 1 and "its trial goes to another worker" in warnings[0]
+    study = load_study(tmp_path)
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs[sweep.ATTR_FAIL_REASON] == sweep.REASON_WORKER_DIED
+    (retry,) = [t for t in study.trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == victim.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs[sweep.ATTR_WORKER] != killed.user_attrs[sweep.ATTR_WORKER]
+    assert sweep.finished_count(study) >= 3
+    mlflow = client(tmp_path)
+    assert mlflow.get_run(killed.user_attrs[sweep.ATTR_RUN_ID]).info.status == "KILLED"
+    assert mlflow.get_run(study.user_attrs[sweep.STUDY_PARENT_RUN]).info.status == "FINISHED"
+
+
+def test_sweep_cli__two_commands_started_at_once_on_a_new_store_share_one_parent(tmp_path):
+    """Regression: two sweeps started together on a new SQLite store: one died creating the
+    schema a second time (or left it half-built), and the study got two parent runs."""
+    base = sweep_base(tmp_path)
+    argv = ("--trials", "2", "--epochs", "1", "--batch-sizes", "50")
+    procs = [_start(base, tmp_path, *argv) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (_out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and console_lines(err) == [], err
+    mlflow = client(tmp_path)
+    study = load_study(tmp_path)
+    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    runs = mlflow.search_runs([mlflow.get_run(parent).info.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in parents] == [parent]
+    trial_runs = {t.user_attrs[sweep.ATTR_RUN_ID] for t in study.trials}
+    assert {r.info.run_id for r in children(mlflow, parent)} == trial_runs
+    assert sweep.finished_count(study) >= 2
+    assert not list(tmp_path.glob(".mlflow.db.*"))  # no private store left behind
+
+
+def test_store__a_damaged_mlflow_store_is_one_line(tmp_path):
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(b"not a database, half of one at best " * 50)
+    with pytest.raises(ValueError, match="cannot open the MLflow store") as err:
+        tracking.ensure_store(f"sqlite:///{path}")
+    assert "\n" not in str(err.value) and "half-built" in str(err.value)
+
+
+def test_sweep__a_password_in_the_storage_url_is_written_nowhere(tmp_path):
+    """Regression: a storage URL's password appeared on the console, in the `command` tag of the
+    parent and every trial, and in the tables logged as artifacts."""
+    secret = "s3cret-do-not-write"
+    base = sweep_base(tmp_path)
+    with scratch_databases("optuna") as names:
+        storage = url(names["optuna"], password=secret)  # trust auth: any password is accepted
+        done = run_cli(base, tmp_path, "--storage", storage, "--trials", "1", "--epochs", "1")
+        assert done.returncode == 0, done.stderr
+        study = optuna.load_study(study_name="sae-sweep", storage=sweep.make_storage(storage))
+        stored = repr([(t.params, t.user_attrs, t.system_attrs) for t in study.trials])
+        stored += repr(study.user_attrs)
+    assert secret not in done.stdout + done.stderr + stored
+    assert "***" in done.stdout  # the storage is still named, its password masked
+    mlflow = client(tmp_path)
+    runs = mlflow.search_runs([r.experiment_id for r in mlflow.search_experiments()])
+    assert len(runs) == 2
+    assert all(":***@" in r.data.tags[tracking.TAG_COMMAND] for r in runs)
+    for folder in (tmp_path / "mlartifacts", tmp_path):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
+def test_recover__a_killed_trial_is_retried_at_most_twice(tmp_path):
+    """README: the parameters of an interrupted trial are tried at most MAX_RETRIES more times."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(storage=storage, study_name="s", directions=["minimize"] * 2)
+    given = []
+    for _ in range(sweep.MAX_RETRIES + 1):
+        trial = study.ask({"beta": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)})
+        trial.set_user_attr(sweep.ATTR_WORKER, f"{socket.gethostname()}:{dead.pid}")
+        given.append(sweep.recover_interrupted(study, storage))
+    assert sweep.MAX_RETRIES == 2
+    assert given == [[0], [1], []]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL] * 3
+    assert [t.user_attrs.get(sweep.ATTR_RETRY_OF) for t in study.trials] == [None, 0, 0]
+    assert all(t.user_attrs[sweep.ATTR_FAIL_REASON] == "worker process died" for t in study.trials)
+
+
+def test_sweep__a_study_with_another_objective_is_refused_before_any_write(tmp_path):
+    base = sweep_base(tmp_path, epochs=1)
+    run_sweep(base, sweep_config(trials=1), log=_quiet)
+    journal = (tmp_path / "optuna.journal").read_bytes()
+    with pytest.raises(ValueError, match="exists with objective 'pareto', not 'constrained'"):
+        run_sweep(base, sweep_config(trials=2, objective="constrained"), log=_quiet)
+    assert (tmp_path / "optuna.journal").read_bytes() == journal
+    assert len(client(tmp_path).search_runs(["1"])) == 2
+
+
+def test_sweep__timeout_starts_no_trial_after_the_deadline(tmp_path):
+    """README: --timeout stops starting new trials after that many seconds; the sweep ends well."""
+    base = sweep_base(tmp_path, epochs=1)
+    result = run_sweep(base, sweep_config(trials=100, timeout=4.0), log=_quiet)
+    trials = result.study.get_trials()
+    assert 1 <= len(trials) < 100
+    # the clock starts before the first trial, so no trial starts later than first + timeout
+    first = trials[0].datetime_start.timestamp()
+    assert all(t.datetime_start.timestamp() <= first + 4.0 for t in trials)
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert client(tmp_path).get_run(result.parent_run_id).info.status == "FINISHED"
