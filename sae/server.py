@@ -27,6 +27,7 @@ from sae.ui import Server, connect_host, is_loopback, run_until_stopped
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+AUTH_CACHE_S = 60
 PASSWORD_SOURCES = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
 # A request MLflow's basic-auth app refuses without credentials: the self-check after start.
 PROTECTED_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -117,6 +118,10 @@ def write_auth_config(cfg: TrackingServerConfig, folder: Path) -> Path:
         "database_uri": auth_database(cfg),
         "admin_username": cfg.admin_username,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        # Checking a password costs a deliberately slow hash, and a worker makes many requests:
+        # a checked one is trusted for a minute (so a changed password or a deleted user takes
+        # up to a minute to be refused).
+        "auth_cache_ttl_seconds": str(AUTH_CACHE_S),
     }
     config = folder / "basic_auth.ini"
     config.touch(mode=0o600)
@@ -199,10 +204,8 @@ def serve(cfg: TrackingServerConfig, log: Callable[[str], None] = print) -> None
         log(f"  store {redact(cfg.backend_store_uri or '')}, artifacts {cfg.artifacts_destination}")
         if cfg.allowed_hosts:
             log(f"  answers Host {cfg.allowed_hosts} only")
-        log(
-            f"  users in {redact(auth_database(cfg))}; the admin {cfg.admin_username!r} adds accounts at "
-            f"{url}/signup"
-        )
+        users = redact(auth_database(cfg))
+        log(f"  users in {users}; the admin {cfg.admin_username!r} adds accounts at {url}/signup")
         log(f"server log in {folder}; Ctrl-C stops it")
 
     run_until_stopped([server], announce, log)
