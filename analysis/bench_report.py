@@ -55,7 +55,7 @@ def main() -> None:
         frames = report.load_frames(settings)
         read = time.perf_counter() - started
         started = time.perf_counter()
-        built = report.build_report(settings, folder=folder / "reports" / "bench")
+        built = report.build_report(settings, name="bench", output_dir=folder / "reports")
         build = time.perf_counter() - started
         started = time.perf_counter()
         tracking.log_report(settings, "bench", built.folder)

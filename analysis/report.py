@@ -6,13 +6,14 @@
     python analysis/report.py --no-log                 # write the files only, log no run
 
 Writes reports/<name>/report.md, a self-contained report.html, figures/*.png and tables/*.csv,
-and logs the folder as the artifacts of a run tagged `report` in the experiment sae-report.
+and logs them as the artifacts of a run tagged `report` in the experiment sae-report. The name
+is a plain folder name; the report is swapped in only once complete, and other files in its
+folder are kept. Secrets in URLs (user:password@) are written and shown as ***.
 """
 
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from sae import report, tracking
 from sae.cli import ArgumentParser, run_main
@@ -20,7 +21,9 @@ from sae.cli import ArgumentParser, run_main
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--name", default="latest", help="report folder name (default: latest)")
+    parser.add_argument(
+        "--name", default="latest", help="report folder name, not a path (default: latest)"
+    )
     parser.add_argument(
         "--experiment",
         action="append",
@@ -59,17 +62,18 @@ def main() -> None:
     built = report.build_report(
         settings,
         selection,
-        Path(args.output_dir) / args.name,
+        args.name,
+        output_dir=args.output_dir,
         storage=args.storage,
         command=command,
+        log=args.log,
     )
     print(f"report:  {built.markdown}")
     print(f"html:    {built.html}")
     print(f"figures: {len(built.figures)} in {built.folder / report.FIGURES_DIR}")
     print(f"tables:  {len(built.tables)} in {built.folder / report.TABLES_DIR}")
-    if args.log:
-        run_id = tracking.log_report(settings, args.name, built.folder)
-        print(f"logged:  run {run_id} in experiment {settings.experiment('report')}")
+    if built.run_id:
+        print(f"logged:  run {built.run_id} in experiment {settings.experiment('report')}")
 
 
 if __name__ == "__main__":

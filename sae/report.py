@@ -3,7 +3,8 @@ README baseline, written as Markdown and a self-contained HTML page under ``repo
 
 ``load_frames`` is the part to import from a notebook: one row per run and one row per
 (run, epoch, metric). ``build_report`` turns those frames into the report. The same store gives
-the same tables and the same figure bytes.
+the same tables and the same figure bytes. Every text the report writes is redacted
+(``sae.redact``), and a report is built beside its folder and swapped in only when complete.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import importlib.metadata
+import os
 import platform
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from sae import baseline as B
 from sae import metrics as M
 from sae import sweep, tracking
 from sae.model import CODE_LAYER, LAYER_NAMES, LAYER_SHAPES
+from sae.redact import redact
 
 # What a selected run is in the report.
 ROLE_BASELINE = "baseline"
@@ -74,6 +78,31 @@ FIG_HYPERPARAMETERS = "figures/hyperparameters.png"
 FIG_IMPORTANCES = "figures/importances.png"
 FIG_LAYERS = "figures/layer_sparsity.png"
 FIG_RECONSTRUCTIONS = "figures/reconstructions.png"
+TABLE_BASELINE = "tables/baseline_table.csv"
+TABLE_STATES = "tables/trial_states.csv"
+TABLE_BEST = "tables/best_trials.csv"
+TABLE_IMPORTANCES = "tables/importances.csv"
+TABLE_PROVENANCE = "tables/provenance.csv"
+TABLE_RUNS = "tables/runs.csv"
+TABLE_CURVES = "tables/curves.csv"
+OUTPUTS = frozenset(
+    {
+        REPORT_MD,
+        REPORT_HTML,
+        *(FIG_BASELINE, FIG_CURVES, FIG_TRADEOFF, FIG_HYPERPARAMETERS, FIG_IMPORTANCES),
+        *(FIG_LAYERS, FIG_RECONSTRUCTIONS),
+        *(TABLE_BASELINE, TABLE_STATES, TABLE_BEST, TABLE_IMPORTANCES, TABLE_PROVENANCE),
+        *(TABLE_RUNS, TABLE_CURVES),
+    }
+)
+"""Every file a report may write in its folder. A rebuild replaces these and removes those it
+did not write again; any other file in the folder is the user's and is left alone."""
+NAME_PATTERN = re.compile(r"\w[\w.-]{0,99}")
+"""A report name: one plain folder name, never a path, never hidden (the build folders are)."""
+_BUILDING = ".building-"
+"""A report's build folder is ``.<name>.building-<32 hex digits>`` in the output folder."""
+_DOWNLOADS = ".artifacts-"
+"""Where in its build folder a report downloads the runs' images, for as long as it draws."""
 
 LABELS = {
     M.TEST_MSE: "test MSE",
@@ -175,7 +204,11 @@ class Frames:
 
 
 def load_frames(settings: tracking.Settings, selection: Selection | None = None) -> Frames:
-    """Read the selected runs in one search and their curves in one query per metric."""
+    """Read the selected runs in one search and their curves in one query per metric.
+
+    Raises ValueError, in one line, when there is no store or the selection names a study that
+    none of the selected runs belongs to (the message lists the studies there are).
+    """
     selection = selection or Selection()
     tracking.require_store(settings)
     default = not selection.experiments
@@ -188,6 +221,10 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
     is_baseline = runs["baseline"].eq("true")
     if default:
         is_baseline &= runs["experiment"].eq(settings.experiment("baseline"))
+    if selection.study is not None:
+        studies = sorted(set(runs.loc[~is_baseline, "study"].dropna()))
+        if selection.study not in studies:
+            raise ValueError(redact(_no_such_study(selection, experiments, studies)))
     study = selection.study or most_recent_study(runs[~is_baseline])
     in_study = runs["study"].eq(study) & ~is_baseline if study else pd.Series(False, runs.index)
     has_parent = runs["parent_run_id"].notna()
@@ -204,6 +241,18 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
     measured = runs.loc[runs["role"].isin([ROLE_BASELINE, ROLE_TRIAL]), "run_id"]
     curves = tracking.curves_frame(settings, list(measured), CURVE_METRICS)
     return Frames(runs=runs, curves=curves, study=study)
+
+
+def _no_such_study(selection: Selection, experiments: tuple[str, ...], studies: list[str]) -> str:
+    where = "the runs of " + ", ".join(experiments)
+    if selection.tags:
+        where += " tagged " + ", ".join(f"{k}={v}" for k, v in selection.tags)
+    found = (
+        "the studies there are " + ", ".join(repr(s) for s in studies)
+        if studies
+        else "there is no study there yet (run python experiments/sweep.py)"
+    )
+    return f"no study {selection.study!r} among {where}: {found}"
 
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
@@ -686,30 +735,32 @@ def plot_reconstructions(grids: list[tuple[str, Path]]) -> Figure:
 
 @dataclass
 class Document:
+    """Every text is redacted as it is added, so neither rendering can show a secret."""
+
     title: str
     blocks: list[tuple[str, object]] = field(default_factory=list)
 
     def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", (level, text)))
+        self.blocks.append(("heading", (level, redact(text))))
 
     def text(self, text: str) -> None:
-        self.blocks.append(("text", text))
+        self.blocks.append(("text", redact(text)))
 
     def bullets(self, items: list[str]) -> None:
         if items:
-            self.blocks.append(("bullets", items))
+            self.blocks.append(("bullets", [redact(item) for item in items]))
 
     def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame.map(_cell).astype(str)))
+        self.blocks.append(("table", redact_frame(frame.map(_cell).astype(str))))
 
     def figure(self, path: str, caption: str) -> None:
-        self.blocks.append(("figure", (path, caption)))
+        self.blocks.append(("figure", (path, redact(caption))))
 
     def code(self, text: str) -> None:
-        self.blocks.append(("code", text))
+        self.blocks.append(("code", redact(text)))
 
     def markdown(self) -> str:
-        out = [f"# {self.title}"]
+        out = [f"# {redact(self.title)}"]
         for kind, value in self.blocks:
             if kind == "heading":
                 out.append("#" * value[0] + " " + value[1])
@@ -727,7 +778,8 @@ class Document:
 
     def html(self, folder: Path) -> str:
         """One page, the figures embedded as data URIs: nothing else to fetch."""
-        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        title = html.escape(redact(self.title))
+        body = [f"<h1>{title}</h1>"]
         for kind, value in self.blocks:
             if kind == "heading":
                 body.append(f"<h{value[0]}>{_inline(value[1])}</h{value[0]}>")
@@ -749,7 +801,7 @@ class Document:
                 body.append(f"<pre><code>{html.escape(value)}</code></pre>")
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(self.title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n"
             "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
         )
 
@@ -768,6 +820,15 @@ def _inline(text: str) -> str:
     escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
     escaped = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def redact_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell and column name redacted; numbers and times untouched."""
+    out = frame.rename(columns=lambda name: redact(name) if isinstance(name, str) else name)
+    for name in out.columns:
+        if out[name].dtype == object or pd.api.types.is_string_dtype(out[name].dtype):
+            out[name] = out[name].map(lambda v: redact(v) if isinstance(v, str) else v)
+    return out
 
 
 def _cell(value: object) -> str:
@@ -791,27 +852,84 @@ class Report:
     frames: Frames
     skipped: dict[str, str]
     """The figures not drawn, by path, and why."""
+    run_id: str | None = None
+    """The report's own MLflow run, when it was logged."""
+
+
+def check_name(name: str) -> str:
+    """``name`` when it is a plain folder name (NAME_PATTERN); else ValueError, in one line."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"report name {name!r} is not a plain folder name: use up to 100 letters, digits, "
+            "'_', '-' and '.' (not first), with no path separator"
+        )
+    return name
 
 
 def build_report(
     settings: tracking.Settings,
     selection: Selection | None = None,
-    folder: str | Path = "reports/latest",
+    name: str = "latest",
     *,
+    output_dir: str | Path = "reports",
     storage: str | None = None,
     command: str = "",
+    log: bool = False,
+    folder: str | Path | None = None,
 ) -> Report:
-    """Read the selected runs and write report.md, report.html, figures/*.png, tables/*.csv.
+    """Read the selected runs and write ``<output_dir>/<name>/``: report.md, report.html,
+    figures/*.png and tables/*.csv (the OUTPUTS); with ``log``, log them as a report run.
+
+    The report is built in a fresh folder beside its own (``<output_dir>/.<name>.building-*``)
+    and moved in file by file only once it is complete and logged, so a failure or an interrupt
+    leaves the previous report as it was. A rebuild replaces the OUTPUTS and nothing else: files
+    a user put in the folder stay. ``folder`` is ``output_dir / name`` given as one path.
 
     ``storage`` is the Optuna storage of the study (default: the settings'); ``command`` is the
-    command line shown under Reproducibility. Raises ValueError only when there is no store.
+    command line shown under Reproducibility. Raises ValueError, in one line and before writing
+    anything, when the name is not a plain name, there is no store or no such study.
     """
+    if folder is not None:
+        output_dir, name = Path(folder).parent, Path(folder).name
+    check_name(name)
     selection = selection or Selection()
     frames = load_frames(settings, selection)
-    folder = Path(folder)
-    for stale in (FIGURES_DIR, TABLES_DIR):
-        shutil.rmtree(folder / stale, ignore_errors=True)
-    (folder / FIGURES_DIR).mkdir(parents=True)
+    output_dir = Path(output_dir)
+    target = output_dir / name
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file, not a report folder: move it or choose --name")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_unfinished_builds(output_dir, name)
+    building = output_dir / f".{name}{_BUILDING}{uuid.uuid4().hex}"
+    building.mkdir()
+    try:
+        writer = _write(settings, selection, frames, building, storage, command)
+        run_id = tracking.log_report(settings, name, building) if log else None
+        _move_in(building, target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return Report(
+        folder=target,
+        markdown=target / REPORT_MD,
+        html=target / REPORT_HTML,
+        figures=sorted(target / p.relative_to(building) for p in writer.figures),
+        tables=sorted(target / p.relative_to(building) for p in writer.tables),
+        frames=frames,
+        skipped=writer.skipped,
+        run_id=run_id,
+    )
+
+
+def _write(
+    settings: tracking.Settings,
+    selection: Selection,
+    frames: Frames,
+    folder: Path,
+    storage: str | None,
+    command: str,
+) -> _Writer:
+    """The whole report, into the empty ``folder``."""
+    (folder / FIGURES_DIR).mkdir()
     (folder / TABLES_DIR).mkdir()
     writer = _Writer(settings, frames, folder, storage or settings.optuna_storage)
     doc = Document("Comparison report: the sparse autoencoder against the README baseline")
@@ -821,20 +939,36 @@ def build_report(
         writer.sweep_section(doc)
         writer.figures_section(doc)
     writer.reproducibility(doc, command)
-    writer.table("runs.csv", frames.runs)
-    writer.table("curves.csv", frames.curves)
-    markdown, page = folder / REPORT_MD, folder / REPORT_HTML
-    markdown.write_text(doc.markdown())
-    page.write_text(doc.html(folder))
-    return Report(
-        folder=folder,
-        markdown=markdown,
-        html=page,
-        figures=sorted(writer.figures),
-        tables=sorted(writer.tables),
-        frames=frames,
-        skipped=writer.skipped,
-    )
+    writer.table(TABLE_RUNS, frames.runs)
+    writer.table(TABLE_CURVES, frames.curves)
+    (folder / REPORT_MD).write_text(doc.markdown(), encoding="utf-8")
+    (folder / REPORT_HTML).write_text(doc.html(folder), encoding="utf-8")
+    return writer
+
+
+def _remove_unfinished_builds(output_dir: Path, name: str) -> None:
+    """Remove the build folders of ``name`` that a killed build left, those holding nothing but
+    what a build writes: a user's file is never moved into one, so nothing of theirs is lost."""
+    pattern = re.compile(re.escape(f".{name}{_BUILDING}") + "[0-9a-f]{32}")
+    for entry in output_dir.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            files = {p.relative_to(entry).as_posix() for p in entry.rglob("*") if not p.is_dir()}
+            if all(f in OUTPUTS or f.startswith(_DOWNLOADS) for f in files):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _move_in(building: Path, target: Path) -> None:
+    """Move the finished report into ``target``, each file by one atomic rename and the two
+    pages last; then remove the OUTPUTS of an earlier build that this one did not write. Any
+    other file in ``target`` is left where it is."""
+    written = {p.relative_to(building).as_posix() for p in building.rglob("*") if p.is_file()}
+    pages = [p for p in (REPORT_MD, REPORT_HTML) if p in written]
+    for folder in (FIGURES_DIR, TABLES_DIR):
+        (target / folder).mkdir(parents=True, exist_ok=True)
+    for path in [*sorted(written - set(pages)), *pages]:
+        os.replace(building / path, target / path)
+    for path in sorted(OUTPUTS - written):
+        (target / path).unlink(missing_ok=True)
 
 
 class _Writer:
@@ -852,16 +986,21 @@ class _Writer:
         self.front = pareto_front(frames.trials)
         self.shown = spread_along(self.front)
 
-    def table(self, name: str, frame: pd.DataFrame) -> None:
-        path = self.folder / TABLES_DIR / name
-        frame.to_csv(path, index=False, float_format="%.10g", date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-        self.tables.append(path)
+    def table(self, path: str, frame: pd.DataFrame) -> None:
+        """Write ``frame`` as the CSV file ``path`` (one of OUTPUTS), every text cell redacted."""
+        redact_frame(frame).to_csv(
+            self.folder / path,
+            index=False,
+            float_format="%.10g",
+            date_format="%Y-%m-%dT%H:%M:%S.%fZ",
+        )
+        self.tables.append(self.folder / path)
 
     def figure(self, doc: Document, path: str, caption: str, make: Callable[[], Figure]) -> None:
         try:
             fig = make()
         except NothingToPlot as why:
-            self.skipped[path] = str(why)
+            self.skipped[path] = redact(str(why))
             doc.text(f"*{caption.split(':')[0]}: not drawn, {why}.*")
             return
         save_figure(fig, self.folder / path)
@@ -916,7 +1055,7 @@ class _Writer:
             )
             return
         table = B.comparison_table(base)
-        self.table("baseline_table.csv", table)
+        self.table(TABLE_BASELINE, table)
         doc.text(
             "The README reports two figures after 10 epochs. Beside them, the replication's mean "
             "± sample standard deviation over seeds, for each penalty weight: first under the "
@@ -949,7 +1088,7 @@ class _Writer:
             return
         parent = frames.parent
         states = trial_states(trials)
-        self.table("trial_states.csv", states)
+        self.table(TABLE_STATES, states)
         count = dict(zip(states["state"], states["trials"], strict=True))
         complete, running_trials = count.get("COMPLETE", 0), count.get("RUNNING", 0)
         still = parent is not None and parent["status"] == "RUNNING"
@@ -966,7 +1105,7 @@ class _Writer:
         )
         if len(states):
             doc.table(states)
-        self.table("best_trials.csv", self.front)
+        self.table(TABLE_BEST, self.front)
         if self.front.empty:
             doc.text(
                 "No complete trial with a test MSE and an active fraction yet: no best trials."
@@ -1047,7 +1186,7 @@ class _Writer:
                 f"importances need at least {sweep.MIN_IMPORTANCE_TRIALS} complete trials and "
                 f"the study has {complete}"
             )
-        self.table("importances.csv", found)
+        self.table(TABLE_IMPORTANCES, found)
         complete = int(self.frames.trials["trial_state"].eq("COMPLETE").sum())
         return plot_importances(found, complete)
 
@@ -1057,7 +1196,8 @@ class _Writer:
             picks.append(group.iloc[0])
         picks += [t for _, t in self.shown.iterrows()]
         grids = []
-        with tempfile.TemporaryDirectory() as tmp:
+        # inside the build folder, like everything the report writes, and gone before it is done
+        with tempfile.TemporaryDirectory(prefix=_DOWNLOADS, dir=self.folder) as tmp:
             for i, run in enumerate(picks):
                 path = tracking.latest_image(self.settings, run["run_id"])
                 if path is None:
@@ -1090,7 +1230,7 @@ class _Writer:
         if rows:
             doc.text("What the selected runs were made with (from their tags):")
             table = pd.DataFrame(rows)
-            self.table("provenance.csv", table)
+            self.table(TABLE_PROVENANCE, table)
             doc.table(table)
         commands = _column(measured, f"tags.{tracking.TAG_COMMAND}").dropna().value_counts()
         if len(commands):

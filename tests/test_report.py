@@ -2,15 +2,23 @@
 trained for real, and synthetic stores for the empty, failed and partial cases."""
 
 import dataclasses
+import html
+import importlib.metadata
+import os
+import platform
+import re
 import runpy
 import shutil
+import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 from helpers import build_config
 from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -33,6 +41,8 @@ ALL_FIGURES = (
     report.FIG_RECONSTRUCTIONS,
 )
 BASELINE_RUNS = (("script", 1), ("script", 2), ("readme", 1))
+BUILT_AT = re.compile(rb"(, at git commit (?:`|<code>))(?:[0-9a-f]{40}|unknown)")
+"""The report's own line "built with ..., at git commit `<sha>`", in Markdown or HTML."""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +71,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(store):
     tmp, settings = store
-    return report.build_report(settings, folder=tmp / "reports" / "first", command="cmd")
+    return report.build_report(settings, name="first", output_dir=tmp / "reports", command="cmd")
 
 
 def _settings(tmp: Path) -> tracking.Settings:
@@ -268,10 +278,75 @@ def test_build_report__every_figure_is_a_png_and_the_html_embeds_them(built):
 
 def test_build_report__same_store_gives_the_same_tables_and_figure_bytes(store, built):
     tmp, settings = store
-    again = report.build_report(settings, folder=tmp / "reports" / "second", command="cmd")
+    again = report.build_report(settings, name="second", output_dir=tmp / "reports", command="cmd")
     for first in [*built.figures, *built.tables, built.markdown]:
         second = again.folder / first.relative_to(built.folder)
         assert first.read_bytes() == second.read_bytes(), first.name
+
+
+def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_commands(built):
+    """The section's values are the store's, read back here independently of the report."""
+    client = MlflowClient()
+    measured = built.frames.runs[built.frames.runs["role"].isin(["baseline", "trial"])]
+    tags = [client.get_run(run_id).data.tags for run_id in measured["run_id"]]
+    assert len(tags) == len(BASELINE_RUNS) + 2
+    expected = []
+    for what, tag in (
+        ("git commit", tracking.TAG_GIT_COMMIT),
+        ("data digest", tracking.TAG_DATA_DIGEST),
+        ("device", tracking.TAG_DEVICE),
+        ("torch", tracking.TAG_TORCH),
+        ("mlflow", tracking.TAG_MLFLOW),
+    ):
+        counts = Counter(t.get(tag, "not recorded") for t in tags)
+        expected += [[what, value, str(n)] for value, n in sorted(counts.items())]
+    table = pd.read_csv(built.folder / report.TABLE_PROVENANCE, dtype=str, keep_default_na=False)
+    assert table.values.tolist() == expected
+    (digest,) = {t[tracking.TAG_DATA_DIGEST] for t in tags}  # one tiny data set, really hashed
+    assert re.fullmatch(r"[0-9a-f]{16,}", digest)
+    assert {t[tracking.TAG_TORCH] for t in tags} == {torch.__version__}
+    text, page = built.markdown.read_text(), built.html.read_text()
+    section = text[text.index("## 4. Reproducibility") :]
+    for value in {t[tracking.TAG_GIT_COMMIT] for t in tags} | {digest, torch.__version__}:
+        assert f"| {value} " in section
+    commands = Counter(t[tracking.TAG_COMMAND] for t in tags)
+    assert commands and all(commands)
+    for command, n in commands.items():
+        assert f"{command}    # {n} runs" in section
+        assert html.escape(f"{command}    # {n} runs") in page
+    for package in ("mlflow", "optuna", "torch", "pandas", "seaborn", "matplotlib", "numpy"):
+        assert f"{package} {importlib.metadata.version(package)}" in section
+    assert f"python {platform.python_version()}" in section
+    assert section.endswith("by:\n\n```\ncmd\n```\n")
+
+
+def test_report_cli__the_same_store_gives_the_same_bytes_whatever_the_hash_seed(store, tmp_path):
+    """Two processes with different PYTHONHASHSEED values rebuild one report from one store: every
+    file (report.md, report.html with its embedded figures, the figures, the CSVs) is identical.
+
+    Save one value: the git commit of the code that built the report (the repository's HEAD, not
+    the store's), which moves when work is committed between the two builds."""
+    tmp, _ = store
+    folder = tmp_path / "out" / "same"
+    argv = [sys.executable, str(REPORT), "--no-log", "--config-file", str(tmp / "mlflow.yaml")]
+    argv += ["--output-dir", str(tmp_path / "out"), "--name", "same"]
+    builds = []
+    for seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        files = {
+            str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+        }
+        for page in (report.REPORT_MD, report.REPORT_HTML):
+            files[page], n = BUILT_AT.subn(rb"\1HEAD", files[page])
+            assert n == 1, page
+        builds.append(files)
+    first, second = builds
+    assert set(first) == set(second) == report.OUTPUTS  # every figure and table drawn
+    assert [p.name for p in folder.parent.iterdir()] == ["same"]  # no build folder, no download
+    for path in sorted(first):
+        assert first[path] == second[path], path
 
 
 def test_report_cli__writes_the_folder_and_logs_it_as_a_report_run(store, monkeypatch, capsys):
@@ -314,7 +389,7 @@ def test_report_cli__no_store_is_one_line_error(tmp_path, monkeypatch, capsys):
 
 
 def test_build_report__empty_store_says_so_plainly(tmp_path, empty):
-    built = report.build_report(empty, folder=tmp_path / "r")
+    built = report.build_report(empty, output_dir=tmp_path / "reports")
     text = built.markdown.read_text()
     assert "The store holds no runs matching this selection" in text
     assert built.figures == [] and built.html.exists()
@@ -332,7 +407,7 @@ def test_build_report__only_failed_runs_says_so_without_figures(tmp_path, empty)
             status="FAILED",
         )
     _study_runs(settings, "s", ["FAIL", "FAIL"])
-    built = report.build_report(settings, folder=tmp_path / "r")
+    built = report.build_report(settings, output_dir=tmp_path / "reports")
     text = built.markdown.read_text()
     assert "holds 2 baseline runs but none FINISHED (2 FAILED)" in text
     states = pd.read_csv(built.folder / "tables" / "trial_states.csv")
@@ -358,7 +433,7 @@ def test_build_report__a_run_missing_a_metric_is_counted_and_left_out(tmp_path, 
             **{M.README_TEST_LOSS: readme_loss, M.EPOCH_LOSS: 0.005},
         )
     _study_runs(settings, "s", ["COMPLETE"] * 3, last={M.TEST_MSE: None})
-    built = report.build_report(settings, folder=tmp_path / "r")
+    built = report.build_report(settings, output_dir=tmp_path / "reports")
     text = built.markdown.read_text()
     assert f"1 finished runs did not log `{M.TEST_MSE}`" in text
     assert f"1 finished runs did not log `{M.README_TEST_LOSS}`" in text
@@ -392,7 +467,7 @@ def test_param_importances__too_few_trials_is_none_and_the_report_says_why(tmp_p
     assert not (tmp_path / "missing.journal").exists()
 
     _study_runs(empty, "s", ["COMPLETE"])
-    built = report.build_report(empty, folder=tmp_path / "r", storage=journal)
+    built = report.build_report(empty, output_dir=tmp_path / "reports", storage=journal)
     text = built.markdown.read_text()
     assert "not drawn, importances need at least 2 complete trials and the study has 1" in text
     assert not (built.folder / report.FIG_IMPORTANCES).exists()
