@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from sae import journal, locks, tracking
 from sae import metrics as M
-from sae.config import Config, TrainConfig, read_yaml_mapping
+from sae.config import Config, TrainConfig, check_types, read_yaml_mapping
 from sae.redact import redact
 from sae.runner import train_run
 from sae.train import Callback, NonFiniteLossError, Splits, load_splits, resolve_device
@@ -117,6 +117,7 @@ class SweepConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {self.trials}")
         if self.workers < 1:
@@ -264,7 +265,7 @@ def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
     if cfg.objective == "pareto" or cfg.pruner == "none":
         return optuna.pruners.NopPruner()
     if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -106,34 +107,43 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     assert "training loss became nan" in run.data.tags["optuna.reason"]
 
 
-def test_sweep__constrained_objective_prunes_and_reports_the_best_feasible(tmp_path):
-    cfg = _sweep(objective="constrained", trials=7, max_active_frac=1.0, pruner="median")
+def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_path):
+    """The cap excludes the trial with the lowest test MSE, and a slow learner is pruned. Before,
+    this test used a cap every trial met and never saw a prune."""
+    cfg = _sweep(
+        objective="constrained",
+        trials=6,
+        max_active_frac=0.25,
+        pruner="median",
+        batch_sizes=(50,),
+        lr_range=(1e-5, 1e-1),
+    )
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = sweep.open_study(storage, cfg, sweep.build_space(cfg), epochs=3)
+    # (lr, beta): measured on this tiny data, test MSE / active fraction after 3 epochs are about
+    # 0.087/0.36 (best MSE, infeasible), 0.090/0.0 (best feasible), 0.102/0.13, 0.095/0.48
+    # (infeasible), 0.102/0.06; the sixth barely learns at lr 1e-4 and is pruned.
+    for lr, beta in [(1e-2, 1e-3), (1e-2, 1e-1), (5e-3, 1e-2), (3e-3, 1e-6), (2e-2, 1e-4)]:
+        study.enqueue_trial({"lr": lr, "beta": beta, "batch_size": 50})
+    study.enqueue_trial({"lr": 1e-4, "beta": 1e-6, "batch_size": 50})
     result = run_sweep(_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
     trials = result.study.get_trials()
     assert len(result.study.directions) == 1
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert all(t.user_attrs[sweep.ATTR_CONSTRAINT] <= 0 for t in complete)
-    assert list(result.best["number"]) == [min(complete, key=lambda t: t.value).number]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5 + [TrialState.PRUNED]
+    feasible = [t for t in trials[:5] if t.user_attrs[sweep.ATTR_CONSTRAINT] <= 0]
+    assert [t.number for t in feasible] == [1, 2, 4]
+    for t in trials[:5]:  # the samplers read the constraint the trial set
+        assert t.constraints == {"code_active_frac": t.user_attrs[sweep.ATTR_CONSTRAINT]}
+    assert min(trials[:5], key=lambda t: t.value).number == 0  # lowest MSE, but infeasible
+    assert list(result.best["number"]) == [1]
     client = _client(tmp_path)
     for t in trials:
         run = client.get_run(t.user_attrs[sweep.ATTR_RUN_ID])
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == t.state.name
         assert run.info.status == "FINISHED"  # a pruned trial ends its run normally
-
-
-def test_sweep__two_workers_on_the_default_storage(tmp_path):
-    result = run_sweep(_base(tmp_path), _sweep(trials=4, workers=2), log=lambda _m: None)
-    trials = result.study.get_trials()
-    finished = [t for t in trials if sweep.counts_as_finished(t)]
-    assert 4 <= len(finished) <= 5  # a worker may start one trial as the other finishes the 4th
-    run_ids = [t.user_attrs[sweep.ATTR_RUN_ID] for t in trials]
-    assert len(set(run_ids)) == len(trials)
-    workers = {t.user_attrs[sweep.ATTR_WORKER] for t in trials}
-    assert len(workers) == 2
-    children = _children(_client(tmp_path), result.parent_run_id)
-    assert sorted(r.info.run_id for r in children) == sorted(run_ids)
-    assert all(r.info.status == "FINISHED" for r in children)
+    pruned = client.get_run(trials[5].user_attrs[sweep.ATTR_RUN_ID])
+    assert pruned.data.tags[sweep.TAG_REASON].startswith("pruned at epoch ")
+    assert trials[5].user_attrs[sweep.ATTR_FAIL_REASON].startswith("pruned at epoch ")
 
 
 def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
@@ -209,43 +219,53 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "files", "message"),
     [
-        (["--sampler", "cmaes"], "argument --sampler: invalid choice: 'cmaes'"),
-        (["--pruner", "patient"], "argument --pruner: invalid choice: 'patient'"),
-        (["--beta-range", "0.1", "0.001"], "error: beta range [0.1, 0.001] is empty or inverted"),
-        (["--lr-range", "0.01", "0.01"], "error: lr range [0.01, 0.01] is empty or inverted"),
-        (["--trials", "0"], "error: --trials must be >= 1, got 0"),
+        (["--sampler", "cmaes"], {}, "argument --sampler: invalid choice: 'cmaes'"),
+        (["--pruner", "patient"], {}, "argument --pruner: invalid choice: 'patient'"),
+        (["--beta-range", "0.1", "0.001"], {}, "error: beta range [0.1, 0.001] is empty"),
+        (["--lr-range", "0.01", "0.01"], {}, "error: lr range [0.01, 0.01] is empty or inverted"),
+        (["--trials", "0"], {}, "error: --trials must be >= 1, got 0"),
+        (["--timeout", "inf"], {}, "argument --timeout: must be a finite number"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/none"], {}, "cannot open Optuna storage"),
+        (["--storage", "."], {}, "error: Optuna storage . is a folder: name a journal file in it"),
+        (["--space", "missing.yaml"], {}, "error: cannot read search space missing.yaml"),
         (
-            ["--storage", "postgresql://nobody@127.0.0.1:1/none"],
-            "error: cannot open Optuna storage",
+            ["--space", "space.yaml"],
+            {"space.yaml": "batch_size: [64, 12.7]\n"},
+            "error: search space space.yaml: batch_size must hold whole numbers",
         ),
-        (["--space", "missing.yaml"], "error: cannot read search space missing.yaml"),
+        (
+            ["--space", "space.yaml"],
+            {"space.yaml": "beta: [1.0e-5, .inf]\n"},
+            "error: search space space.yaml: beta must hold finite numbers",
+        ),
+        (["--tracking-uri", "nonsense://"], {}, "error: tracking URI 'nonsense://' is not one"),
+        (["--config-file", "missing.yaml"], {}, "error: missing.yaml does not exist"),
+        (["--config-file", "."], {}, "error: . is a folder, not a settings file"),
     ],
 )
-def test_sweep_cli__bad_input_is_one_line_and_writes_nothing(tmp_path, argv, message):
+def test_sweep_cli__bad_input_is_one_line_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, argv, files, message
+):
+    """Each class of bad input is one line on stderr, a non-zero exit and no file written. Run
+    in-process (the same run_main a user's command goes through) to keep the suite fast."""
     base = _base(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SWEEP),
-            "--root",
-            base.data.root,
-            "--manifest",
-            base.data.manifest,
-            "--config-file",
-            "mlflow.yaml",
-            *argv,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [str(SWEEP), "--root", base.data.root, "--manifest", base.data.manifest]
+        + ["--config-file", "mlflow.yaml", *argv],
     )
-    assert result.returncode != 0
-    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(SWEEP), run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code not in (0, None)
+    assert message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 

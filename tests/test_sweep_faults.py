@@ -191,9 +191,17 @@ def test_sweep_cli__a_worker_killed_mid_sweep_hands_its_trial_to_the_other(tmp_p
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert retry.user_attrs[sweep.ATTR_WORKER] != killed.user_attrs[sweep.ATTR_WORKER]
     assert sweep.finished_count(study) >= 3
+    # both workers ran trials, each in its own run under the one parent
+    assert len({t.user_attrs[sweep.ATTR_WORKER] for t in study.trials}) >= 2
+    run_ids = [t.user_attrs[sweep.ATTR_RUN_ID] for t in study.trials]
+    assert len(set(run_ids)) == len(run_ids)
     mlflow = client(tmp_path)
-    assert mlflow.get_run(killed.user_attrs[sweep.ATTR_RUN_ID]).info.status == "KILLED"
-    assert mlflow.get_run(study.user_attrs[sweep.STUDY_PARENT_RUN]).info.status == "FINISHED"
+    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    statuses = {r.info.run_id: r.info.status for r in children(mlflow, parent)}
+    assert sorted(statuses) == sorted(run_ids)
+    assert statuses.pop(killed.user_attrs[sweep.ATTR_RUN_ID]) == "KILLED"
+    assert set(statuses.values()) == {"FINISHED"}
+    assert mlflow.get_run(parent).info.status == "FINISHED"
 
 
 def test_sweep_cli__two_commands_started_at_once_on_a_new_store_share_one_parent(tmp_path):
