@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sae.config import Config
+from sae.redact import redact
 from sae.train import Callback, FitResult, Splits, fit, load_splits, resolve_device
 
 
@@ -15,6 +16,7 @@ class RunOutcome:
     run_id: str | None
     """The MLflow run, or None when tracking was off."""
     tracking_uri: str | None = None
+    """Where the run is, for display: credentials redacted."""
 
 
 def default_run_name(cfg: Config, kind: str = "train") -> str:
@@ -61,4 +63,5 @@ def train_run(
         if on_run_start:
             on_run_start(tracker.run_id)
         result = fit(cfg, splits, [tracker, *callbacks])
-    return RunOutcome(result=result, run_id=tracker.run_id, tracking_uri=settings.tracking_uri)
+    shown = redact(settings.tracking_uri)
+    return RunOutcome(result=result, run_id=tracker.run_id, tracking_uri=shown)
