@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
 from sae.config import Config, read_yaml_mapping
+from sae.redact import redact
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -122,8 +123,9 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """End a command with one line on stderr."""
-    sys.stderr.write(f"error: {message}\n")
+    """End a command with one line on stderr, credentials masked: the message may come from a
+    library that quotes a URL as it was given."""
+    sys.stderr.write(f"error: {redact(message)}\n")
     raise SystemExit(code)
 
 
