@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -126,7 +127,11 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
     for lr, beta in [(1e-2, 1e-3), (1e-2, 1e-1), (5e-3, 1e-2), (3e-3, 1e-6), (2e-2, 1e-4)]:
         study.enqueue_trial({"lr": lr, "beta": beta, "batch_size": 50})
     study.enqueue_trial({"lr": 1e-4, "beta": 1e-6, "batch_size": 50})
-    result = run_sweep(_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_sweep(_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
+    # Regression: the deprecated constraints_func printed a FutureWarning on every start
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]
     trials = result.study.get_trials()
     assert len(result.study.directions) == 1
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5 + [TrialState.PRUNED]
