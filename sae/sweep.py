@@ -351,8 +351,10 @@ def recover_interrupted(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
     reason: str = REASON_WORKER_DIED,
+    ours: bool = False,
 ) -> list[int]:
-    """Fail the RUNNING trials whose worker process on this machine is gone (with ``reason``),
+    """Fail the RUNNING trials whose worker process on this machine is gone (with ``reason``;
+    with ``ours``, this process's own trials too, when it is being interrupted),
     end the MLflow run of every interrupted trial KILLED with the trial's state and reason, and
     enqueue the parameters of every interrupted trial again (at most MAX_RETRIES times). Returns
     the numbers of the trials given a retry. Trials that failed by themselves are not retried.
@@ -363,7 +365,8 @@ def recover_interrupted(
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _is_dead(trial.user_attrs.get(ATTR_WORKER, "")):
+        worker = trial.user_attrs.get(ATTR_WORKER, "")
+        if _is_dead(worker) or (ours and worker == _worker_id()):
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
@@ -682,7 +685,7 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         status = "FINISHED"
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as tracking.RunKilled
         status = "KILLED"
-        recover_interrupted(study, storage, reason=REASON_INTERRUPTED)
+        recover_interrupted(study, storage, reason=REASON_INTERRUPTED, ours=True)
         raise
     finally:
         result = summarize(study, parent, settings, shown, time.perf_counter() - started)
