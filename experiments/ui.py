@@ -38,6 +38,9 @@ def main() -> None:
     for name in ("port", "dashboard_port"):
         if not 0 <= getattr(args, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be a port number, 0-65535")
+    instead = ", or the whole URL in mlflow.yaml or MLFLOW_TRACKING_URI"
+    ui.reject_password("--tracking-uri", args.tracking_uri, instead)
+    ui.reject_password("--storage", args.storage, ", or the whole URL in mlflow.yaml")
     settings = tracking.load_settings(args.config_file, args.tracking_uri)
     if args.storage:
         settings = dataclasses.replace(settings, optuna_storage=args.storage)

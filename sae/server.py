@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sae.redact import has_secret, redact
-from sae.ui import Server, connect_host, is_loopback, run_until_stopped
+from sae.redact import redact
+from sae.ui import JOBS_ENV, PGPASS, Server, connect_host, is_loopback, run_until_stopped
 
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 AUTH_CACHE_S = 60
-PASSWORD_SOURCES = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
 # A request MLflow's basic-auth app refuses without credentials: the self-check after start.
 PROTECTED_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
@@ -43,7 +42,7 @@ class TrackingServerConfig:
 
     backend_store_uri: str | None = _help(
         "where runs go, e.g. postgresql+psycopg://sae@DBHOST:5432/sae_mlflow, without a password "
-        f"(libpq reads it from {PASSWORD_SOURCES}); unset means MLFLOW_BACKEND_STORE_URI",
+        f"(libpq reads it from {PGPASS}); unset means MLFLOW_BACKEND_STORE_URI",
         default=None,
     )
     artifacts_destination: str = _help(
@@ -85,15 +84,6 @@ class TrackingServerConfig:
                 f"--host {self.host} opens the server to the network: name the addresses workers "
                 "use with --allowed-hosts (e.g. mlflow.lab:5000), so it answers no other Host"
             )
-
-
-def reject_password(flag: str, uri: str | None) -> None:
-    """A password on a command line is readable by every local user (``ps``)."""
-    if uri and has_secret(uri):
-        raise ValueError(
-            f"{flag} {redact(uri)} holds a password, which any local user can read on the command "
-            f"line: drop it from the URL and put it in {PASSWORD_SOURCES}"
-        )
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -164,6 +154,7 @@ def server_env(cfg: TrackingServerConfig, auth_config: Path) -> dict[str, str]:
         "MLFLOW_BACKEND_STORE_URI": cfg.backend_store_uri,
         "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_destination,
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+        JOBS_ENV: os.environ.get(JOBS_ENV, "false"),  # GenAI job executors: a sweep needs none
     }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae.redact import redact
+from sae.redact import has_secret, redact
 from sae.tracking import Settings
 
 MLFLOW_PORT = 5000
@@ -36,6 +36,9 @@ STOP_TIMEOUT_S = 10.0
 STORAGE_ENV = "SAE_OPTUNA_STORAGE"
 """The environment variable that hands the dashboard its storage URL."""
 REMOTE_FLAG = "--allow-remote-without-login"
+JOBS_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+PGPASS = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
+"""Where libpq, and so SQLAlchemy's psycopg driver under Optuna and MLflow, finds a password."""
 # A traceback's last line: "package.module.SomeError: message"
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit): (?P<message>.+)$")
 
@@ -61,6 +64,16 @@ def check_host(host: str, allow_remote: bool) -> None:
         raise UIError(
             f"the UI has no login: anyone who can reach {host} could read and delete the runs; "
             f"bind 127.0.0.1 (and use an SSH tunnel), or add {REMOTE_FLAG} to go on"
+        )
+
+
+def reject_password(flag: str, uri: str | None, instead: str = "") -> None:
+    """A password on a command line is readable by every local user (``ps``): one line saying
+    where to put it."""
+    if uri and has_secret(uri):
+        raise UIError(
+            f"{flag} {redact(uri)} holds a password, which any local user can read on the command "
+            f"line: drop it from the URL and put it in {PGPASS}{instead}"
         )
 
 
@@ -121,11 +134,13 @@ def mlflow_env(settings: Settings) -> dict[str, str]:
     forms of ``--backend-store-uri`` and ``--default-artifact-root``.
 
     Runs keep the artifact location they were logged with; the artifact root only decides where
-    a run created from the UI's server would put its files.
+    a run created from the UI's server would put its files. MLflow's job executors (half a dozen
+    processes for GenAI jobs) stay off unless the user's environment turns them on.
     """
     return {
         "MLFLOW_BACKEND_STORE_URI": settings.tracking_uri,
         "MLFLOW_DEFAULT_ARTIFACT_ROOT": settings.artifact_location,
+        JOBS_ENV: os.environ.get(JOBS_ENV, "false"),
     }
 
 
@@ -253,7 +268,7 @@ def wait_until_ready(servers: list[Server], timeout: float = START_TIMEOUT_S) ->
 
 @contextlib.contextmanager
 def _stop_signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the block as Ctrl-C does; inside ``_shielded`` both wait for the clean-up."""
+    """SIGTERM ends the block as Ctrl-C does (a service manager stops the UI with it)."""
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

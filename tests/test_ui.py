@@ -76,8 +76,9 @@ def test_ui_command__missing_stores_are_one_line_errors_naming_the_command(tmp_p
         ui.check_tracking_store(served)
 
 
-def test_mlflow_command__stores_reach_the_servers_through_their_environment(tmp_path):
+def test_mlflow_command__stores_reach_the_servers_through_their_environment(tmp_path, monkeypatch):
     """Fix: the stores were on the servers' command lines, which every local user can read."""
+    monkeypatch.delenv(ui.JOBS_ENV, raising=False)
     settings = tracking.load_settings(_write_settings(tmp_path))
     command = ui.mlflow_command("127.0.0.1", 5123)
     assert command[-6:] == ["--host", "127.0.0.1", "--port", "5123", "--workers", "1"]
@@ -85,6 +86,7 @@ def test_mlflow_command__stores_reach_the_servers_through_their_environment(tmp_
     assert ui.mlflow_env(settings) == {
         "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "MLFLOW_DEFAULT_ARTIFACT_ROOT": (tmp_path / "mlartifacts").as_uri(),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     board = ui.dashboard_command("127.0.0.1", 8123)
     assert board[-2:] == ["127.0.0.1", "8123"] and not any(str(tmp_path) in a for a in board)
@@ -98,6 +100,18 @@ def test_is_loopback__only_addresses_no_other_machine_reaches():
         assert ui.is_loopback(host), host
     for host in ("0.0.0.0", "::", "10.0.0.5", "192.168.1.2", "mlflow.lab", "example.com"):
         assert not ui.is_loopback(host), host
+
+
+def test_reject_password__a_password_on_a_command_line_is_a_one_line_error():
+    ui.reject_password("--storage", "postgresql+psycopg://sae@db/sae_optuna")
+    ui.reject_password("--storage", None)
+    with pytest.raises(ui.UIError) as error:
+        ui.reject_password("--storage", "postgresql://sae:hunter2@db/x", ", or in mlflow.yaml")
+    assert str(error.value) == (
+        "--storage postgresql://sae:***@db/x holds a password, which any local user can read on "
+        "the command line: drop it from the URL and put it in ~/.pgpass (or PGPASSFILE, or "
+        "PGPASSWORD), or in mlflow.yaml"
+    )
 
 
 def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path):
