@@ -60,7 +60,8 @@ def report(result: SweepResult, cfg: SweepConfig) -> None:
         )
     else:
         print("\nno tracked baseline runs to compare with: run `python experiments/baseline.py`")
-    print(f"\nbrowse: mlflow ui --backend-store-uri {result.tracking_uri}")
+    served = result.tracking_uri.startswith(("http://", "https://"))
+    print(f"\nbrowse: {result.tracking_uri if served else 'python experiments/ui.py --dashboard'}")
     print(f"the study's parent run: {result.parent_run_id}; Optuna storage: {result.storage}")
 
 

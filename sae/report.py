@@ -875,7 +875,6 @@ def build_report(
     storage: str | None = None,
     command: str = "",
     log: bool = False,
-    folder: str | Path | None = None,
 ) -> Report:
     """Read the selected runs and write ``<output_dir>/<name>/``: report.md, report.html,
     figures/*.png and tables/*.csv (the OUTPUTS); with ``log``, log them as a report run.
@@ -883,14 +882,12 @@ def build_report(
     The report is built in a fresh folder beside its own (``<output_dir>/.<name>.building-*``)
     and moved in file by file only once it is complete and logged, so a failure or an interrupt
     leaves the previous report as it was. A rebuild replaces the OUTPUTS and nothing else: files
-    a user put in the folder stay. ``folder`` is ``output_dir / name`` given as one path.
+    a user put in the folder stay.
 
     ``storage`` is the Optuna storage of the study (default: the settings'); ``command`` is the
     command line shown under Reproducibility. Raises ValueError, in one line and before writing
     anything, when the name is not a plain name, there is no store or no such study.
     """
-    if folder is not None:
-        output_dir, name = Path(folder).parent, Path(folder).name
     check_name(name)
     selection = selection or Selection()
     frames = load_frames(settings, selection)

@@ -101,7 +101,7 @@ class SweepConfig:
         "Optuna study name; the same name resumes the study", default="sae-sweep"
     )
     storage: str | None = _help(
-        "Optuna storage: a journal file path or a database URL (postgresql://...); "
+        "Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); "
         "unset means optuna_storage in mlflow.yaml",
         default=None,
     )

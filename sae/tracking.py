@@ -99,7 +99,7 @@ class Settings:
     )
     optuna_storage: str = "optuna.journal"
     """The sweep's Optuna storage: a journal file path (safe for parallel workers on one
-    machine) or a database URL such as postgresql://... for workers on several machines."""
+    machine) or a database URL such as postgresql+psycopg://... for workers on several machines."""
 
     def experiment(self, kind: str) -> str:
         return self.experiments.get(kind, f"sae-{kind}")

@@ -246,7 +246,7 @@ def store(tmp_path_factory) -> Path:
     cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, log_model=False))
     baseline.run_baseline(cfg, seeds=[1], betas={"script": 1e-4})
     run_sweep(cfg, SweepConfig(trials=2, batch_sizes=(50, 100)), log=lambda _m: None)
-    report.build_report(tracking.load_settings(config_file), folder=folder / "report")
+    report.build_report(tracking.load_settings(config_file), name="report", output_dir=folder)
     return folder
 
 
