@@ -1,89 +1,67 @@
 """The sweep on tiny data: linked runs, resume, failures, parallel workers, bad input."""
 
 import dataclasses
-import os
 import runpy
 import signal
 import subprocess
 import sys
-import time
 import warnings
-from pathlib import Path
 
-import optuna
 import pytest
-from helpers import build_config
-from mlflow.tracking import MlflowClient
+from helpers_sweep import (
+    SWEEP,
+    children,
+    clean_env,
+    client,
+    running_with_run,
+    sweep_base,
+    sweep_command,
+    sweep_config,
+    wait_for,
+)
 from optuna.trial import TrialState
 
 from sae import sweep, tracking
 from sae import train as train_module
 from sae.sweep import SweepConfig, run_sweep
 
-SWEEP = Path(__file__).resolve().parents[1] / "experiments" / "sweep.py"
-
-
-def _base(tmp_path, **train):
-    cfg = build_config(tmp_path, track=True, **{"epochs": 2, **train})
-    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, log_model=False))
-    (tmp_path / "mlflow.yaml").write_text(
-        "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
-        "optuna_storage: optuna.journal\n"
-    )
-    return cfg
-
-
-def _sweep(**kwargs):
-    return SweepConfig(**{"trials": 3, "batch_sizes": (50, 100), **kwargs})
-
-
-def _client(tmp_path):
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-
-
-def _children(client, parent_id):
-    parent = client.get_run(parent_id)
-    return client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
-
 
 def test_sweep__three_trials_are_three_linked_child_runs_under_one_parent(tmp_path):
-    result = run_sweep(_base(tmp_path), _sweep(), log=lambda _m: None)
-    client = _client(tmp_path)
+    result = run_sweep(sweep_base(tmp_path), sweep_config(), log=lambda _m: None)
+    mlflow = client(tmp_path)
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    children = {r.info.run_id: r for r in _children(client, result.parent_run_id)}
-    assert len(children) == 3
+    runs = {r.info.run_id: r for r in children(mlflow, result.parent_run_id)}
+    assert len(runs) == 3
     for trial in trials:
-        run = children[trial.user_attrs[sweep.ATTR_RUN_ID]]
+        run = runs[trial.user_attrs[sweep.ATTR_RUN_ID]]
         assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == str(trial.number)
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == "COMPLETE"
         assert run.data.tags[tracking.TAG_STUDY] == "sae-sweep"
         assert run.info.run_name == f"trial-{trial.number:03d}"
         assert float(run.data.params["train.beta"]) == pytest.approx(trial.params["beta"])
         assert int(run.data.params["train.batch_size"]) == trial.params["batch_size"]
-    parent = client.get_run(result.parent_run_id)
+    parent = mlflow.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags[tracking.TAG_DESCRIPTION].startswith("Optuna study 'sae-sweep'")
-    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    artifacts = {a.path for a in mlflow.list_artifacts(result.parent_run_id)}
     assert {"trials.csv", "pareto_front.csv", "plots"} <= artifacts
-    plots = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
+    plots = {a.path for a in mlflow.list_artifacts(result.parent_run_id, "plots")}
     assert "plots/pareto_front.png" in plots and "plots/optimization_history.png" in plots
     assert parent.data.metrics["trials/finished"] == 3
     assert len(result.best) >= 1
 
 
 def test_sweep__rerun_resumes_and_runs_only_the_missing_trials(tmp_path):
-    base = _base(tmp_path)
-    first = run_sweep(base, _sweep(trials=2), log=lambda _m: None)
-    second = run_sweep(base, _sweep(trials=3), log=lambda _m: None)
+    base = sweep_base(tmp_path)
+    first = run_sweep(base, sweep_config(trials=2), log=lambda _m: None)
+    second = run_sweep(base, sweep_config(trials=3), log=lambda _m: None)
     assert second.parent_run_id == first.parent_run_id
     trials = second.study.get_trials()
     assert len(trials) == 3
     params = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(params)) == 3  # the resumed sampler does not replay the first draws
-    assert len(_children(_client(tmp_path), first.parent_run_id)) == 3
+    assert len(children(client(tmp_path), first.parent_run_id)) == 3
 
 
 def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
@@ -96,13 +74,13 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
         return value * float("nan") if len(calls) == 1 else value
 
     monkeypatch.setattr(train_module, "penalty", nan_in_first_trial)
-    result = run_sweep(_base(tmp_path), _sweep(), log=lambda _m: None)
+    result = run_sweep(sweep_base(tmp_path), sweep_config(), log=lambda _m: None)
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     failed = trials[0]
     assert failed.user_attrs[sweep.ATTR_NON_FINITE] is True
     assert "training loss became nan" in failed.user_attrs[sweep.ATTR_FAIL_REASON]
-    run = _client(tmp_path).get_run(failed.user_attrs[sweep.ATTR_RUN_ID])
+    run = client(tmp_path).get_run(failed.user_attrs[sweep.ATTR_RUN_ID])
     assert run.info.status == "FAILED"
     assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
     assert "training loss became nan" in run.data.tags["optuna.reason"]
@@ -111,7 +89,7 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
 def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_path):
     """The cap excludes the trial with the lowest test MSE, and a slow learner is pruned. Before,
     this test used a cap every trial met and never saw a prune."""
-    cfg = _sweep(
+    cfg = sweep_config(
         objective="constrained",
         trials=6,
         max_active_frac=0.25,
@@ -129,7 +107,7 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
     study.enqueue_trial({"lr": 1e-4, "beta": 1e-6, "batch_size": 50})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_sweep(_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
+        result = run_sweep(sweep_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
     # Regression: the deprecated constraints_func printed a FutureWarning on every start
     assert not [w for w in caught if issubclass(w.category, FutureWarning)]
     trials = result.study.get_trials()
@@ -141,12 +119,12 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
         assert t.constraints == {"code_active_frac": t.user_attrs[sweep.ATTR_CONSTRAINT]}
     assert min(trials[:5], key=lambda t: t.value).number == 0  # lowest MSE, but infeasible
     assert list(result.best["number"]) == [1]
-    client = _client(tmp_path)
+    mlflow = client(tmp_path)
     for t in trials:
-        run = client.get_run(t.user_attrs[sweep.ATTR_RUN_ID])
+        run = mlflow.get_run(t.user_attrs[sweep.ATTR_RUN_ID])
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == t.state.name
         assert run.info.status == "FINISHED"  # a pruned trial ends its run normally
-    pruned = client.get_run(trials[5].user_attrs[sweep.ATTR_RUN_ID])
+    pruned = mlflow.get_run(trials[5].user_attrs[sweep.ATTR_RUN_ID])
     assert pruned.data.tags[sweep.TAG_REASON].startswith("pruned at epoch ")
     assert trials[5].user_attrs[sweep.ATTR_FAIL_REASON].startswith("pruned at epoch ")
 
@@ -154,72 +132,30 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
 def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
     """A sweep killed with SIGKILL mid-trial: the rerun fails that trial, ends its MLflow run
     KILLED, runs its parameters again, and completes the total."""
-    base = _base(tmp_path)
-    command = [
-        sys.executable,
-        str(SWEEP),
-        "--trials",
-        "2",
-        "--batch-sizes",
-        "50",
-        "--root",
-        base.data.root,
-        "--manifest",
-        base.data.manifest,
-        "--config-file",
-        "mlflow.yaml",
-        "--test-batch-size",
-        "60",
-        "--no-log-model",
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    base = sweep_base(tmp_path)
     slow = subprocess.Popen(
-        [*command, "--epochs", "400"],
+        sweep_command(base, "--trials", "2", "--batch-sizes", "50", "--epochs", "400"),
         cwd=tmp_path,
-        env=env,
+        env=clean_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            if (tmp_path / "optuna.journal").exists():
-                try:
-                    study = optuna.load_study(study_name="sae-sweep", storage=storage)
-                except KeyError:
-                    continue
-                running = study.get_trials(states=(TrialState.RUNNING,))
-                if running and sweep.ATTR_RUN_ID in running[0].user_attrs:
-                    break
-        else:
-            pytest.fail("the sweep never started a trial")
-        time.sleep(1.0)
+        (killed,) = wait_for("a running trial", lambda: running_with_run(tmp_path))
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait()
-    killed = study.get_trials()[0]
-    assert _client(tmp_path).get_run(killed.user_attrs[sweep.ATTR_RUN_ID]).info.status == "RUNNING"
+    assert client(tmp_path).get_run(killed.user_attrs[sweep.ATTR_RUN_ID]).info.status == "RUNNING"
 
-    done = subprocess.run(
-        [*command, "--epochs", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="sae-sweep", storage=storage)
-    trials = study.get_trials()
+    result = run_sweep(base, sweep_config(trials=2, batch_sizes=(50,)), log=lambda _m: None)
+    trials = result.study.get_trials()
     assert trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs[sweep.ATTR_FAIL_REASON] == "worker process died"
     retries = [t for t in trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == 0]
     assert len(retries) == 1 and retries[0].params == trials[0].params
     assert retries[0].state == TrialState.COMPLETE
     assert sum(sweep.counts_as_finished(t) for t in trials) == 2
-    run = _client(tmp_path).get_run(trials[0].user_attrs[sweep.ATTR_RUN_ID])
+    run = client(tmp_path).get_run(trials[0].user_attrs[sweep.ATTR_RUN_ID])
     assert run.info.status == "KILLED" and run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
 
 
@@ -255,7 +191,7 @@ def test_sweep_cli__bad_input_is_one_line_and_writes_nothing(
 ):
     """Each class of bad input is one line on stderr, a non-zero exit and no file written. Run
     in-process (the same run_main a user's command goes through) to keep the suite fast."""
-    base = _base(tmp_path)
+    base = sweep_base(tmp_path)
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -275,14 +211,14 @@ def test_sweep_cli__bad_input_is_one_line_and_writes_nothing(
 
 
 def test_sweep__existing_study_with_another_space_is_refused_before_any_write(tmp_path):
-    base = _base(tmp_path)
-    run_sweep(base, _sweep(trials=1), log=lambda _m: None)
+    base = sweep_base(tmp_path)
+    run_sweep(base, sweep_config(trials=1), log=lambda _m: None)
     journal = (tmp_path / "optuna.journal").read_bytes()
-    runs = len(_client(tmp_path).search_runs(["1"]))
+    runs = len(client(tmp_path).search_runs(["1"]))
     with pytest.raises(ValueError, match="exists with a different search space"):
-        run_sweep(base, _sweep(trials=2, beta_range=(1e-5, 1e-2)), log=lambda _m: None)
+        run_sweep(base, sweep_config(trials=2, beta_range=(1e-5, 1e-2)), log=lambda _m: None)
     assert (tmp_path / "optuna.journal").read_bytes() == journal
-    assert len(_client(tmp_path).search_runs(["1"])) == runs
+    assert len(client(tmp_path).search_runs(["1"])) == runs
 
 
 def test_space_file__overrides_ranges_and_rejects_unknown_parameters(tmp_path):
