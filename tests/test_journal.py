@@ -1,16 +1,16 @@
 """The Optuna journal: damage refused before any write, repaired only by the explicit step."""
 
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers_sweep import client, load_study, run_cli, sweep_base, sweep_config
+from helpers_sweep import client, sweep_base, sweep_config
 from optuna.trial import TrialState
 
-from sae import journal, sweep
+from sae import journal
 from sae.sweep import run_sweep
 
 REPAIR = Path(__file__).resolve().parents[1] / "experiments" / "repair_journal.py"
@@ -54,38 +54,39 @@ def test_check__a_damaged_record_in_the_middle_is_refused_in_one_line(tmp_path):
     assert journal.REPAIR_COMMAND in str(err.value)
 
 
-def test_sweep__a_truncated_journal_is_refused_before_anything_is_written(tmp_path):
+def test_sweep__a_damaged_journal_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys
+):
     """Regression: resuming on a journal whose last 100 bytes were cut printed "resuming", then a
     JSON error naming no file, and appended onto the partial line: the journal never loaded again
-    and a COMPLETE trial was re-marked FAIL. Now: refused, one line; repaired by the explicit
-    step, which keeps every complete record; then the sweep resumes."""
+    and a COMPLETE trial was re-marked FAIL. Now: refused in one line with nothing written; the
+    explicit repair step keeps every complete record; then the sweep resumes."""
     base = sweep_base(tmp_path, epochs=1)
-    first = run_cli(base, tmp_path, "--trials", "1", "--epochs", "1", "--batch-sizes", "50")
-    assert first.returncode == 0, first.stderr
+    run_sweep(base, sweep_config(trials=1, batch_sizes=(50,)), log=lambda _m: None)
     path = tmp_path / "optuna.journal"
     whole = path.read_bytes()
-    path.write_bytes(whole[:-100])
-    damaged = path.read_bytes()
     runs = len(client(tmp_path).search_runs(["1"]))
-
     resume = sweep_config(trials=2, batch_sizes=(50,))
-    with pytest.raises(ValueError, match="is damaged: its last record is incomplete") as err:
-        run_sweep(base, resume, log=lambda _m: None)
-    assert "\n" not in str(err.value) and str(path) in str(err.value)
-    assert path.read_bytes() == damaged
-    assert len(client(tmp_path).search_runs(["1"])) == runs
+    cut_short = whole + b'{"op_code": 4, "worker_id": "a write cut sh'
+    for damaged in (whole[:-100], cut_short):  # a truncated copy; a crash mid-write
+        path.write_bytes(damaged)
+        with pytest.raises(ValueError, match="is damaged: its last record is incomplete") as err:
+            run_sweep(base, resume, log=lambda _m: None)
+        assert "\n" not in str(err.value) and str(path) in str(err.value)
+        assert journal.REPAIR_COMMAND in str(err.value)
+        assert path.read_bytes() == damaged
+        assert len(client(tmp_path).search_runs(["1"])) == runs
 
-    repaired = subprocess.run(
-        [sys.executable, str(REPAIR), str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert repaired.returncode == 0, repaired.stderr
-    kept = damaged[: damaged.rfind(b"\n") + 1]
-    assert path.read_bytes() == kept  # every complete record, nothing after the damage
+    monkeypatch.setattr(sys, "argv", [str(REPAIR), str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(REPAIR), run_name="__main__")
+    assert exit_.value.code == 0
+    assert path.read_bytes() == whole  # every complete record, nothing of the broken one
     (backup,) = tmp_path.glob("optuna.journal.damaged-*")
-    assert backup.read_bytes() == damaged
-    assert f"kept {len(kept.splitlines())} complete records" in repaired.stdout
+    assert backup.read_bytes() == cut_short
+    assert f"kept {len(whole.splitlines())} complete records" in capsys.readouterr().out
 
     result = run_sweep(base, resume, log=lambda _m: None)
-    assert sweep.finished_count(result.study) == 2
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # trial 0 stays COMPLETE
     assert journal.find_damage(path) is None
-    assert load_study(tmp_path).trials[-1].state == TrialState.COMPLETE

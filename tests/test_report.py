@@ -320,21 +320,39 @@ def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_c
     assert section.endswith("by:\n\n```\ncmd\n```\n")
 
 
-def test_report_cli__the_same_store_gives_the_same_bytes_whatever_the_hash_seed(store, tmp_path):
-    """Two processes with different PYTHONHASHSEED values rebuild one report from one store: every
-    file (report.md, report.html with its embedded figures, the figures, the CSVs) is identical.
+def test_report_cli__the_same_store_gives_the_same_bytes_whatever_the_hash_seed(
+    store, tmp_path, monkeypatch
+):
+    """Two processes with different hash seeds rebuild one report from one store: every file
+    (report.md, report.html with its embedded figures, the figures, the CSVs) is identical. One
+    build runs in this process, the other in a child with another PYTHONHASHSEED.
 
     Save one value: the git commit of the code that built the report (the repository's HEAD, not
     the store's), which moves when work is committed between the two builds."""
     tmp, _ = store
     folder = tmp_path / "out" / "same"
-    argv = [sys.executable, str(REPORT), "--no-log", "--config-file", str(tmp / "mlflow.yaml")]
+    argv = [str(REPORT), "--no-log", "--config-file", str(tmp / "mlflow.yaml")]
     argv += ["--output-dir", str(tmp_path / "out"), "--name", "same"]
-    builds = []
-    for seed in ("1", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    ours = os.environ.get("PYTHONHASHSEED")  # unset or "random": a random seed per process
+    other = "1" if ours == "4242" else "4242"
+
+    def build_here() -> None:
+        monkeypatch.chdir(tmp)
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(REPORT), run_name="__main__")
+        assert done.value.code == 0
+
+    def build_in_a_child() -> None:
+        env = {**os.environ, "PYTHONHASHSEED": other, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [sys.executable, *argv], cwd=tmp, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr
+
+    builds = []
+    for build in (build_here, build_in_a_child):
+        build()
         files = {
             str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
         }

@@ -2,20 +2,22 @@
 stores agreeing; no secret given on the command line is written down."""
 
 import os
+import runpy
 import signal
 import socket
 import subprocess
+import sys
 
 import optuna
 import pytest
 from helpers_postgres import scratch_databases, url
 from helpers_sweep import (
+    SWEEP,
     children,
     clean_env,
     client,
     console_lines,
     load_study,
-    run_cli,
     running_with_run,
     sweep_base,
     sweep_command,
@@ -82,14 +84,22 @@ def test_fit__a_finite_but_absurd_loss_counts_as_diverged(tmp_path, monkeypatch)
         train_module.fit(cfg, splits)
 
 
-def test_sweep_cli__runaway_learning_rates_fail_their_trials_in_one_line_each(tmp_path):
+def test_sweep_cli__runaway_learning_rates_fail_their_trials_in_one_line_each(
+    tmp_path, monkeypatch, capfd
+):
     """Regression: `--lr-range 10 1000` ended the sweep in a traceback with the parent FAILED.
-    Now each trial diverges (FAIL with its reason, one line), and the command succeeds."""
+    Now each trial diverges (FAIL with its reason, one line), and the command succeeds. Run
+    in-process through the command's own main (capfd sees what logging writes too)."""
     base = sweep_base(tmp_path)
-    done = run_cli(base, tmp_path, "--lr-range", "10", "1000", "--trials", "2", "--epochs", "2")
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr and console_lines(done.stderr) == [], done.stderr
-    failed = [line for line in done.stdout.splitlines() if " FAIL: " in line]
+    monkeypatch.chdir(tmp_path)
+    argv = ("--lr-range", "10", "1000", "--trials", "2", "--epochs", "2")
+    monkeypatch.setattr(sys, "argv", sweep_command(base, *argv)[1:])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(SWEEP), run_name="__main__")
+    out, err = capfd.readouterr()
+    assert exit_.value.code == 0, err
+    assert "Traceback" not in err and console_lines(err) == [], err
+    failed = [line for line in out.splitlines() if " FAIL: " in line]
     assert [line.split(" FAIL: ")[0] for line in failed] == ["trial 0", "trial 1"]
     assert all("training loss became" in line for line in failed)
     study = load_study(tmp_path)
@@ -234,20 +244,26 @@ def test_store__a_damaged_mlflow_store_is_one_line(tmp_path):
     assert "\n" not in str(err.value) and "half-built" in str(err.value)
 
 
-def test_sweep__a_password_in_the_storage_url_is_written_nowhere(tmp_path):
+def test_sweep__a_password_in_the_storage_url_is_written_nowhere(tmp_path, monkeypatch, capfd):
     """Regression: a storage URL's password appeared on the console, in the `command` tag of the
-    parent and every trial, and in the tables logged as artifacts."""
+    parent and every trial, and in the tables logged as artifacts. Run in-process through the
+    command's own main, with the password on its command line (sys.argv) as a user would."""
     secret = "s3cret-do-not-write"
     base = sweep_base(tmp_path)
+    monkeypatch.chdir(tmp_path)
     with scratch_databases("optuna") as names:
         storage = url(names["optuna"], password=secret)  # trust auth: any password is accepted
-        done = run_cli(base, tmp_path, "--storage", storage, "--trials", "1", "--epochs", "1")
-        assert done.returncode == 0, done.stderr
+        argv = ("--storage", storage, "--trials", "1", "--epochs", "1")
+        monkeypatch.setattr(sys, "argv", sweep_command(base, *argv)[1:])
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(SWEEP), run_name="__main__")
+        out, err = capfd.readouterr()
+        assert exit_.value.code == 0, err
         study = optuna.load_study(study_name="sae-sweep", storage=sweep.make_storage(storage))
         stored = repr([(t.params, t.user_attrs, t.system_attrs) for t in study.trials])
         stored += repr(study.user_attrs)
-    assert secret not in done.stdout + done.stderr + stored
-    assert "***" in done.stdout  # the storage is still named, its password masked
+    assert secret not in out + err + stored
+    assert "***" in out  # the storage is still named, its password masked
     mlflow = client(tmp_path)
     runs = mlflow.search_runs([r.experiment_id for r in mlflow.search_experiments()])
     assert len(runs) == 2

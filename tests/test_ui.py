@@ -134,18 +134,6 @@ def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path):
     assert done.stdout == ""
 
 
-def _empty_store(folder: Path) -> Path:
-    """An MLflow store and an Optuna journal with nothing in them, made in seconds."""
-    from mlflow.tracking import MlflowClient
-
-    config_file = _write_settings(folder)
-    settings = tracking.load_settings(config_file)
-    MlflowClient(settings.tracking_uri).search_experiments()  # creates the database
-    backend = optuna.storages.journal.JournalFileBackend(settings.optuna_storage)
-    optuna.create_study(study_name="empty", storage=optuna.storages.JournalStorage(backend))
-    return config_file
-
-
 def _ui(config_file: Path, *flags: str, **popen) -> Command:
     return Command(
         [
@@ -157,34 +145,14 @@ def _ui(config_file: Path, *flags: str, **popen) -> Command:
     )
 
 
-def test_ui_command__sigterm_stops_it_and_both_servers(tmp_path):
-    """SIGTERM to ui.py alone (as a service manager sends it): it stops both servers, whose
-    process groups are then empty, prints one line about it and exits 0 within the servers'
-    stop timeout. Bound to every interface, which --allow-remote-without-login allows."""
-    command = _ui(_empty_store(tmp_path), "--host", "0.0.0.0", ui.REMOTE_FLAG)
-    try:
-        command.wait_for(r"Ctrl-C stops both")
-        groups = command.note_groups()
-        assert len(groups) == 2 and all(live_in_group(g) for g in groups)
-        assert command.lines[0] == (
-            "warning: no login: anyone who can reach 0.0.0.0 can read and delete the runs"
-        )
-        printed = len(command.lines)
-        started = time.monotonic()
-        code = command.stop(signal.SIGTERM)
-        seconds = time.monotonic() - started
-    finally:
-        command.close()
-    assert code == 0
-    assert seconds < ui.STOP_TIMEOUT_S + 5
-    assert {g: live_in_group(g) for g in groups} == {g: [] for g in groups}
-    assert command.lines[printed:] == ["stopping"]
-
-
-def test_ui__no_password_on_a_childs_command_line_or_in_its_output(tmp_path):
+def test_ui__no_password_on_a_command_line_or_in_its_output_and_sigterm_stops_both(tmp_path):
     """Fix: the stores' URLs, passwords included, were on the servers' command lines. With both
     stores in PostgreSQL behind a password, no process's command line ever holds it, and every
-    line printed shows *** instead."""
+    line printed shows *** instead.
+
+    Then SIGTERM to ui.py alone (as a service manager sends it) stops both servers, whose process
+    groups are then empty; it prints one line about it and exits 0 within the servers' stop
+    timeout. Bound to every interface, which --allow-remote-without-login allows."""
     password = secrets.token_urlsafe(18)
     with helpers_postgres.scratch_databases("mlflow", "optuna") as names:
         tracking_uri = helpers_postgres.url(names["mlflow"], password=password)
@@ -197,19 +165,29 @@ def test_ui__no_password_on_a_childs_command_line_or_in_its_output(tmp_path):
         with ArgvWatch([password]) as watch:
             # the watch sees a password on a command line, as the old argv had it
             decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)", password])
-            command = _ui(tmp_path / "mlflow.yaml")
+            command = _ui(tmp_path / "mlflow.yaml", "--host", "0.0.0.0", ui.REMOTE_FLAG)
             try:
                 command.wait_for(r"Ctrl-C stops both")
-                assert len(command.note_groups()) == 2
+                groups = command.note_groups()
+                assert len(groups) == 2 and all(live_in_group(g) for g in groups)
+                printed = len(command.lines)
+                started = time.monotonic()
+                code = command.stop(signal.SIGTERM)
+                seconds = time.monotonic() - started
             finally:
-                code = command.stop()
                 command.close()
                 decoy.wait()
     assert code == 0
+    assert seconds < ui.STOP_TIMEOUT_S + 5
+    assert {g: live_in_group(g) for g in groups} == {g: [] for g in groups}
+    assert command.lines[printed:] == ["stopping"]
+    assert command.lines[0] == (
+        "warning: no login: anyone who can reach 0.0.0.0 can read and delete the runs"
+    )
     assert watch.scans > 10 and list(watch.found) == [decoy.pid]
     assert not any(password in line for line in command.lines)
     masked = helpers_postgres.url(names["mlflow"], password="***")
-    assert f"(store {masked})" in command.lines[0]
+    assert f"(store {masked})" in command.lines[1]
     assert f"(storage {helpers_postgres.url(names['optuna'], password='***')})" in "\n".join(
         command.lines
     )
