@@ -26,11 +26,20 @@ from sae import train as train_module
 from sae.sweep import SweepConfig, run_sweep
 
 
-def test_sweep__three_trials_are_three_linked_child_runs_under_one_parent(tmp_path):
-    result = run_sweep(sweep_base(tmp_path), sweep_config(), log=lambda _m: None)
+def test_sweep__three_trials_in_two_sessions_are_three_linked_child_runs_under_one_parent(
+    tmp_path,
+):
+    """Two trials, then a rerun asking for three: it resumes the same study and parent, runs only
+    the missing trial (with new parameters), and every trial is a linked child run."""
+    base = sweep_base(tmp_path)
+    first = run_sweep(base, sweep_config(trials=2), log=lambda _m: None)
+    result = run_sweep(base, sweep_config(trials=3), log=lambda _m: None)
+    assert result.parent_run_id == first.parent_run_id
     mlflow = client(tmp_path)
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == 3  # the resumed sampler does not replay the first draws
     runs = {r.info.run_id: r for r in children(mlflow, result.parent_run_id)}
     assert len(runs) == 3
     for trial in trials:
@@ -50,18 +59,6 @@ def test_sweep__three_trials_are_three_linked_child_runs_under_one_parent(tmp_pa
     assert "plots/pareto_front.png" in plots and "plots/optimization_history.png" in plots
     assert parent.data.metrics["trials/finished"] == 3
     assert len(result.best) >= 1
-
-
-def test_sweep__rerun_resumes_and_runs_only_the_missing_trials(tmp_path):
-    base = sweep_base(tmp_path)
-    first = run_sweep(base, sweep_config(trials=2), log=lambda _m: None)
-    second = run_sweep(base, sweep_config(trials=3), log=lambda _m: None)
-    assert second.parent_run_id == first.parent_run_id
-    trials = second.study.get_trials()
-    assert len(trials) == 3
-    params = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(set(params)) == 3  # the resumed sampler does not replay the first draws
-    assert len(children(client(tmp_path), first.parent_run_id)) == 3
 
 
 def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
