@@ -180,10 +180,10 @@ def test_sweep_cli__a_worker_killed_mid_sweep_hands_its_trial_to_the_other(tmp_p
     """Regression: the study completed, yet the command ended in `RuntimeError: 1 of 2 workers
     failed` with the parent FAILED. Now the lost worker is a warning and the command succeeds."""
     base = sweep_base(tmp_path)
-    proc = _start(base, tmp_path, "--trials", "3", "--workers", "2", "--epochs", "40")
+    proc = _start(base, tmp_path, "--trials", "3", "--workers", "2", "--epochs", "20")
     try:
         running = wait_for("two running trials", lambda: running_with_run(tmp_path, 2))
-        victim = running[0]
+        victim = max(running, key=lambda t: t.number)  # the newest: all its epochs still ahead
         os.kill(int(victim.user_attrs[sweep.ATTR_WORKER].rpartition(":")[2]), signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
