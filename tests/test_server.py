@@ -9,22 +9,22 @@ and no password is ever on a process's command line, in the output, or in a run'
 from __future__ import annotations
 
 import base64
+import runpy
 import secrets
 import stat
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 import optuna
 import pytest
+from helpers import tiny_data
 from helpers_proc import ArgvWatch
 from helpers_server import (
     SERVER,
+    SWEEP,
     add_user,
     assert_no_secret_in_runs,
-    clean_env,
-    run_worker,
     start_server,
 )
 
@@ -64,19 +64,16 @@ def test_server_command__stores_and_auth_in_the_environment_none_on_the_command_
     server.check_admin_password(cfg, {server.ADMIN_PASSWORD_ENV: "x" * 12})
 
 
-def test_server_command__a_password_on_its_command_line_is_a_one_line_error():
-    done = subprocess.run(
-        [
-            *(sys.executable, str(SERVER)),
-            *("--backend-store-uri", "postgresql://sae:hunter2hunter2@db/sae_mlflow"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
+def test_server_command__a_password_on_its_command_line_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [str(SERVER), "--backend-store-uri", "postgresql://sae:hunter2hunter2@db/sae_mlflow"],
     )
-    assert done.returncode == 1
-    assert done.stderr.splitlines() == [
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(SERVER), run_name="__main__")
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
         "error: --backend-store-uri postgresql://sae:***@db/sae_mlflow holds a password, which "
         "any local user can read on the command line: drop it from the URL and put it in "
         "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
@@ -97,7 +94,9 @@ def _status(url: str, auth: tuple[str, str] | None = None, host: str | None = No
         return err.code
 
 
-def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(tmp_path, monkeypatch):
+def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(
+    tmp_path, monkeypatch, capfd
+):
     from mlflow.tracking import MlflowClient
 
     admin_password = secrets.token_urlsafe(18)
@@ -113,14 +112,30 @@ def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(tmp_path
             assert _status(url, ("admin", admin_password), host=f"evil.example:{port}") == 403
             add_user(url, admin_password, "sweep", worker_password, monkeypatch)
 
+            # A worker signed in through its environment, run in-process through the sweep's
+            # own main (the PostgreSQL test runs two as separate processes).
             storage = tmp_path / "optuna.journal"
-            flags = ("--trials", "1", "--storage", str(storage))
-            done = run_worker(tmp_path, url, "sweep", worker_password, *flags)
-            assert done.returncode == 0, done.stderr[-3000:]
-
-            # What the worker logged, read back as that user.
             monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "sweep")
             monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", worker_password)
+            data = tiny_data(tmp_path / "data")
+            (tmp_path / "mlflow.yaml").write_text("experiments:\n  sweep: auth-sweep\n")
+            monkeypatch.chdir(tmp_path)
+            monkeypatch.setattr(
+                sys,
+                "argv",
+                [
+                    *(str(SWEEP), "--tracking-uri", url, "--config-file", "mlflow.yaml"),
+                    *("--root", data.root, "--manifest", data.manifest, "--epochs", "1"),
+                    *("--batch-sizes", "50", "--test-batch-size", "60", "--no-log-model"),
+                    *("--trials", "1", "--storage", str(storage)),
+                ],
+            )
+            with pytest.raises(SystemExit) as exit_:
+                runpy.run_path(str(SWEEP), run_name="__main__")
+            out, err = capfd.readouterr()
+            assert exit_.value.code == 0, err[-3000:]
+
+            # What the worker logged, read back as that user.
             study = optuna.load_study(
                 study_name="sae-sweep", storage=sweep.make_storage(str(storage))
             )
@@ -138,6 +153,6 @@ def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(tmp_path
             command.close()
     assert stopped == 0
     assert watch.scans > 10 and watch.found == {}
-    for text in (done.stdout, done.stderr, *command.lines):
+    for text in (out, err, *command.lines):
         assert not any(p in text for p in passwords)
     assert command.lines[-1] == "stopping"
