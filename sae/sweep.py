@@ -13,7 +13,6 @@ import json
 import math
 import multiprocessing
 import os
-import signal
 import socket
 import sys
 import time
@@ -573,6 +572,7 @@ def run_worker(
             break
         if ctx.deadline is not None and time.time() > ctx.deadline:
             break
+        tracking.check_interrupted()
         study.optimize(
             objective,
             n_trials=1,
@@ -588,16 +588,9 @@ EXIT_INTERRUPTED = 130
 def _worker_process(ctx: Context) -> None:
     """A worker process: trials until done; on Ctrl-C or SIGTERM it fails its trial in flight as
     interrupted and exits quietly, leaving the one line to the parent."""
-
-    def interrupted(signum: int, _frame: Any) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):  # one interruption is enough
-            signal.signal(sig, signal.SIG_IGN)
-        raise tracking.RunKilled(f"received signal {signum}")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, interrupted)
     try:
-        run_worker(ctx)
+        with tracking.interrupts_deferred(escalate=False):
+            run_worker(ctx)
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
@@ -673,7 +666,10 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     ctx = Context(base, cfg, storage_url, parent, threads=threads, deadline=deadline)
     status = "FAILED"
     try:
-        with tracking.sigterm_raises(), tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
+        with (
+            tracking.interrupts_deferred(),
+            tqdm(total=cfg.trials, desc="trials", unit="trial") as bar,
+        ):
 
             def progress(done: int) -> None:
                 bar.update(max(0, min(done, cfg.trials) - bar.n))
@@ -721,6 +717,7 @@ def _run_processes(
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(1.0)
+            tracking.check_interrupted()
             progress(finished_count(study))
             # a worker that died mid-trial leaves a RUNNING trial; give it to the others, once
             died = {k for k, p in enumerate(procs) if p.exitcode not in (None, 0)} - recovered

@@ -302,27 +302,62 @@ def ensure_experiment(settings: Settings, name: str) -> str:
 
 
 class RunKilled(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM during a tracked run.
+    """Raised in the main thread when the process received SIGTERM during a tracked run.
 
     A KeyboardInterrupt, so that everything that handles Ctrl-C (Optuna failing the trial in
     flight, our runs ending KILLED) handles SIGTERM the same way."""
 
 
+_pending: list[int] = []
+"""The signal received inside ``interrupts_deferred`` and not raised yet."""
+_depth = 0
+
+
+def _interruption(signum: int) -> KeyboardInterrupt:
+    return (
+        RunKilled(f"received signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+    )
+
+
 @contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM (in the main thread) raises RunKilled instead of killing us."""
+def interrupts_deferred(escalate: bool = True) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT (in the main thread) only note the interruption, and
+    ``check_interrupted()`` raises it at the next safe point (every training step of a tracked
+    run, between trials): RunKilled for SIGTERM, KeyboardInterrupt for Ctrl-C.
+
+    An exception raised straight from a signal handler lands wherever the main thread happens to
+    be, including a garbage-collection callback, where Python drops it and the run goes on as if
+    nothing happened (seen: a SIGTERM lost that way left a sweep training). With ``escalate``, a
+    second signal raises at once, for a user who does not want to wait; a worker process, which
+    its parent stops (and kills if it must), leaves it off.
+    """
+    global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        raise RunKilled(f"received signal {signum}")
+    def note(signum: int, _frame: Any) -> None:
+        if not _pending:
+            _pending.append(signum)
+        elif escalate:
+            raise _interruption(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _depth += 1
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _depth -= 1
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if _depth == 0:
+            _pending.clear()
+
+
+def check_interrupted() -> None:
+    """Raise the interruption noted by ``interrupts_deferred``, if any."""
+    if _pending:
+        raise _interruption(_pending[0])
 
 
 @contextlib.contextmanager
@@ -355,7 +390,7 @@ def tracked_run(
     tracker = Tracker(run.info.run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        with sigterm_raises():
+        with interrupts_deferred():
             mlflow.log_params({k: _param(v) for k, v in cfg.flat().items()})
             mlflow.log_dict(redact_values(cfg.to_dict()), CONFIG_FILE)
             yield tracker
@@ -423,6 +458,9 @@ class Tracker(Callback):
         for context, images in (("train", splits.train), ("test", splits.test)):
             _log_input(_dataset(splits.digest, context, images.shape[0]), context)
         self.seconds_logging += time.perf_counter() - started
+
+    def on_step(self, step: int) -> None:
+        check_interrupted()  # a safe point to stop at: between two optimiser steps
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self._add(metrics, step)

@@ -314,3 +314,37 @@ def test_sweep__timeout_starts_no_trial_after_the_deadline(tmp_path):
     assert all(t.datetime_start.timestamp() <= first + 4.0 for t in trials)
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert client(tmp_path).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkeypatch):
+    """Regression: Ctrl-C (SIGINT) left the Optuna trial RUNNING or its state unexplained. Now
+    the trial in flight is FAIL "interrupted", its run KILLED with the same state and reason, the
+    parent KILLED, and the interrupt reaches the command (which prints its one line)."""
+    real_penalty, real_run = train_module.penalty, sweep.train_run
+    armed = []
+
+    def trial_run(cfg, **kwargs):
+        armed.append(kwargs["run_name"] == "trial-001")
+        return real_run(cfg, **kwargs)
+
+    sent = []
+
+    def penalty(acts, tc):
+        if armed[-1] and not sent:  # Ctrl-C in the middle of trial 1's training
+            sent.append(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_penalty(acts, tc)
+
+    monkeypatch.setattr(sweep, "train_run", trial_run)
+    monkeypatch.setattr(train_module, "penalty", penalty)
+    base = sweep_base(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(base, sweep_config(), log=_quiet)
+    study = load_study(tmp_path)
+    assert [t.state for t in study.trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    _assert_interrupted(tmp_path, [study.trials[1]])
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    retry = study.trials[2]  # waiting for the next session
+    assert retry.state == TrialState.WAITING and retry.user_attrs[sweep.ATTR_RETRY_OF] == 1
+    parent = client(tmp_path).get_run(study.user_attrs[sweep.STUDY_PARENT_RUN])
+    assert parent.info.status == "KILLED"

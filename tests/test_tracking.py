@@ -1,6 +1,7 @@
 import dataclasses
 import os
 import signal
+import time
 
 import mlflow
 import numpy as np
@@ -279,3 +280,24 @@ def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training
     for experiment_id in (old, new):
         tags = client.get_experiment(experiment_id).tags
         assert tags[tracking.TAG_EXPERIMENT_KIND] == "custom_model_development"
+
+
+def test_interrupts__a_signal_during_a_gc_callback_is_not_lost():
+    """Regression: SIGTERM raised straight from the signal handler landed in a garbage-collection
+    callback (SQLAlchemy's weakref cleanup), where Python drops exceptions: the sweep trained on.
+    Now the handler only notes the signal, and the next safe point raises it."""
+    import gc
+    import weakref
+
+    class Thing:
+        pass
+
+    with tracking.interrupts_deferred():
+        thing = Thing()
+        weakref.finalize(thing, os.kill, os.getpid(), signal.SIGTERM)
+        del thing
+        gc.collect()
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+        with pytest.raises(tracking.RunKilled, match="received signal 15"):
+            tracking.check_interrupted()
+    tracking.check_interrupted()  # the block is left: nothing pending any more
