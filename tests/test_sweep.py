@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from helpers_sweep import (
@@ -207,15 +208,34 @@ def test_sweep_cli__bad_input_is_one_line_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_sweep__existing_study_with_another_space_is_refused_before_any_write(tmp_path):
-    base = sweep_base(tmp_path)
-    run_sweep(base, sweep_config(trials=1), log=lambda _m: None)
-    journal = (tmp_path / "optuna.journal").read_bytes()
-    runs = len(client(tmp_path).search_runs(["1"]))
-    with pytest.raises(ValueError, match="exists with a different search space"):
-        run_sweep(base, sweep_config(trials=2, beta_range=(1e-5, 1e-2)), log=lambda _m: None)
-    assert (tmp_path / "optuna.journal").read_bytes() == journal
-    assert len(client(tmp_path).search_runs(["1"])) == runs
+@pytest.fixture(scope="module")
+def one_trial_study(tmp_path_factory) -> Path:
+    """A folder with a one-trial study, trained once for the refusal cases (which leave it as it
+    was, as they check)."""
+    folder = tmp_path_factory.mktemp("one-trial-study")
+    run_sweep(sweep_base(folder, epochs=1), sweep_config(trials=1), log=lambda _m: None)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"beta_range": (1e-5, 1e-2)}, "exists with a different search space"),
+        ({"objective": "constrained"}, "exists with objective 'pareto', not 'constrained'"),
+    ],
+    ids=["space", "objective"],
+)
+def test_sweep__existing_study_with_another_space_or_objective_is_refused_before_any_write(
+    one_trial_study, change, message
+):
+    """README: a study that exists with a different search space or objective is refused."""
+    folder = one_trial_study
+    journal = (folder / "optuna.journal").read_bytes()
+    runs = len(client(folder).search_runs(["1"]))
+    with pytest.raises(ValueError, match=message):
+        run_sweep(sweep_base(folder), sweep_config(trials=2, **change), log=lambda _m: None)
+    assert (folder / "optuna.journal").read_bytes() == journal
+    assert len(client(folder).search_runs(["1"])) == runs
 
 
 def test_space_file__overrides_ranges_and_rejects_unknown_parameters(tmp_path):

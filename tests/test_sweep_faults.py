@@ -293,16 +293,6 @@ def test_recover__a_killed_trial_is_retried_at_most_twice(tmp_path):
     assert all(t.user_attrs[sweep.ATTR_FAIL_REASON] == "worker process died" for t in study.trials)
 
 
-def test_sweep__a_study_with_another_objective_is_refused_before_any_write(tmp_path):
-    base = sweep_base(tmp_path, epochs=1)
-    run_sweep(base, sweep_config(trials=1), log=_quiet)
-    journal = (tmp_path / "optuna.journal").read_bytes()
-    with pytest.raises(ValueError, match="exists with objective 'pareto', not 'constrained'"):
-        run_sweep(base, sweep_config(trials=2, objective="constrained"), log=_quiet)
-    assert (tmp_path / "optuna.journal").read_bytes() == journal
-    assert len(client(tmp_path).search_runs(["1"])) == 2
-
-
 def test_sweep__timeout_starts_no_trial_after_the_deadline(tmp_path):
     """README: --timeout stops starting new trials after that many seconds; the sweep ends well."""
     base = sweep_base(tmp_path, epochs=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import runpy
 import secrets
 import shutil
 import signal
@@ -53,16 +54,22 @@ def test_free_port__the_preferred_one_when_free_else_another():
     assert ui.free_port("127.0.0.1", other) == other
 
 
-def test_ui_command__missing_stores_are_one_line_errors_naming_the_command(tmp_path):
+def _ui_here(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    """``experiments/ui.py`` run in this process through its own main: (exit code, out, err)."""
+    monkeypatch.setattr(sys, "argv", [str(UI), *argv])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(UI), run_name="__main__")
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_ui_command__missing_stores_are_one_line_errors_naming_the_command(
+    tmp_path, monkeypatch, capsys
+):
     (tmp_path / "mlflow.yaml").write_text("tracking_uri: sqlite:///mlflow.db\n")
-    done = subprocess.run(
-        [sys.executable, str(UI), "--config-file", str(tmp_path / "mlflow.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+    code, _, err = _ui_here(monkeypatch, capsys, "--config-file", str(tmp_path / "mlflow.yaml"))
+    assert code == 1
+    assert err.strip().splitlines() == [
         f"error: no MLflow store at {tmp_path / 'mlflow.db'}; create one with `make sweep` "
         "(or `python experiments/train.py`)"
     ]
@@ -114,24 +121,17 @@ def test_reject_password__a_password_on_a_command_line_is_a_one_line_error():
     )
 
 
-def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path):
+def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path, monkeypatch, capsys):
     """Without --allow-remote-without-login, one line and exit 1 before anything starts."""
-    done = subprocess.run(
-        [
-            *(sys.executable, str(UI), "--config-file", str(_write_settings(tmp_path))),
-            *("--host", "0.0.0.0"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1
-    assert done.stderr.splitlines() == [
+    config = str(_write_settings(tmp_path))
+    code, out, err = _ui_here(monkeypatch, capsys, "--config-file", config, "--host", "0.0.0.0")
+    assert code == 1
+    assert err.splitlines() == [
         "error: the UI has no login: anyone who can reach 0.0.0.0 could read and delete the "
         "runs; bind 127.0.0.1 (and use an SSH tunnel), or add --allow-remote-without-login "
         "to go on"
     ]
-    assert done.stdout == ""
+    assert out == ""
 
 
 def _ui(config_file: Path, *flags: str, **popen) -> Command:
