@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sae.redact import redact
+from sae.tracking import sqlite_file
 from sae.ui import JOBS_ENV, PGPASS, Server, connect_host, is_loopback, run_until_stopped
 
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
@@ -84,13 +85,6 @@ class TrackingServerConfig:
                 f"--host {self.host} opens the server to the network: name the addresses workers "
                 "use with --allowed-hosts (e.g. mlflow.lab:5000), so it answers no other Host"
             )
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The file of a ``sqlite:///`` URI, relative paths taken from the current folder."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).absolute()
 
 
 def auth_database(cfg: TrackingServerConfig) -> str:
