@@ -17,6 +17,10 @@ import torch
 from sae import metrics as M
 from sae.config import Config, ModelConfig
 from sae.model import SparseAutoencoder
+from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
+    TAG_BASELINE,
+    TAG_BETA_SOURCE,
+)
 from sae.runner import train_run
 from sae.tracking import TAG_DESCRIPTION
 from sae.train import Callback, load_splits, resolve_device
@@ -27,8 +31,6 @@ README_TEST_LOSS = 0.00054854
 BETAS: dict[str, float] = {"script": 1e-4, "readme": 0.005}
 """The penalty weight the seed's script used, and the one its README states."""
 
-TAG_BASELINE = "baseline"
-TAG_BETA_SOURCE = "beta_source"
 
 TEST_LOSS_EXPLANATION = (
     "The README's testing loss is not the mean test error: the seed's script overwrites its "

@@ -36,6 +36,22 @@ from tqdm import tqdm
 from sae import journal, locks, tracking
 from sae import metrics as M
 from sae.config import Config, TrainConfig, check_types, read_yaml_mapping
+from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
+    ATTR_ACTIVE,
+    ATTR_CONSTRAINT,
+    ATTR_FAIL_REASON,
+    ATTR_FAILED,
+    ATTR_NON_FINITE,
+    ATTR_RETRY_OF,
+    ATTR_RUN_ID,
+    ATTR_WORKER,
+    REASON_INTERRUPTED,
+    REASON_WORKER_DIED,
+    STUDY_OBJECTIVE,
+    STUDY_PARENT_RUN,
+    STUDY_SPACE,
+    TAG_REASON,
+)
 from sae.redact import redact
 from sae.runner import train_run
 from sae.train import Callback, NonFiniteLossError, Splits, load_splits, resolve_device
@@ -44,27 +60,6 @@ Objective = Literal["pareto", "constrained"]
 SamplerName = Literal["tpe", "random", "nsga2"]
 PrunerName = Literal["median", "hyperband", "none"]
 
-# Trial user attributes.
-ATTR_RUN_ID = "mlflow_run_id"
-ATTR_WORKER = "worker"
-"""host:pid of the process running the trial, to tell when it died."""
-ATTR_FAIL_REASON = "fail_reason"
-ATTR_NON_FINITE = "non_finite_loss"
-"""Set on a trial whose loss diverged (NaN, infinite or absurd): a finished outcome, not retried."""
-ATTR_FAILED = "failed_itself"
-"""Set on a trial that raised in its own training, evaluation or logging: an outcome of its
-parameters like a diverged loss, counted as finished and not retried. Trials that were
-interrupted or whose worker died carry no such mark: they are retried."""
-REASON_INTERRUPTED = "interrupted"
-REASON_WORKER_DIED = "worker process died"
-ATTR_RETRY_OF = "retry_of"
-"""The number of the interrupted trial whose parameters this trial runs again."""
-ATTR_CONSTRAINT = "constraint"
-ATTR_ACTIVE = "code_active_frac"
-# Study user attributes.
-STUDY_PARENT_RUN = "mlflow_parent_run_id"
-STUDY_SPACE = "search_space"
-STUDY_OBJECTIVE = "objective"
 
 MAX_RETRIES = 2
 """How many times the parameters of an interrupted trial are tried again."""
@@ -400,9 +395,6 @@ def recover_interrupted(
 
 
 # The objective.
-
-TAG_REASON = "optuna.reason"
-"""Why a trial was pruned or failed, on its MLflow run."""
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:

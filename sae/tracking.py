@@ -44,31 +44,31 @@ from mlflow.tracking import MlflowClient
 from sae import metrics as M
 from sae.config import Config
 from sae.model import LAYER_NAMES, Reconstructor, SparseAutoencoder
+from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
+    EXPERIMENT_KIND,
+    TAG_COMMAND,
+    TAG_DATA_DIGEST,
+    TAG_DESCRIPTION,
+    TAG_DEVICE,
+    TAG_ERROR,
+    TAG_EXPERIMENT_KIND,
+    TAG_GIT_COMMIT,
+    TAG_HOST,
+    TAG_KIND,
+    TAG_MLFLOW,
+    TAG_MODEL_URI,
+    TAG_REPORT,
+    TAG_STUDY,
+    TAG_TORCH,
+    TAG_TRIAL_NUMBER,
+    TAG_TRIAL_STATE,
+)
 from sae.redact import redact, redact_values
 from sae.train import Callback, Splits
 
 # Tags every run carries.
-TAG_GIT_COMMIT = "git_commit"
-TAG_TORCH = "torch_version"
-TAG_MLFLOW = "mlflow_version"
-TAG_DEVICE = "device"
-TAG_HOST = "host"
-TAG_COMMAND = "command"
-TAG_DATA_DIGEST = "data_digest"
-TAG_KIND = "kind"
-"""What the run is: ``train``, ``baseline``, ``trial``, ..."""
-TAG_MODEL_URI = "model_uri"
-"""Where the logged model is: ``mlflow.pytorch.load_model(run.data.tags["model_uri"])``."""
-TAG_ERROR = "error"
-"""Why a FAILED run failed: the exception's one-line message."""
 
 # Sweeps: a parent run per study, a nested child run per trial.
-TAG_STUDY = "optuna.study"
-TAG_TRIAL_NUMBER = "optuna.trial_number"
-TAG_TRIAL_STATE = "optuna.trial_state"
-"""COMPLETE, PRUNED or FAIL, set when the trial ends."""
-TAG_DESCRIPTION = "mlflow.note.content"
-"""The run description the MLflow UI shows."""
 
 # Artifacts.
 RECONSTRUCTIONS_KEY = "reconstructions"
@@ -267,12 +267,6 @@ def connect(settings: Settings) -> None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = user_value
-
-
-TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
-"""Labels an experiment for the MLflow UI (3.x) as model training rather than GenAI. The UI's own
-GenAI / Model-training switch is separate: ``sae.ui.experiment_url`` asks for the latter."""
-EXPERIMENT_KIND = "custom_model_development"
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
@@ -732,8 +726,6 @@ def log_benchmark(
 
 # Reading runs back (the report's frames).
 
-TAG_REPORT = "report"
-"""Set on a report's own run (kind ``report``): the report's name."""
 RUN_COLUMNS = (
     "run_id",
     "run_name",

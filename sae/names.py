@@ -1,0 +1,89 @@
+"""Names of the params, tags and attributes the suite writes, in one place beside the metric names
+(``sae.metrics``): whatever writes one and whatever reads it back use the constant from here.
+"""
+
+from __future__ import annotations
+
+# MLflow params: the config, flattened as ``section.field`` (``Config.flat``).
+
+
+def param(section: str, name: str) -> str:
+    """The param key of a config field: ``param("train", "beta") == "train.beta"``."""
+    return f"{section}.{name}"
+
+
+def param_column(section: str, name: str) -> str:
+    """The column of that param in ``mlflow.search_runs``-style frames: ``params.train.beta``."""
+    return f"params.{param(section, name)}"
+
+
+def tag_column(tag: str) -> str:
+    """The column of a tag in ``mlflow.search_runs``-style frames: ``tags.<tag>``."""
+    return f"tags.{tag}"
+
+
+# Tags every run carries.
+TAG_GIT_COMMIT = "git_commit"
+TAG_TORCH = "torch_version"
+TAG_MLFLOW = "mlflow_version"
+TAG_DEVICE = "device"
+TAG_HOST = "host"
+TAG_COMMAND = "command"
+TAG_DATA_DIGEST = "data_digest"
+TAG_KIND = "kind"
+"""What the run is: ``train``, ``baseline``, ``trial``, ``sweep``, ``bench``, ``report``."""
+TAG_MODEL_URI = "model_uri"
+"""Where the logged model is: ``mlflow.pytorch.load_model(run.data.tags["model_uri"])``."""
+TAG_ERROR = "error"
+"""Why a FAILED run failed: the exception's one-line message."""
+
+# MLflow's own tags.
+TAG_DESCRIPTION = "mlflow.note.content"
+"""The run description the MLflow UI shows."""
+TAG_RUN_NAME = "mlflow.runName"
+TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""Labels an experiment for the MLflow UI (3.x) as model training rather than GenAI."""
+EXPERIMENT_KIND = "custom_model_development"
+
+# Sweeps: a parent run per study, a nested child run per trial.
+TAG_STUDY = "optuna.study"
+TAG_TRIAL_NUMBER = "optuna.trial_number"
+TAG_TRIAL_STATE = "optuna.trial_state"
+"""COMPLETE, PRUNED or FAIL, set when the trial ends."""
+TAG_REASON = "optuna.reason"
+"""Why a trial was pruned or failed, on its MLflow run."""
+
+# Baseline runs.
+TAG_BASELINE = "baseline"
+TAG_BETA_SOURCE = "beta_source"
+
+# Report runs.
+TAG_REPORT = "report"
+"""Set on a report's own run (kind ``report``): the report's name."""
+
+# Optuna trial user attributes.
+ATTR_RUN_ID = "mlflow_run_id"
+ATTR_WORKER = "worker"
+"""host:pid of the process running the trial, to tell when it died."""
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_NON_FINITE = "non_finite_loss"
+"""Set on a trial whose loss diverged (NaN, infinite or absurd): a finished outcome, not retried."""
+ATTR_FAILED = "failed_itself"
+"""Set on a trial that raised in its own training, evaluation or logging: an outcome of its
+parameters like a diverged loss, counted as finished and not retried. Trials that were
+interrupted or whose worker died carry no such mark: they are retried."""
+ATTR_RETRY_OF = "retry_of"
+"""The number of the interrupted trial whose parameters this trial runs again."""
+ATTR_CONSTRAINT = "constraint"
+ATTR_TEST_MSE = "test_mse"
+ATTR_ACTIVE = "code_active_frac"
+
+# Optuna study user attributes.
+STUDY_PARENT_RUN = "mlflow_parent_run_id"
+STUDY_SPACE = "search_space"
+STUDY_OBJECTIVE = "objective"
+
+# Why a trial failed, when it was not its own doing (it is retried).
+REASON_INTERRUPTED = "interrupted"
+REASON_WORKER_DIED = "worker process died"
