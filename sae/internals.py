@@ -1,0 +1,54 @@
+"""The only calls into MLflow's and Optuna's non-public APIs, each where no public one does the job.
+
+Everything else in the suite uses public APIs. Each call here has a test
+(``tests/test_internals.py``) that fails loudly when a release of the library moves it.
+
+- MLflow's SQL store answers one query per metric for many runs (``get_metric_history_bulk``);
+  the public client reads one history per (run, metric), which is what we fall back to.
+- Optuna has no public way to set a user attribute on a trial of another process (a worker that
+  died) before failing it with the public ``study.tell``: its storage methods do that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+_IDS_PER_QUERY = 500
+_NO_LIMIT = 10**9
+
+
+def bulk_history_reader(client: MlflowClient) -> Any:
+    """The store's bulk metric-history call, or None when the store has none (a tracking server,
+    a file store): ``reader(run_ids, key, max_results)``."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return getattr(store, "get_metric_history_bulk", None)
+
+
+def metric_histories(
+    client: MlflowClient, run_ids: Sequence[str], key: str
+) -> Iterator[tuple[str, int, float, int]]:
+    """Every logged value of metric ``key`` of the runs: (run_id, step, value, timestamp)."""
+    bulk = bulk_history_reader(client)
+    if bulk is None:
+        for run_id in run_ids:
+            for m in client.get_metric_history(run_id, key):
+                yield run_id, m.step, m.value, m.timestamp
+        return
+    for start in range(0, len(run_ids), _IDS_PER_QUERY):
+        chunk = list(run_ids[start : start + _IDS_PER_QUERY])
+        for m in bulk(chunk, key, _NO_LIMIT):
+            yield m.run_id, m.step, m.value, m.timestamp
+
+
+def set_trial_user_attr(
+    storage: optuna.storages.BaseStorage, study_name: str, number: int, key: str, value: Any
+) -> None:
+    """Set a user attribute on trial ``number`` of the study, which may belong to another process
+    (``optuna.Trial.set_user_attr`` needs the trial's own handle)."""
+    study_id = storage.get_study_id_from_name(study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    storage.set_trial_user_attr(trial_id, key, value)

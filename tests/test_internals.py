@@ -1,0 +1,48 @@
+"""The adapter to MLflow's and Optuna's non-public calls: fails loudly when a release moves one."""
+
+import optuna
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from sae import internals
+
+
+def test_metric_histories__the_sql_store_still_offers_the_bulk_read_and_it_agrees(tmp_path):
+    """If this fails, MLflow moved ``get_metric_history_bulk``: the report would silently fall
+    back to one query per (run, metric), thousands for a large store. Update the adapter."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    runs = [client.create_run(experiment).info.run_id for _ in range(3)]
+    for i, run_id in enumerate(runs):
+        client.log_batch(
+            run_id, metrics=[Metric("m", i + step, 1000 + step, step) for step in (1, 2)]
+        )
+
+    assert internals.bulk_history_reader(client) is not None
+    bulk = sorted(internals.metric_histories(client, runs, "m"))
+
+    public = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    public._tracking_client = None  # no store to reach: the public per-run path
+    assert internals.bulk_history_reader(public) is None
+    client_public = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    per_run = sorted(
+        (run_id, m.step, m.value, m.timestamp)
+        for run_id in runs
+        for m in client_public.get_metric_history(run_id, "m")
+    )
+    assert bulk == per_run and len(bulk) == 6
+
+
+def test_set_trial_user_attr__reaches_a_running_trial_of_another_handle(tmp_path):
+    """If this fails, Optuna renamed the storage methods the sweep uses to give a dead worker's
+    trial its reason before failing it with the public ``study.tell``."""
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))
+    )
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask()  # trial 0, RUNNING, as if another process held it
+    internals.set_trial_user_attr(storage, "s", 0, "fail_reason", "worker process died")
+    study.tell(0, state=optuna.trial.TrialState.FAIL)
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.user_attrs == {"fail_reason": "worker process died"}
+    assert trial.state == optuna.trial.TrialState.FAIL
