@@ -25,6 +25,7 @@ from helpers_data import (
 
 from sae import data
 from sae.data import DataError, FileSpec
+from sae.data import cli as data_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -456,7 +457,7 @@ def test_fetch_torchvision__sets_socket_timeout_for_the_download_and_restores_it
 def test_cli__verify_good_files_exits_0(tiny, tmp_path: Path, capsys) -> None:
     root, files = tiny
     manifest = write_manifest(tmp_path / "m.json", files)
-    assert data.main(["verify", "--root", str(root), "--manifest", str(manifest)]) == 0
+    assert data_cli.main(["verify", "--root", str(root), "--manifest", str(manifest)]) == 0
     out = capsys.readouterr().out
     assert "verified 20 train and 10 test images" in out
 
@@ -474,7 +475,7 @@ def test_cli__verify_good_files_exits_0(tiny, tmp_path: Path, capsys) -> None:
 )
 def test_cli__errors_are_one_line_on_stderr_with_exit_1(tiny, capsys, argv) -> None:
     root, _ = tiny
-    assert data.main([a.format(root=root) for a in argv]) == 1
+    assert data_cli.main([a.format(root=root) for a in argv]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert "Traceback" not in captured.err
@@ -499,7 +500,7 @@ def test_cli__bad_timeout_is_refused_before_anything_is_fetched(tmp_path, capsys
     (or 0 made the socket non-blocking) and the fetch quietly fell back to the mirror."""
     root = tmp_path / "root"
     for value in ("0", "-1", "inf", "nan"):
-        assert data.main(["fetch", "--root", str(root), "--timeout", value]) == 1
+        assert data_cli.main(["fetch", "--root", str(root), "--timeout", value]) == 1
         err = capsys.readouterr().err
         assert err == (
             f"error: python -m sae.data fetch: argument --timeout: must be a finite number of "
