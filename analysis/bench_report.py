@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import synthetic_store
+
 from sae import report, tracking
 from sae.cli import ArgumentParser, run_main
 
@@ -43,7 +45,7 @@ def main() -> None:
     )
     try:
         started = time.perf_counter()
-        report.synthetic_store(
+        synthetic_store.synthetic_store(
             settings,
             args.runs,
             args.epochs,
