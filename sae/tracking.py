@@ -38,16 +38,28 @@ import pandas as pd
 import torch
 import yaml
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Dataset as DatasetEntity
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunStatus,
+    RunTag,
+)
 from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
 from sae.config import Config
+from sae.internals import metric_histories
 from sae.model import LAYER_NAMES, Reconstructor, SparseAutoencoder
 from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
     EXPERIMENT_KIND,
     TAG_COMMAND,
     TAG_DATA_DIGEST,
+    TAG_DATASET_CONTEXT,
     TAG_DESCRIPTION,
     TAG_DEVICE,
     TAG_ERROR,
@@ -57,6 +69,7 @@ from sae.names import (  # noqa: F401  (re-exported: older call sites use these 
     TAG_KIND,
     TAG_MLFLOW,
     TAG_MODEL_URI,
+    TAG_PARENT_RUN,
     TAG_REPORT,
     TAG_STUDY,
     TAG_TORCH,
@@ -71,8 +84,8 @@ from sae.train import Callback, Splits
 # Sweeps: a parent run per study, a nested child run per trial.
 
 # Artifacts.
-RECONSTRUCTIONS_KEY = "reconstructions"
-"""``mlflow.log_image`` key: 16 fixed test images (top) over their reconstructions, per epoch."""
+IMAGES_DIR = "images"
+"""Per epoch, 16 fixed test images (top) over their reconstructions: ``reconstruction_file``."""
 HISTOGRAMS_FILE = "plots/activation_histograms.png"
 CURVES_FILE = "plots/learning_curves.png"
 CONFIG_FILE = "config.json"
@@ -254,42 +267,69 @@ def _reason(err: BaseException) -> str:
     return redact(" ".join(lines[0].split())[:200]) if lines else type(err).__name__
 
 
-def connect(settings: Settings) -> None:
-    """Point this process's MLflow client at the configured store, created if new.
+_CLIENTS: dict[str, MlflowClient] = {}
 
-    ``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into the environment; that is
-    put back as it was, so our own choice is never mistaken later for the user's override.
+
+def client(settings: Settings) -> MlflowClient:
+    """The one MLflow client bound to ``settings.tracking_uri``: the store is created (or checked)
+    on first use, and the client is kept for the URI. No process-wide state is changed."""
+    uri = settings.tracking_uri
+    if uri not in _CLIENTS:
+        ensure_store(uri)
+        _CLIENTS[uri] = MlflowClient(uri)
+    return _CLIENTS[uri]
+
+
+@contextlib.contextmanager
+def run_lifecycle(
+    client: MlflowClient, run_id: str, *, finish_on: tuple[type[BaseException], ...] = ()
+) -> Iterator[str]:
+    """End run ``run_id`` with the status its block earned, the one place run status is decided.
+
+    FINISHED on success; KILLED on Ctrl-C or SIGTERM (``RunKilled``); FINISHED too for the
+    exceptions in ``finish_on`` (an early stop such as a pruned trial); FAILED on any other
+    exception, with its one-line message as the ``error`` tag. The exception is re-raised; the
+    run is always terminated, never left RUNNING. Yields the run id.
     """
-    ensure_store(settings.tracking_uri)
-    user_value = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    if user_value is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = user_value
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        yield run_id
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except KeyboardInterrupt:  # RunKilled included
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except finish_on:
+        status = RunStatus.to_string(RunStatus.FINISHED)
+        raise
+    except BaseException as err:
+        client.set_tag(run_id, TAG_ERROR, one_line(err))
+        raise
+    finally:
+        client.set_terminated(run_id, status=status)
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
     """The id of experiment ``name``, created with the configured artifact location if new, and
     labelled as model training (``TAG_EXPERIMENT_KIND``)."""
-    connect(settings)
-    client = MlflowClient()
-    found = client.get_experiment_by_name(name)
+    mlflow_client = client(settings)
+    found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         if found.tags.get(TAG_EXPERIMENT_KIND) is None:  # made before the tag, or elsewhere
-            client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
+            mlflow_client.set_experiment_tag(
+                found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
+            )
         return found.experiment_id
     # A tracking server chooses (and serves) artifact locations itself: a local folder named
     # here would only exist on the machine that created the experiment.
     served = settings.tracking_uri.startswith(("http://", "https://"))
     location = None if served else settings.artifact_location.rstrip("/") + "/" + name
     try:
-        return client.create_experiment(
+        return mlflow_client.create_experiment(
             name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
         )
     except mlflow.exceptions.MlflowException:
         # another worker created it between our lookup and create
-        found = client.get_experiment_by_name(name)
+        found = mlflow_client.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
@@ -366,43 +406,29 @@ def tracked_run(
     parent_run_id: str | None = None,
     finish_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Tracker]:
-    """Open a run, log the config and environment, and always close it with a final status.
-
-    FINISHED on success; KILLED on Ctrl-C or SIGTERM; FAILED on any other exception, with the
-    error as a tag; FINISHED too for the exceptions in ``finish_on`` (an early stop such as a
-    pruned trial). The exception is re-raised; no run is ever left RUNNING. The experiment is
-    ``experiment``, else the config's, else the one mlflow.yaml names for ``kind``.
+    """Open a run, log the config and environment, and always close it with a final status
+    (``run_lifecycle``): FINISHED on success or for the exceptions in ``finish_on``, KILLED on
+    Ctrl-C or SIGTERM, FAILED with the error as a tag otherwise; the exception is re-raised. The
+    experiment is ``experiment``, else the config's, else the one mlflow.yaml names for ``kind``.
     """
     name = experiment or cfg.tracking.experiment or settings.experiment(kind)
     experiment_id = ensure_experiment(settings, name)
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=run_name,
-        parent_run_id=parent_run_id,
-        tags={**environment_tags(), TAG_KIND: kind, **(tags or {})},
-    )
-    tracker = Tracker(run.info.run_id)
-    status = RunStatus.to_string(RunStatus.FAILED)
-    try:
-        with interrupts_deferred():
-            mlflow.log_params({k: _param(v) for k, v in cfg.flat().items()})
-            mlflow.log_dict(redact_values(cfg.to_dict()), CONFIG_FILE)
-            yield tracker
-        status = RunStatus.to_string(RunStatus.FINISHED)
-    except (KeyboardInterrupt, RunKilled):
-        status = RunStatus.to_string(RunStatus.KILLED)
-        raise
-    except finish_on:
-        status = RunStatus.to_string(RunStatus.FINISHED)
-        raise
-    except BaseException as err:
-        tracker.client.set_tag(tracker.run_id, TAG_ERROR, one_line(err))
-        raise
-    finally:
+    mlflow_client = client(settings)
+    run_tags = {**environment_tags(), TAG_KIND: kind, **(tags or {})}
+    if parent_run_id:
+        run_tags[TAG_PARENT_RUN] = parent_run_id
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=run_tags)
+    tracker = Tracker(mlflow_client, run.info.run_id, experiment_id)
+    with run_lifecycle(mlflow_client, run.info.run_id, finish_on=finish_on):
         try:
-            tracker.flush()
+            with interrupts_deferred():
+                params = [Param(k, _param(v)) for k, v in cfg.flat().items()]
+                for start in range(0, len(params), 100):  # log_batch takes 100 params a call
+                    mlflow_client.log_batch(tracker.run_id, params=params[start : start + 100])
+                mlflow_client.log_dict(tracker.run_id, redact_values(cfg.to_dict()), CONFIG_FILE)
+                yield tracker
         finally:
-            mlflow.end_run(status)
+            tracker.flush()
 
 
 def environment_tags() -> dict[str, str]:
@@ -418,9 +444,10 @@ def environment_tags() -> dict[str, str]:
 class Tracker(Callback):
     """Logs a training run: metrics, reconstructions, histograms, curves and the model."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str) -> None:
+        self.client = client
         self.run_id = run_id
-        self.client = MlflowClient()
+        self.experiment_id = experiment_id
         self._pending: list[Metric] = []
         self._fixed: torch.Tensor | None = None
         self._histogram_images: torch.Tensor | None = None
@@ -447,10 +474,11 @@ class Tracker(Callback):
         self._cfg = cfg
         self._fixed = splits.test[:N_FIXED_IMAGES]
         self._histogram_images = splits.test[:N_HISTOGRAM_IMAGES]
-        mlflow.set_tag(TAG_DEVICE, str(splits.train.device))
-        mlflow.set_tag(TAG_DATA_DIGEST, splits.digest)
+        self.client.set_tag(self.run_id, TAG_DEVICE, str(splits.train.device))
+        self.client.set_tag(self.run_id, TAG_DATA_DIGEST, splits.digest)
         for context, images in (("train", splits.train), ("test", splits.test)):
-            _log_input(_dataset(splits.digest, context, images.shape[0]), context)
+            dataset = _dataset(splits.digest, context, images.shape[0])
+            _log_input(self.client, self.run_id, dataset, context)
         self.seconds_logging += time.perf_counter() - started
 
     def on_step(self, step: int) -> None:
@@ -465,9 +493,8 @@ class Tracker(Callback):
         started = time.perf_counter()
         self._add(metrics, epoch)
         self.flush()
-        mlflow.log_image(
-            reconstruction_grid(model, self._fixed), key=RECONSTRUCTIONS_KEY, step=epoch
-        )
+        grid = reconstruction_grid(model, self._fixed)
+        self.client.log_image(self.run_id, grid, artifact_file=reconstruction_file(epoch))
         self.seconds_logging += time.perf_counter() - started
 
     def on_fit_end(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
@@ -480,34 +507,57 @@ class Tracker(Callback):
     def _log_final(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
         self.flush()
         if history:
-            mlflow.log_figure(learning_curves(history), CURVES_FILE)
-        mlflow.log_figure(activation_histograms(model, self._histogram_images), HISTOGRAMS_FILE)
+            self.client.log_figure(self.run_id, learning_curves(history), CURVES_FILE)
+        histograms = activation_histograms(model, self._histogram_images)
+        self.client.log_figure(self.run_id, histograms, HISTOGRAMS_FILE)
         if self._cfg.tracking.log_model:
-            info = log_model(model, self._cfg)
-            self.client.set_tag(self.run_id, TAG_MODEL_URI, info.model_uri)
+            uri = log_model(self.client, self.run_id, self.experiment_id, model, self._cfg)
+            self.client.set_tag(self.run_id, TAG_MODEL_URI, uri)
 
 
-def log_model(model: SparseAutoencoder, cfg: Config) -> mlflow.models.model.ModelInfo:
-    """Log the model (single-tensor output) with a signature, an input example and its config."""
+def log_model(
+    client: MlflowClient, run_id: str, experiment_id: str, model: SparseAutoencoder, cfg: Config
+) -> str:
+    """Log the model (single-tensor output) with a signature, an input example and its config,
+    as an MLflow logged model of run ``run_id``; returns its URI, ``models:/<model id>``."""
     wrapped = Reconstructor(copy.deepcopy(model)).to("cpu", memory_format=torch.contiguous_format)
     wrapped.eval()
     example = np.zeros((1, 1, 28, 28), dtype=np.float32)
     with torch.inference_mode():
         output = wrapped(torch.from_numpy(example)).numpy()
     signature = mlflow.models.infer_signature(example, output)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / CONFIG_FILE
-        config.write_text(json.dumps(redact_values(cfg.to_dict()), indent=2))
-        return mlflow.pytorch.log_model(
-            wrapped,
-            name=MODEL_NAME,
-            signature=signature,
-            input_example=example,
-            extra_files=[str(config)],
-            code_paths=[str(Path(__file__).parent)],
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-        )
+    params = {k: _param(v) for k, v in cfg.flat().items()}
+    logged = client.create_logged_model(
+        experiment_id, name=MODEL_NAME, source_run_id=run_id, params=params
+    )
+    status = LoggedModelStatus.FAILED
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / CONFIG_FILE
+            config.write_text(json.dumps(redact_values(cfg.to_dict()), indent=2))
+            local = Path(tmp) / MODEL_NAME
+            mlflow.pytorch.save_model(
+                wrapped,
+                str(local),
+                mlflow_model=mlflow.models.Model(
+                    artifact_path=logged.artifact_location,
+                    model_uuid=logged.model_id,
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                ),
+                signature=signature,
+                input_example=example,
+                extra_files=[str(config)],
+                code_paths=[str(Path(__file__).parent)],
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+            )
+            client.log_model_artifacts(logged.model_id, str(local))
+        status = LoggedModelStatus.READY
+    finally:
+        client.finalize_logged_model(logged.model_id, status)
+    return f"models:/{logged.model_id}"
 
 
 @torch.inference_mode()
@@ -590,8 +640,10 @@ def _dataset(digest: str, context: str, size: int) -> mlflow.data.Dataset:
     )
 
 
-def _log_input(dataset: mlflow.data.Dataset, context: str, attempts: int = 3) -> None:
-    """``mlflow.log_input``, tried again when a concurrent run registered the same dataset first.
+def _log_input(
+    client: MlflowClient, run_id: str, dataset: mlflow.data.Dataset, context: str, attempts: int = 3
+) -> None:
+    """``client.log_inputs``, tried again when a concurrent run registered the same dataset first.
 
     Two workers that start runs on the same data at the same moment both try to insert the
     dataset row; on a database-backed store the loser gets a unique-key violation. The row then
@@ -599,7 +651,9 @@ def _log_input(dataset: mlflow.data.Dataset, context: str, attempts: int = 3) ->
     """
     for attempt in range(attempts):
         try:
-            mlflow.log_input(dataset, context=context)
+            entity = DatasetEntity(**dataset.to_dict())
+            tags = [InputTag(TAG_DATASET_CONTEXT, context)]
+            client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])
             return
         except mlflow.exceptions.MlflowException:
             if attempt == attempts - 1:
@@ -638,9 +692,9 @@ def _git_commit() -> str:
 def open_parent_run(
     settings: Settings, experiment: str, run_name: str, tags: dict[str, str], description: str
 ) -> str:
-    """Create a RUNNING run that is not the active one (children name it as their parent)."""
+    """Create a RUNNING run that children name as their parent; end it with ``run_lifecycle``."""
     experiment_id = ensure_experiment(settings, experiment)
-    run = MlflowClient().create_run(
+    run = client(settings).create_run(
         experiment_id,
         run_name=run_name,
         tags={**environment_tags(), **tags, TAG_DESCRIPTION: description},
@@ -648,35 +702,37 @@ def open_parent_run(
     return run.info.run_id
 
 
-def set_run_status(run_id: str, status: str) -> None:
+def set_run_status(client: MlflowClient, run_id: str, status: str) -> None:
     """RUNNING reopens a run; FINISHED, FAILED and KILLED end it."""
-    client = MlflowClient()
     if status == "RUNNING":
         client.update_run(run_id, status="RUNNING")
     else:
         client.set_terminated(run_id, status=status)
 
 
-def run_status(run_id: str) -> str:
-    return MlflowClient().get_run(run_id).info.status
+def run_status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
 
 
-def set_tags(run_id: str, tags: dict[str, str]) -> None:
-    from mlflow.entities import RunTag
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    """Final figures (step 0) in one call."""
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
 def log_summary(
+    client: MlflowClient,
     run_id: str,
     metrics: dict[str, float],
     tables: dict[str, Any],
     figures: dict[str, Figure],
 ) -> None:
     """Metrics, CSV tables (pandas frames by artifact path) and figures (by artifact path)."""
-    client = MlflowClient()
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    log_metrics(client, run_id, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         for path, frame in tables.items():
             local = Path(tmp) / path
@@ -710,17 +766,14 @@ def log_benchmark(
 ) -> str:
     """One FINISHED run in the benchmarks experiment: every figure a metric, the machine as tags."""
     experiment_id = ensure_experiment(settings, settings.experiment("benchmarks"))
-    client = MlflowClient()
-    run = client.create_run(
+    mlflow_client = client(settings)
+    run = mlflow_client.create_run(
         experiment_id, run_name="benchmark", tags={**environment_tags(), **tags, TAG_KIND: "bench"}
     )
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
-    )
-    for path in files:
-        client.log_artifact(run.info.run_id, str(path))
-    client.set_terminated(run.info.run_id, "FINISHED")
+    with run_lifecycle(mlflow_client, run.info.run_id) as run_id:
+        log_metrics(mlflow_client, run_id, metrics)
+        for path in files:
+            mlflow_client.log_artifact(run_id, str(path))
     return run.info.run_id
 
 
@@ -737,8 +790,7 @@ RUN_COLUMNS = (
 )
 """The first columns of ``runs_frame``; metric, ``params.*`` and ``tags.*`` columns follow."""
 CURVE_COLUMNS = ("run_id", "metric", "epoch", "value")
-_IDS_PER_QUERY = 500
-_NO_LIMIT = 10**9
+_RUNS_PER_PAGE = 10_000
 
 
 def require_store(settings: Settings) -> None:
@@ -763,19 +815,16 @@ def runs_frame(
     group sorted. Rows are sorted by start time then run id. Experiments that do not exist are
     left out; none at all gives an empty frame with RUN_COLUMNS.
     """
-    connect(settings)
-    client = MlflowClient()
+    mlflow_client = client(settings)
     names = {}
     for name in dict.fromkeys(experiment_names):
-        found = client.get_experiment_by_name(name)
+        found = mlflow_client.get_experiment_by_name(name)
         if found is not None:
             names[found.experiment_id] = name
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in RUN_COLUMNS})
     if not names:
         return empty
-    raw = mlflow.search_runs(
-        experiment_ids=sorted(names), filter_string=filter_string, output_format="pandas"
-    )
+    raw = _search_frame(_search_runs(mlflow_client, sorted(names), filter_string))
     if raw.empty:
         return empty
     metrics = {c: c.removeprefix("metrics.") for c in raw.columns if c.startswith("metrics.")}
@@ -789,6 +838,39 @@ def runs_frame(
     return frame.reset_index(drop=True)
 
 
+def _search_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching the filter, page after page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string, max_results=_RUNS_PER_PAGE, page_token=token
+        )
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+
+
+def _search_frame(runs: list) -> pd.DataFrame:
+    """The runs as ``mlflow.search_runs(output_format="pandas")`` lays them out: info columns,
+    then ``metrics.*`` (NaN where missing), ``params.*`` and ``tags.*`` (None where missing)."""
+    if not runs:
+        return pd.DataFrame()
+    data: dict[str, list] = {
+        "run_id": [r.info.run_id for r in runs],
+        "experiment_id": [r.info.experiment_id for r in runs],
+        "status": [r.info.status for r in runs],
+        "artifact_uri": [r.info.artifact_uri for r in runs],
+        "start_time": [pd.to_datetime(r.info.start_time, unit="ms", utc=True) for r in runs],
+        "end_time": [pd.to_datetime(r.info.end_time, unit="ms", utc=True) for r in runs],
+    }
+    for prefix, missing in (("metrics", np.nan), ("params", None), ("tags", None)):
+        values = [getattr(r.data, prefix) for r in runs]
+        for key in sorted({k for v in values for k in v}):
+            data[f"{prefix}.{key}"] = [v.get(key, missing) for v in values]
+    return pd.DataFrame(data)
+
+
 def curves_frame(
     settings: Settings,
     run_ids: list[str] | tuple[str, ...],
@@ -797,29 +879,16 @@ def curves_frame(
     """The per-epoch values of ``metric_keys`` for ``run_ids``: one row per (run, epoch, metric),
     columns CURVE_COLUMNS, sorted. Per-epoch metrics are logged with step = epoch.
 
-    The public client reads one history per (run, metric); a SQL store answers one query per
-    metric for many runs at once, so that is used when the store offers it.
+    Read through ``sae.internals.metric_histories``: one query per metric for many runs on a SQL
+    store, one per (run, metric) elsewhere.
     """
-    connect(settings)
-    client = MlflowClient()
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    bulk = getattr(store, "get_metric_history_bulk", None)
+    mlflow_client = client(settings)
     run_ids = sorted(set(run_ids))
-    rows: list[tuple[str, str, int, float, int]] = []
-    for key in metric_keys:
-        if bulk is not None:
-            for start in range(0, len(run_ids), _IDS_PER_QUERY):
-                chunk = run_ids[start : start + _IDS_PER_QUERY]
-                rows += [
-                    (m.run_id, key, m.step, m.value, m.timestamp)
-                    for m in bulk(chunk, key, _NO_LIMIT)
-                ]
-        else:
-            for run_id in run_ids:
-                rows += [
-                    (run_id, key, m.step, m.value, m.timestamp)
-                    for m in client.get_metric_history(run_id, key)
-                ]
+    rows = [
+        (run_id, key, step, value, timestamp)
+        for key in metric_keys
+        for run_id, step, value, timestamp in metric_histories(mlflow_client, run_ids, key)
+    ]
     frame = pd.DataFrame(rows, columns=[*CURVE_COLUMNS, "timestamp"])
     frame["epoch"] = frame["epoch"].astype("int64")
     frame["value"] = frame["value"].astype("float64")
@@ -829,12 +898,16 @@ def curves_frame(
     return frame[list(CURVE_COLUMNS)].reset_index(drop=True)
 
 
-def latest_image(settings: Settings, run_id: str, key: str = RECONSTRUCTIONS_KEY) -> str | None:
-    """The artifact path of the last step's PNG logged with ``mlflow.log_image(key=...)``."""
-    connect(settings)
-    pattern = re.compile(rf"^images/{re.escape(key)}\+step\+(\d+)\+.*(?<!compressed)\.png$")
+def reconstruction_file(epoch: int) -> str:
+    """The artifact path of epoch ``epoch``'s reconstruction grid: ``images/epoch_001.png``."""
+    return f"{IMAGES_DIR}/epoch_{epoch:03d}.png"
+
+
+def latest_image(settings: Settings, run_id: str) -> str | None:
+    """The artifact path of the run's last reconstruction grid (highest epoch), else None."""
+    pattern = re.compile(rf"^{IMAGES_DIR}/epoch_(\d+)\.png$")
     found = []
-    for info in MlflowClient().list_artifacts(run_id, "images"):
+    for info in client(settings).list_artifacts(run_id, IMAGES_DIR):
         match = pattern.match(info.path)
         if match:
             found.append((int(match.group(1)), info.path))
@@ -843,7 +916,6 @@ def latest_image(settings: Settings, run_id: str, key: str = RECONSTRUCTIONS_KEY
 
 def download_artifact(settings: Settings, run_id: str, path: str, dst: str | Path) -> Path:
     """Copy one artifact of the run into the folder ``dst``; returns the local path."""
-    connect(settings)
     Path(dst).mkdir(parents=True, exist_ok=True)
     local = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=settings.tracking_uri
@@ -855,20 +927,15 @@ def log_report(settings: Settings, name: str, folder: str | Path) -> str:
     """Log a report folder as the artifacts of a FINISHED run (kind ``report``, tag ``report``
     = the name) in the report experiment, to browse beside the runs it describes."""
     experiment_id = ensure_experiment(settings, settings.experiment("report"))
-    client = MlflowClient()
-    run = client.create_run(
+    mlflow_client = client(settings)
+    run = mlflow_client.create_run(
         experiment_id,
         run_name=f"report-{name}",
         tags={**environment_tags(), TAG_KIND: "report", TAG_REPORT: name},
     )
-    run_id = run.info.run_id
-    status = RunStatus.to_string(RunStatus.FAILED)
-    try:
-        client.log_artifacts(run_id, str(folder))
-        status = RunStatus.to_string(RunStatus.FINISHED)
-    finally:
-        client.set_terminated(run_id, status=status)
-    return run_id
+    with run_lifecycle(mlflow_client, run.info.run_id) as run_id:
+        mlflow_client.log_artifacts(run_id, str(folder))
+    return run.info.run_id
 
 
 def log_completed_run(
@@ -884,13 +951,11 @@ def log_completed_run(
 ) -> str:
     """Record a run that happened elsewhere (synthetic runs for tests and benchmarks): its
     params and its metrics by step in one ``log_batch``, then its final status."""
-    from mlflow.entities import Param
-
     experiment_id = ensure_experiment(settings, experiment)
-    client = MlflowClient()
+    mlflow_client = client(settings)
     if parent_run_id:
-        tags = {**tags, "mlflow.parentRunId": parent_run_id}
-    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        tags = {**tags, TAG_PARENT_RUN: parent_run_id}
+    run_id = mlflow_client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     now = int(time.time() * 1000)
     metrics = [
         Metric(key, float(value), now, step)
@@ -898,8 +963,8 @@ def log_completed_run(
         for key, value in values.items()
     ]
     entries = [Param(k, _param(v)) for k, v in params.items()]
-    client.log_batch(run_id, metrics=metrics[: 1000 - len(entries)], params=entries)
+    mlflow_client.log_batch(run_id, metrics=metrics[: 1000 - len(entries)], params=entries)
     for start in range(1000 - len(entries), len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
-    client.set_terminated(run_id, status=status)
+        mlflow_client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    mlflow_client.set_terminated(run_id, status=status)
     return run_id

@@ -28,10 +28,13 @@ def _cfg(store, **train):
     return cfg
 
 
+def _client(cfg) -> MlflowClient:
+    return tracking.client(tracking.load_settings(cfg.tracking.config_file))
+
+
 def _runs(cfg):
     settings = tracking.load_settings(cfg.tracking.config_file)
-    tracking.connect(settings)
-    return MlflowClient().search_runs(
+    return tracking.client(settings).search_runs(
         [tracking.ensure_experiment(settings, settings.experiment("train"))],
         order_by=["attributes.start_time DESC"],
     )
@@ -62,7 +65,7 @@ def finished(store):
     cfg = _cfg(store)
     record = RecordLogs()
     outcome = train_run(cfg, callbacks=[record])
-    run = MlflowClient().get_run(outcome.run_id)
+    run = _client(cfg).get_run(outcome.run_id)
     return Finished(cfg, run, outcome.result.history, record.logged)
 
 
@@ -75,7 +78,7 @@ def test_run__logs_exactly_the_declared_metric_keys(finished):
 
 def test_run__metric_steps_are_optimiser_steps_and_epochs(finished):
     run = finished.run
-    client = MlflowClient()
+    client = _client(finished.cfg)
     steps = lambda key: [m.step for m in client.get_metric_history(run.info.run_id, key)]  # noqa: E731
     assert steps(M.TRAIN_LOSS) == [2, 4, 6, 8]  # log_every 2, 4 steps an epoch
     assert steps(M.TEST_MSE) == [1, 2]
@@ -87,7 +90,7 @@ def test_run__logged_metric_values_are_the_runs_own_history(finished):
     metrics at each optimiser step, FitResult.history at each epoch. The tests above check
     only keys and steps, so a tracker that logged the wrong value (another key's, a stale
     window, a rounded one) would pass them."""
-    client, run_id = MlflowClient(), finished.run.info.run_id
+    client, run_id = _client(finished.cfg), finished.run.info.run_id
     assert [step for step, _ in finished.logged] == [2, 4, 6, 8]
     assert len(finished.history) == 2
     for key in finished.run.data.metrics:
@@ -122,16 +125,18 @@ def test_run__logs_whole_config_environment_and_dataset(finished):
     assert contexts == {"train", "test"}
 
 
-def test_run__image_plot_config_and_model_artifacts_exist(finished):
+def test_run__image_plot_config_and_model_artifacts_exist(finished, monkeypatch):
     cfg, run = finished.cfg, finished.run
-    client = MlflowClient()
+    client = _client(cfg)
+    # MLflow's own loaders resolve runs:/ and models:/ URIs through the user's tracking URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
     run_id = run.info.run_id
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.json", "images", "plots"} <= top
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert plots == {tracking.HISTOGRAMS_FILE, tracking.CURVES_FILE}
     images = [a.path for a in client.list_artifacts(run_id, "images")]
-    pngs = [p for p in images if p.endswith(".png") and tracking.RECONSTRUCTIONS_KEY in p]
+    pngs = [p for p in images if p in {tracking.reconstruction_file(e) for e in (1, 2)}]
     assert len(pngs) == 2  # one grid per epoch
     saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
     assert saved == cfg.to_dict()
@@ -169,7 +174,7 @@ def test_run__failed_status_when_training_raises(store):
     assert run.info.status == "FAILED"
     assert run.data.tags[tracking.TAG_ERROR] == "RuntimeError: boom"
     # the first epoch's metrics and the step metrics before the failure were kept
-    assert MlflowClient().get_metric_history(run.info.run_id, M.TRAIN_LOSS)[-1].step == 4
+    assert _client(cfg).get_metric_history(run.info.run_id, M.TRAIN_LOSS)[-1].step == 4
     assert M.TEST_MSE in run.data.metrics
 
 
@@ -234,16 +239,31 @@ def test_settings__relative_paths_are_relative_to_the_file_and_flags_win(tmp_pat
     assert dataclasses.asdict(flag)["experiments"]["baseline"] == "sae-baseline"
 
 
-def test_connect__leaves_the_users_environment_as_it_was(tmp_path, monkeypatch):
+def test_client__leaves_the_users_environment_as_it_was(tmp_path, monkeypatch):
     """Regression: mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI, which load_settings then
-    took for the user's override, so a second sweep in one process used the first one's store."""
+    took for the user's override, so a second sweep in one process used the first one's store.
+    The client is now bound to its URI: MLflow's process-wide URI is never set."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
     first = tracking.Settings(tracking_uri=f"sqlite:///{tmp_path}/a.db")
-    tracking.connect(first)
+    bound = tracking.client(first)
     assert "MLFLOW_TRACKING_URI" not in os.environ
-    assert mlflow.get_tracking_uri() == first.tracking_uri
+    assert bound.tracking_uri == first.tracking_uri and bound is tracking.client(first)
+    assert mlflow.get_tracking_uri() == before
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////user/choice.db")
-    tracking.connect(first)
+    tracking.client(first)
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////user/choice.db"
+
+
+class _Inputs:
+    """A client whose ``log_inputs`` is ``action(context)``."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def log_inputs(self, run_id, datasets):
+        (dataset,) = datasets
+        self.action(next(t.value for t in dataset.tags if t.key == "mlflow.data.context"))
 
 
 def test_log_input__retries_when_a_concurrent_run_registered_the_dataset(monkeypatch):
@@ -251,22 +271,18 @@ def test_log_input__retries_when_a_concurrent_run_registered_the_dataset(monkeyp
     once; the loser's unique-key violation failed its trial and the worker."""
     calls = []
 
-    def racing(dataset, context):
+    def racing(context):
         calls.append(context)
         if len(calls) == 1:
             raise mlflow.exceptions.MlflowException("duplicate key value violates 'dataset_pk'")
 
-    monkeypatch.setattr(mlflow, "log_input", racing)
     monkeypatch.setattr(tracking.time, "sleep", lambda _s: None)
-    tracking._log_input(tracking._dataset("abc", "train", 10), "train")
+    dataset = tracking._dataset("abc", "train", 10)
+    tracking._log_input(_Inputs(racing), "run", dataset, "train")
     assert calls == ["train", "train"]
-    monkeypatch.setattr(
-        mlflow,
-        "log_input",
-        lambda d, context: (_ for _ in ()).throw(mlflow.exceptions.MlflowException("down")),
-    )
+    down = _Inputs(lambda context: (_ for _ in ()).throw(mlflow.exceptions.MlflowException("down")))
     with pytest.raises(mlflow.exceptions.MlflowException, match="down"):
-        tracking._log_input(tracking._dataset("abc", "train", 10), "train")
+        tracking._log_input(down, "run", dataset, "train")
 
 
 def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training(tmp_path):
