@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -20,10 +21,15 @@ from sae.model import SparseAutoencoder
 from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
     TAG_BASELINE,
     TAG_BETA_SOURCE,
+    TAG_DESCRIPTION,
+    param_column,
+    tag_column,
 )
 from sae.runner import train_run
-from sae.tracking import TAG_DESCRIPTION
 from sae.train import Callback, load_splits, resolve_device
+
+if TYPE_CHECKING:
+    from sae.tracking import Settings
 
 README_TRAIN_LOSS = 0.00487120
 README_TEST_LOSS = 0.00054854
@@ -148,6 +154,21 @@ def reference(runs: pd.DataFrame) -> dict[str, float] | None:
     out["runs"] = float(len(runs))
     out["beta"] = float(runs["beta"].iloc[0])
     return out
+
+
+def tracked_reference(settings: Settings) -> dict[str, float] | None:
+    """``reference`` of the tracked, FINISHED baseline runs; None when none."""
+    from sae import tracking  # MLflow is needed only here: untracked baselines run without it
+
+    runs = tracking.runs_frame(
+        settings,
+        [settings.experiment("baseline")],
+        f"tags.{TAG_BASELINE} = 'true' and attributes.status = 'FINISHED'",
+    )
+    beta, source = param_column("train", "beta"), tag_column(TAG_BETA_SOURCE)
+    if runs.empty or beta not in runs or source not in runs:
+        return None
+    return reference(runs.assign(beta=pd.to_numeric(runs[beta]), beta_source=runs[source]))
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from sae import metrics as M
 from sae import tracking
 from sae.config import Config
 from sae.runner import train_run
+from sae.tracking import tracker
 from sae.train import Callback
 
 
@@ -105,7 +106,7 @@ def test_run__logged_metric_values_are_the_runs_own_history(finished):
 
 def test_run__logs_whole_config_environment_and_dataset(finished):
     cfg, run = finished.cfg, finished.run
-    assert run.data.params == {k: tracking._param(v) for k, v in cfg.flat().items()}
+    assert run.data.params == {k: tracking.param_value(v) for k, v in cfg.flat().items()}
     tags = run.data.tags
     for key in (
         tracking.TAG_GIT_COMMIT,
@@ -276,13 +277,13 @@ def test_log_input__retries_when_a_concurrent_run_registered_the_dataset(monkeyp
         if len(calls) == 1:
             raise mlflow.exceptions.MlflowException("duplicate key value violates 'dataset_pk'")
 
-    monkeypatch.setattr(tracking.time, "sleep", lambda _s: None)
-    dataset = tracking._dataset("abc", "train", 10)
-    tracking._log_input(_Inputs(racing), "run", dataset, "train")
+    monkeypatch.setattr(tracker.time, "sleep", lambda _s: None)
+    dataset = tracker._dataset("abc", "train", 10)
+    tracker._log_input(_Inputs(racing), "run", dataset, "train")
     assert calls == ["train", "train"]
     down = _Inputs(lambda context: (_ for _ in ()).throw(mlflow.exceptions.MlflowException("down")))
     with pytest.raises(mlflow.exceptions.MlflowException, match="down"):
-        tracking._log_input(down, "run", dataset, "train")
+        tracker._log_input(down, "run", dataset, "train")
 
 
 def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training(tmp_path):

@@ -1,0 +1,136 @@
+"""Everything that talks to MLflow, one job per module: ``settings`` (mlflow.yaml), ``store`` (the
+store and its one client), ``lifecycle`` (a run opened and always ended with a status),
+``tracker`` (the training callback), ``figures``, ``models``, ``runs`` (parent, benchmark and
+report runs), ``readback`` (the report's frames and artifacts).
+
+No process-wide MLflow state is used: every call goes through ``client(settings)`` with explicit
+run ids.
+"""
+
+from sae.errors import one_line
+from sae.names import (  # transitional: call sites move to sae.names
+    TAG_COMMAND,
+    TAG_DATA_DIGEST,
+    TAG_DESCRIPTION,
+    TAG_DEVICE,
+    TAG_ERROR,
+    TAG_EXPERIMENT_KIND,
+    TAG_GIT_COMMIT,
+    TAG_HOST,
+    TAG_KIND,
+    TAG_MLFLOW,
+    TAG_MODEL_URI,
+    TAG_REPORT,
+    TAG_STUDY,
+    TAG_TORCH,
+    TAG_TRIAL_NUMBER,
+    TAG_TRIAL_STATE,
+)
+from sae.signals import RunKilled, check_interrupted, interrupts_deferred
+from sae.tracking.artifacts import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    HISTOGRAMS_FILE,
+    IMAGES_DIR,
+    reconstruction_file,
+)
+from sae.tracking.environment import environment_tags
+from sae.tracking.figures import (
+    activation_histograms,
+    learning_curves,
+    reconstruction_grid,
+)
+from sae.tracking.lifecycle import run_lifecycle, tracked_run
+from sae.tracking.models import log_model
+from sae.tracking.params import param_value
+from sae.tracking.readback import (
+    CURVE_COLUMNS,
+    RUN_COLUMNS,
+    curves_frame,
+    download_artifact,
+    latest_image,
+    runs_frame,
+)
+from sae.tracking.runs import (
+    log_benchmark,
+    log_completed_run,
+    log_metrics,
+    log_report,
+    log_summary,
+    open_parent_run,
+    run_status,
+    set_run_status,
+    set_tags,
+)
+from sae.tracking.settings import (
+    DEFAULT_SETTINGS_FILE,
+    Settings,
+    SettingsError,
+    check_tracking_uri,
+    load_settings,
+    sqlite_file,
+)
+from sae.tracking.store import client, ensure_experiment, ensure_store, require_store
+from sae.tracking.tracker import Tracker
+
+__all__ = [
+    "CONFIG_FILE",
+    "CURVES_FILE",
+    "CURVE_COLUMNS",
+    "DEFAULT_SETTINGS_FILE",
+    "HISTOGRAMS_FILE",
+    "IMAGES_DIR",
+    "RUN_COLUMNS",
+    "TAG_COMMAND",
+    "TAG_DATA_DIGEST",
+    "TAG_DESCRIPTION",
+    "TAG_DEVICE",
+    "TAG_ERROR",
+    "TAG_EXPERIMENT_KIND",
+    "TAG_GIT_COMMIT",
+    "TAG_HOST",
+    "TAG_KIND",
+    "TAG_MLFLOW",
+    "TAG_MODEL_URI",
+    "TAG_REPORT",
+    "TAG_STUDY",
+    "TAG_TORCH",
+    "TAG_TRIAL_NUMBER",
+    "TAG_TRIAL_STATE",
+    "RunKilled",
+    "Settings",
+    "SettingsError",
+    "Tracker",
+    "activation_histograms",
+    "check_interrupted",
+    "check_tracking_uri",
+    "client",
+    "curves_frame",
+    "download_artifact",
+    "ensure_experiment",
+    "ensure_store",
+    "environment_tags",
+    "interrupts_deferred",
+    "latest_image",
+    "learning_curves",
+    "load_settings",
+    "log_benchmark",
+    "log_completed_run",
+    "log_metrics",
+    "log_model",
+    "log_report",
+    "log_summary",
+    "one_line",
+    "open_parent_run",
+    "param_value",
+    "reconstruction_file",
+    "reconstruction_grid",
+    "require_store",
+    "run_lifecycle",
+    "run_status",
+    "runs_frame",
+    "set_run_status",
+    "set_tags",
+    "sqlite_file",
+    "tracked_run",
+]

@@ -1,0 +1,15 @@
+"""Where a run's artifacts are: what writes one and what reads it back use these names."""
+
+from __future__ import annotations
+
+IMAGES_DIR = "images"
+"""Per epoch, 16 fixed test images (top) over their reconstructions: ``reconstruction_file``."""
+HISTOGRAMS_FILE = "plots/activation_histograms.png"
+CURVES_FILE = "plots/learning_curves.png"
+CONFIG_FILE = "config.json"
+MODEL_NAME = "model"
+
+
+def reconstruction_file(epoch: int) -> str:
+    """The artifact path of epoch ``epoch``'s reconstruction grid: ``images/epoch_001.png``."""
+    return f"{IMAGES_DIR}/epoch_{epoch:03d}.png"
