@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
 
 from sae import baseline as B
 from sae import metrics as M
 from sae import names, tracking
-from sae.redact import redact
 from sae.report import FINAL_METRICS
 
 _BATCH = 1000
@@ -41,7 +39,7 @@ def log_completed_run(
     """Record a run that happened elsewhere (synthetic runs for tests and benchmarks): its
     params and its metrics by step in one ``log_batch``, then its final status."""
     experiment_id = tracking.ensure_experiment(settings, experiment)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = tracking.client(settings)
     if parent_run_id:
         tags = {**tags, names.TAG_PARENT_RUN: parent_run_id}
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
@@ -51,7 +49,7 @@ def log_completed_run(
         for step, values in sorted(history.items())
         for key, value in values.items()
     ]
-    entries = [Param(k, "None" if v is None else redact(str(v))) for k, v in params.items()]
+    entries = [Param(k, tracking.param_value(v)) for k, v in params.items()]
     client.log_batch(run_id, metrics=metrics[: _BATCH - len(entries)], params=entries)
     for start in range(_BATCH - len(entries), len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + _BATCH])

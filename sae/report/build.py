@@ -1,0 +1,152 @@
+"""Building a report: read the selected runs, write every section into a hidden build folder
+beside ``reports/<name>/``, then move the finished files in, so a failure or an interrupt leaves
+the previous report as it was and a user's own files in the folder stay.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae import tracking
+from sae.report import files as F
+from sae.report.document import Document
+from sae.report.figures import style
+from sae.report.frames import Frames, Selection, load_frames
+from sae.report.sections import Writer
+
+TITLE = "Comparison report: the sparse autoencoder against the README baseline"
+NAME_PATTERN = re.compile(r"\w[\w.-]{0,99}")
+"""A report name: one plain folder name, never a path, never hidden (the build folders are)."""
+_BUILDING = ".building-"
+"""A report's build folder is ``.<name>.building-<32 hex digits>`` in the output folder."""
+
+
+@dataclass
+class Report:
+    folder: Path
+    markdown: Path
+    html: Path
+    figures: list[Path]
+    tables: list[Path]
+    frames: Frames
+    skipped: dict[str, str]
+    """The figures not drawn, by path, and why."""
+    run_id: str | None = None
+    """The report's own MLflow run, when it was logged."""
+
+
+def check_name(name: str) -> str:
+    """``name`` when it is a plain folder name (NAME_PATTERN); else ValueError, in one line."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"report name {name!r} is not a plain folder name: use up to 100 letters, digits, "
+            "'_', '-' and '.' (not first), with no path separator"
+        )
+    return name
+
+
+def build_report(
+    settings: tracking.Settings,
+    selection: Selection | None = None,
+    name: str = "latest",
+    *,
+    output_dir: str | Path = "reports",
+    storage: str | None = None,
+    command: str = "",
+    log: bool = False,
+) -> Report:
+    """Read the selected runs and write ``<output_dir>/<name>/``: report.md, report.html,
+    figures/*.png and tables/*.csv (the OUTPUTS); with ``log``, log them as a report run.
+
+    The report is built in a fresh folder beside its own (``<output_dir>/.<name>.building-*``)
+    and moved in file by file only once it is complete and logged, so a failure or an interrupt
+    leaves the previous report as it was. A rebuild replaces the OUTPUTS and nothing else: files
+    a user put in the folder stay.
+
+    ``storage`` is the Optuna storage of the study (default: the settings'); ``command`` is the
+    command line shown under Reproducibility. Raises ValueError, in one line and before writing
+    anything, when the name is not a plain name, there is no store or no such study.
+    """
+    check_name(name)
+    selection = selection or Selection()
+    frames = load_frames(settings, selection)
+    output_dir = Path(output_dir)
+    target = output_dir / name
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file, not a report folder: move it or choose --name")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_unfinished_builds(output_dir, name)
+    building = output_dir / f".{name}{_BUILDING}{uuid.uuid4().hex}"
+    building.mkdir()
+    try:
+        writer = _write(settings, selection, frames, building, storage, command)
+        run_id = tracking.log_report(settings, name, building) if log else None
+        _move_in(building, target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return Report(
+        folder=target,
+        markdown=target / F.REPORT_MD,
+        html=target / F.REPORT_HTML,
+        figures=sorted(target / p.relative_to(building) for p in writer.figure_files),
+        tables=sorted(target / p.relative_to(building) for p in writer.table_files),
+        frames=frames,
+        skipped=writer.skipped,
+        run_id=run_id,
+    )
+
+
+def _write(
+    settings: tracking.Settings,
+    selection: Selection,
+    frames: Frames,
+    folder: Path,
+    storage: str | None,
+    command: str,
+) -> Writer:
+    """The whole report, into the empty ``folder``."""
+    (folder / F.FIGURES_DIR).mkdir()
+    (folder / F.TABLES_DIR).mkdir()
+    writer = Writer(settings, frames, folder, storage or settings.optuna_storage)
+    doc = Document(TITLE)
+    with style():
+        writer.overview(doc, selection)
+        writer.baseline_section(doc)
+        writer.sweep_section(doc)
+        writer.figures_section(doc)
+    writer.reproducibility(doc, command)
+    writer.table(F.TABLE_RUNS, frames.runs)
+    writer.table(F.TABLE_CURVES, frames.curves)
+    (folder / F.REPORT_MD).write_text(doc.markdown(), encoding="utf-8")
+    (folder / F.REPORT_HTML).write_text(doc.html(folder), encoding="utf-8")
+    return writer
+
+
+def _remove_unfinished_builds(output_dir: Path, name: str) -> None:
+    """Remove the build folders of ``name`` that a killed build left, those holding nothing but
+    what a build writes: a user's file is never moved into one, so nothing of theirs is lost."""
+    pattern = re.compile(re.escape(f".{name}{_BUILDING}") + "[0-9a-f]{32}")
+    for entry in output_dir.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            files = {p.relative_to(entry).as_posix() for p in entry.rglob("*") if not p.is_dir()}
+            if all(f in F.OUTPUTS or f.startswith(F.DOWNLOADS) for f in files):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _move_in(building: Path, target: Path) -> None:
+    """Move the finished report into ``target``, each file by one atomic rename and the two
+    pages last; then remove the OUTPUTS of an earlier build that this one did not write. Any
+    other file in ``target`` is left where it is."""
+    written = {p.relative_to(building).as_posix() for p in building.rglob("*") if p.is_file()}
+    pages = [p for p in (F.REPORT_MD, F.REPORT_HTML) if p in written]
+    for folder in (F.FIGURES_DIR, F.TABLES_DIR):
+        (target / folder).mkdir(parents=True, exist_ok=True)
+    for path in [*sorted(written - set(pages)), *pages]:
+        os.replace(building / path, target / path)
+    for path in sorted(F.OUTPUTS - written):
+        (target / path).unlink(missing_ok=True)
