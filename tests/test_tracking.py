@@ -149,6 +149,18 @@ def test_run__image_plot_config_and_model_artifacts_exist(finished, monkeypatch)
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 28, 28)
 
 
+def test_latest_image__is_the_last_epochs_grid_by_its_name(finished, tmp_path):
+    """Images are logged at explicit paths (images/epoch_001.png) and read back by that name."""
+    settings = tracking.load_settings(finished.cfg.tracking.config_file)
+    path = tracking.latest_image(settings, finished.run.info.run_id)
+    assert path == "images/epoch_002.png" == tracking.reconstruction_file(2)
+    local = tracking.download_artifact(settings, finished.run.info.run_id, path, tmp_path)
+    assert local == tmp_path / "epoch_002.png" and local.read_bytes()[:4] == b"\x89PNG"
+    other = tracking.Settings(tracking_uri=f"sqlite:///{tmp_path}/empty.db")
+    run_id = tracking.client(other).create_run("0").info.run_id
+    assert tracking.latest_image(other, run_id) is None
+
+
 def test_reconstruction_grid__images_over_reconstructions():
     from sae.model import SparseAutoencoder
 

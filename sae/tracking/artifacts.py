@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 IMAGES_DIR = "images"
 """Per epoch, 16 fixed test images (top) over their reconstructions: ``reconstruction_file``."""
 HISTOGRAMS_FILE = "plots/activation_histograms.png"
@@ -13,3 +15,12 @@ MODEL_NAME = "model"
 def reconstruction_file(epoch: int) -> str:
     """The artifact path of epoch ``epoch``'s reconstruction grid: ``images/epoch_001.png``."""
     return f"{IMAGES_DIR}/epoch_{epoch:03d}.png"
+
+
+_RECONSTRUCTION = re.compile(rf"^{IMAGES_DIR}/epoch_(\d+)\.png$")
+
+
+def reconstruction_epoch(path: str) -> int | None:
+    """The epoch of a ``reconstruction_file`` path; None for any other path."""
+    match = _RECONSTRUCTION.match(path)
+    return int(match.group(1)) if match else None

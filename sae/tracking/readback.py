@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sae.internals import metric_histories
-from sae.tracking.artifacts import IMAGES_DIR
+from sae.tracking.artifacts import IMAGES_DIR, reconstruction_epoch
 from sae.tracking.settings import Settings
 from sae.tracking.store import client
 
@@ -124,19 +122,15 @@ def curves_frame(
 
 def latest_image(settings: Settings, run_id: str) -> str | None:
     """The artifact path of the run's last reconstruction grid (highest epoch), else None."""
-    pattern = re.compile(rf"^{IMAGES_DIR}/epoch_(\d+)\.png$")
-    found = []
-    for info in client(settings).list_artifacts(run_id, IMAGES_DIR):
-        match = pattern.match(info.path)
-        if match:
-            found.append((int(match.group(1)), info.path))
+    found = [
+        (epoch, info.path)
+        for info in client(settings).list_artifacts(run_id, IMAGES_DIR)
+        if (epoch := reconstruction_epoch(info.path)) is not None
+    ]
     return max(found)[1] if found else None
 
 
 def download_artifact(settings: Settings, run_id: str, path: str, dst: str | Path) -> Path:
     """Copy one artifact of the run into the folder ``dst``; returns the local path."""
     Path(dst).mkdir(parents=True, exist_ok=True)
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=settings.tracking_uri
-    )
-    return Path(local)
+    return Path(client(settings).download_artifacts(run_id, path, str(dst)))
