@@ -7,9 +7,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from sae import report, tracking
+from sae.report import figures
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+import synthetic_store  # noqa: E402  (analysis/ holds scripts, not a package)
 
 REPORT = Path(__file__).resolve().parents[1] / "analysis" / "report.py"
 SECRET = "hunter2"
@@ -29,7 +32,7 @@ def store(tmp_path_factory):
         "optuna_storage: optuna.journal\n"
     )
     settings = tracking.load_settings(tmp / "mlflow.yaml")
-    tracking.log_completed_run(
+    synthetic_store.log_completed_run(
         settings,
         settings.experiment("sweep"),
         run_name="study-s0",
@@ -37,8 +40,8 @@ def store(tmp_path_factory):
         tags={tracking.TAG_STUDY: "s0"},
         history={},
     )
-    report.synthetic_store(settings, n_runs=13, epochs=2, study="s1")
-    client = MlflowClient()
+    synthetic_store.synthetic_store(settings, n_runs=13, epochs=2, study="s1")
+    client = tracking.client(settings)
     for run_id in report.load_frames(settings).runs["run_id"]:
         client.set_tag(
             run_id,
@@ -124,7 +127,7 @@ def test_build_report__a_failure_or_interrupt_while_building_leaves_the_previous
         def fail(*_args, error=error):
             raise error
 
-        monkeypatch.setattr(report, "plot_tradeoff", fail)
+        monkeypatch.setattr(figures, "plot_tradeoff", fail)
         with pytest.raises(type(error)):
             report.build_report(settings, output_dir=output)
         assert _tree(output / "latest") == previous
@@ -218,7 +221,7 @@ def test_report_cli__an_unknown_study_is_one_line_naming_those_there_and_writes_
         "the studies there are 's0', 's1'\n"
     )
     assert not output.exists()
-    tracking.connect(settings)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)  # for mlflow.search_runs
     assert not mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.report = 'unknown-study'"
     ).shape[0]
@@ -254,7 +257,7 @@ def test_report_cli__no_password_in_any_file_artifact_or_console_line(
     assert "--storage postgresql://alice:***@db/optuna --note password=***" in text
     assert "--storage postgresql://alice:***@127.0.0.1:1/optuna" in text  # the command line
 
-    tracking.connect(settings)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)  # for mlflow.search_runs
     (run_id,) = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.report = 'secrets'"
     )["run_id"]
