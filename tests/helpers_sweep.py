@@ -15,7 +15,7 @@ import pytest
 from helpers import build_config
 from mlflow.tracking import MlflowClient
 
-from sae import sweep
+from sae import names, sweep
 from sae.config import Config
 from sae.sweep import SweepConfig
 
@@ -102,7 +102,7 @@ def running_with_run(tmp_path: Path, count: int = 1) -> list:
     if not (tmp_path / "optuna.journal").exists():
         return []
     running = load_study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    running = [t for t in running if sweep.ATTR_RUN_ID in t.user_attrs]
+    running = [t for t in running if names.ATTR_RUN_ID in t.user_attrs]
     return running if len(running) >= count else []
 
 

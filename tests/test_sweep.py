@@ -22,7 +22,7 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import sweep, tracking
+from sae import names, sweep, tracking
 from sae import train as train_module
 from sae.sweep import SweepConfig, run_sweep
 
@@ -44,7 +44,7 @@ def test_sweep__three_trials_in_two_sessions_are_three_linked_child_runs_under_o
     runs = {r.info.run_id: r for r in children(mlflow, result.parent_run_id)}
     assert len(runs) == 3
     for trial in trials:
-        run = runs[trial.user_attrs[sweep.ATTR_RUN_ID]]
+        run = runs[trial.user_attrs[names.ATTR_RUN_ID]]
         assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == str(trial.number)
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == "COMPLETE"
         assert run.data.tags[tracking.TAG_STUDY] == "sae-sweep"
@@ -76,9 +76,9 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     failed = trials[0]
-    assert failed.user_attrs[sweep.ATTR_NON_FINITE] is True
-    assert "training loss became nan" in failed.user_attrs[sweep.ATTR_FAIL_REASON]
-    run = client(tmp_path).get_run(failed.user_attrs[sweep.ATTR_RUN_ID])
+    assert failed.user_attrs[names.ATTR_NON_FINITE] is True
+    assert "training loss became nan" in failed.user_attrs[names.ATTR_FAIL_REASON]
+    run = client(tmp_path).get_run(failed.user_attrs[names.ATTR_RUN_ID])
     assert run.info.status == "FAILED"
     assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
     assert "training loss became nan" in run.data.tags["optuna.reason"]
@@ -111,20 +111,20 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
     trials = result.study.get_trials()
     assert len(result.study.directions) == 1
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5 + [TrialState.PRUNED]
-    feasible = [t for t in trials[:5] if t.user_attrs[sweep.ATTR_CONSTRAINT] <= 0]
+    feasible = [t for t in trials[:5] if t.user_attrs[names.ATTR_CONSTRAINT] <= 0]
     assert [t.number for t in feasible] == [1, 2, 4]
     for t in trials[:5]:  # the samplers read the constraint the trial set
-        assert t.constraints == {"code_active_frac": t.user_attrs[sweep.ATTR_CONSTRAINT]}
+        assert t.constraints == {"code_active_frac": t.user_attrs[names.ATTR_CONSTRAINT]}
     assert min(trials[:5], key=lambda t: t.value).number == 0  # lowest MSE, but infeasible
     assert list(result.best["number"]) == [1]
     mlflow = client(tmp_path)
     for t in trials:
-        run = mlflow.get_run(t.user_attrs[sweep.ATTR_RUN_ID])
+        run = mlflow.get_run(t.user_attrs[names.ATTR_RUN_ID])
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == t.state.name
         assert run.info.status == "FINISHED"  # a pruned trial ends its run normally
-    pruned = mlflow.get_run(trials[5].user_attrs[sweep.ATTR_RUN_ID])
-    assert pruned.data.tags[sweep.TAG_REASON].startswith("pruned at epoch ")
-    assert trials[5].user_attrs[sweep.ATTR_FAIL_REASON].startswith("pruned at epoch ")
+    pruned = mlflow.get_run(trials[5].user_attrs[names.ATTR_RUN_ID])
+    assert pruned.data.tags[names.TAG_REASON].startswith("pruned at epoch ")
+    assert trials[5].user_attrs[names.ATTR_FAIL_REASON].startswith("pruned at epoch ")
 
 
 def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
@@ -143,17 +143,17 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait()
-    assert client(tmp_path).get_run(killed.user_attrs[sweep.ATTR_RUN_ID]).info.status == "RUNNING"
+    assert client(tmp_path).get_run(killed.user_attrs[names.ATTR_RUN_ID]).info.status == "RUNNING"
 
     result = run_sweep(base, sweep_config(trials=1, batch_sizes=(50,)), log=lambda _m: None)
     trials = result.study.get_trials()
     assert len(trials) == 2 and trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs[sweep.ATTR_FAIL_REASON] == "worker process died"
-    retries = [t for t in trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == 0]
+    assert trials[0].user_attrs[names.ATTR_FAIL_REASON] == "worker process died"
+    retries = [t for t in trials if t.user_attrs.get(names.ATTR_RETRY_OF) == 0]
     assert len(retries) == 1 and retries[0].params == trials[0].params
     assert retries[0].state == TrialState.COMPLETE
     assert sum(sweep.counts_as_finished(t) for t in trials) == 1
-    run = client(tmp_path).get_run(trials[0].user_attrs[sweep.ATTR_RUN_ID])
+    run = client(tmp_path).get_run(trials[0].user_attrs[names.ATTR_RUN_ID])
     assert run.info.status == "KILLED" and run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
 
 

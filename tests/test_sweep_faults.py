@@ -26,8 +26,9 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import sweep, tracking
+from sae import names, sweep, tracking
 from sae import train as train_module
+from sae.sweep import objective as sweep_objective
 from sae.sweep import run_sweep
 
 
@@ -56,14 +57,14 @@ def test_trial__exception_in_end_of_run_logging_fails_that_trial_only(
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     failed = trials[0]
     reason = "ValueError: Too many bins for data range. Cannot create 50 finite-sized bins."
-    assert failed.user_attrs[sweep.ATTR_FAIL_REASON] == reason
-    assert failed.user_attrs[sweep.ATTR_FAILED] is True
+    assert failed.user_attrs[names.ATTR_FAIL_REASON] == reason
+    assert failed.user_attrs[names.ATTR_FAILED] is True
     assert sweep.counts_as_finished(failed)
     mlflow = client(tmp_path)
-    run = mlflow.get_run(failed.user_attrs[sweep.ATTR_RUN_ID])
+    run = mlflow.get_run(failed.user_attrs[names.ATTR_RUN_ID])
     assert run.info.status == "FAILED"
     assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
-    assert run.data.tags[sweep.TAG_REASON] == reason
+    assert run.data.tags[names.TAG_REASON] == reason
     assert run.data.tags[tracking.TAG_ERROR] == reason
     assert mlflow.get_run(result.parent_run_id).info.status == "FINISHED"
     assert capsys.readouterr().out.splitlines() == [f"trial 0 FAIL: {reason}"]
@@ -104,8 +105,8 @@ def test_sweep_cli__runaway_learning_rates_fail_their_trials_in_one_line_each(
     assert all("training loss became" in line for line in failed)
     study = load_study(tmp_path)
     assert all(t.state == TrialState.FAIL for t in study.trials)
-    assert all(t.user_attrs[sweep.ATTR_NON_FINITE] for t in study.trials)
-    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    assert all(t.user_attrs[names.ATTR_NON_FINITE] for t in study.trials)
+    parent = study.user_attrs[names.STUDY_PARENT_RUN]
     assert client(tmp_path).get_run(parent).info.status == "FINISHED"
 
 
@@ -125,11 +126,11 @@ def _assert_interrupted(tmp_path, trials):
     mlflow = client(tmp_path)
     for trial in trials:
         assert trial.state == TrialState.FAIL
-        assert trial.user_attrs[sweep.ATTR_FAIL_REASON] == sweep.REASON_INTERRUPTED
-        run = mlflow.get_run(trial.user_attrs[sweep.ATTR_RUN_ID])
+        assert trial.user_attrs[names.ATTR_FAIL_REASON] == names.REASON_INTERRUPTED
+        run = mlflow.get_run(trial.user_attrs[names.ATTR_RUN_ID])
         assert run.info.status == "KILLED"
         assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
-        assert run.data.tags[sweep.TAG_REASON] == sweep.REASON_INTERRUPTED
+        assert run.data.tags[names.TAG_REASON] == names.REASON_INTERRUPTED
 
 
 def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_retries_it(
@@ -147,12 +148,12 @@ def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_
     assert console_lines(err) == ["error: terminated; the run was marked KILLED"]
     study = load_study(tmp_path)
     _assert_interrupted(tmp_path, [study.trials[trial.number]])
-    parent = client(tmp_path).get_run(study.user_attrs[sweep.STUDY_PARENT_RUN])
+    parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"
 
     resumed = run_sweep(base, sweep_config(trials=1, batch_sizes=(50,)), log=_quiet)
     trials = resumed.study.get_trials()
-    retry = [t for t in trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == trial.number]
+    retry = [t for t in trials if t.user_attrs.get(names.ATTR_RETRY_OF) == trial.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == trial.params
     assert sweep.finished_count(resumed.study) == 1 and len(trials) == 2
@@ -184,7 +185,7 @@ def test_sweep_cli__a_worker_killed_mid_sweep_hands_its_trial_to_the_other(tmp_p
     try:
         running = wait_for("two running trials", lambda: running_with_run(tmp_path, 2))
         victim = max(running, key=lambda t: t.number)  # the newest: all its epochs still ahead
-        os.kill(int(victim.user_attrs[sweep.ATTR_WORKER].rpartition(":")[2]), signal.SIGKILL)
+        os.kill(int(victim.user_attrs[names.ATTR_WORKER].rpartition(":")[2]), signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -196,20 +197,20 @@ def test_sweep_cli__a_worker_killed_mid_sweep_hands_its_trial_to_the_other(tmp_p
     study = load_study(tmp_path)
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
-    assert killed.user_attrs[sweep.ATTR_FAIL_REASON] == sweep.REASON_WORKER_DIED
-    (retry,) = [t for t in study.trials if t.user_attrs.get(sweep.ATTR_RETRY_OF) == victim.number]
+    assert killed.user_attrs[names.ATTR_FAIL_REASON] == names.REASON_WORKER_DIED
+    (retry,) = [t for t in study.trials if t.user_attrs.get(names.ATTR_RETRY_OF) == victim.number]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
-    assert retry.user_attrs[sweep.ATTR_WORKER] != killed.user_attrs[sweep.ATTR_WORKER]
+    assert retry.user_attrs[names.ATTR_WORKER] != killed.user_attrs[names.ATTR_WORKER]
     assert sweep.finished_count(study) >= 3
     # both workers ran trials, each in its own run under the one parent
-    assert len({t.user_attrs[sweep.ATTR_WORKER] for t in study.trials}) >= 2
-    run_ids = [t.user_attrs[sweep.ATTR_RUN_ID] for t in study.trials]
+    assert len({t.user_attrs[names.ATTR_WORKER] for t in study.trials}) >= 2
+    run_ids = [t.user_attrs[names.ATTR_RUN_ID] for t in study.trials]
     assert len(set(run_ids)) == len(run_ids)
     mlflow = client(tmp_path)
-    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    parent = study.user_attrs[names.STUDY_PARENT_RUN]
     statuses = {r.info.run_id: r.info.status for r in children(mlflow, parent)}
     assert sorted(statuses) == sorted(run_ids)
-    assert statuses.pop(killed.user_attrs[sweep.ATTR_RUN_ID]) == "KILLED"
+    assert statuses.pop(killed.user_attrs[names.ATTR_RUN_ID]) == "KILLED"
     assert set(statuses.values()) == {"FINISHED"}
     assert mlflow.get_run(parent).info.status == "FINISHED"
 
@@ -226,11 +227,11 @@ def test_sweep_cli__two_commands_started_at_once_on_a_new_store_share_one_parent
         assert "Traceback" not in err and console_lines(err) == [], err
     mlflow = client(tmp_path)
     study = load_study(tmp_path)
-    parent = study.user_attrs[sweep.STUDY_PARENT_RUN]
+    parent = study.user_attrs[names.STUDY_PARENT_RUN]
     runs = mlflow.search_runs([mlflow.get_run(parent).info.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.run_id for r in parents] == [parent]
-    trial_runs = {t.user_attrs[sweep.ATTR_RUN_ID] for t in study.trials}
+    trial_runs = {t.user_attrs[names.ATTR_RUN_ID] for t in study.trials}
     assert {r.info.run_id for r in children(mlflow, parent)} == trial_runs
     assert sweep.finished_count(study) >= 2
     assert not list(tmp_path.glob(".mlflow.db.*"))  # no private store left behind
@@ -283,14 +284,14 @@ def test_recover__a_killed_trial_is_retried_at_most_twice(tmp_path):
     given = []
     for _ in range(sweep.MAX_RETRIES + 1):
         trial = study.ask({"beta": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)})
-        trial.set_user_attr(sweep.ATTR_WORKER, f"{socket.gethostname()}:{dead.pid}")
-        given.append(sweep.recover_interrupted(study, storage))
+        trial.set_user_attr(names.ATTR_WORKER, f"{socket.gethostname()}:{dead.pid}")
+        given.append(sweep.recover_interrupted(study, storage, client(tmp_path)))
     assert sweep.MAX_RETRIES == 2
     assert given == [[0], [1], []]
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL] * 3
-    assert [t.user_attrs.get(sweep.ATTR_RETRY_OF) for t in study.trials] == [None, 0, 0]
-    assert all(t.user_attrs[sweep.ATTR_FAIL_REASON] == "worker process died" for t in study.trials)
+    assert [t.user_attrs.get(names.ATTR_RETRY_OF) for t in study.trials] == [None, 0, 0]
+    assert all(t.user_attrs[names.ATTR_FAIL_REASON] == "worker process died" for t in study.trials)
 
 
 def test_sweep__timeout_starts_no_trial_after_the_deadline(tmp_path):
@@ -310,7 +311,7 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
     """Regression: Ctrl-C (SIGINT) left the Optuna trial RUNNING or its state unexplained. Now
     the trial in flight is FAIL "interrupted", its run KILLED with the same state and reason, the
     parent KILLED, and the interrupt reaches the command (which prints its one line)."""
-    real_penalty, real_run = train_module.penalty, sweep.train_run
+    real_penalty, real_run = train_module.penalty, sweep_objective.train_run
     armed = []
 
     def trial_run(cfg, **kwargs):
@@ -325,7 +326,7 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)
         return real_penalty(acts, tc)
 
-    monkeypatch.setattr(sweep, "train_run", trial_run)
+    monkeypatch.setattr(sweep_objective, "train_run", trial_run)
     monkeypatch.setattr(train_module, "penalty", penalty)
     base = sweep_base(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -335,6 +336,6 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
     _assert_interrupted(tmp_path, [study.trials[1]])
     assert not study.get_trials(states=(TrialState.RUNNING,))
     retry = study.trials[2]  # waiting for the next session
-    assert retry.state == TrialState.WAITING and retry.user_attrs[sweep.ATTR_RETRY_OF] == 1
-    parent = client(tmp_path).get_run(study.user_attrs[sweep.STUDY_PARENT_RUN])
+    assert retry.state == TrialState.WAITING and retry.user_attrs[names.ATTR_RETRY_OF] == 1
+    parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"

@@ -20,7 +20,7 @@ from helpers_proc import ArgvWatch
 from helpers_server import add_user, assert_no_secret_in_runs, run_worker, start_server
 from mlflow.tracking import MlflowClient
 
-from sae import sweep, tracking
+from sae import names, sweep, tracking
 
 
 @pytest.fixture
@@ -77,19 +77,19 @@ def test_sweep__two_signed_in_workers_on_postgresql_and_a_tracking_server(
             finished = [t for t in trials if sweep.counts_as_finished(t)]
             assert 4 <= len(finished) <= 5  # a worker may start one as the other ends the 4th
             assert sorted(t.number for t in trials) == list(range(len(trials)))
-            assert len({t.user_attrs[sweep.ATTR_WORKER] for t in trials}) == 2
+            assert len({t.user_attrs[names.ATTR_WORKER] for t in trials}) == 2
 
             client = MlflowClient(tracking_uri=server_url)
             experiment = client.get_experiment_by_name("auth-sweep")
             assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served
             runs = client.search_runs([experiment.experiment_id])
-            parent_id = study.user_attrs[sweep.STUDY_PARENT_RUN]
+            parent_id = study.user_attrs[names.STUDY_PARENT_RUN]
             children = {
                 r.info.run_id: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id
             }
             assert len(runs) == len(trials) + 1  # no lost and no duplicate runs
             for trial in trials:
-                run = children[trial.user_attrs[sweep.ATTR_RUN_ID]]
+                run = children[trial.user_attrs[names.ATTR_RUN_ID]]
                 assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == str(trial.number)
                 assert run.info.status == "FINISHED"
             assert client.get_run(parent_id).info.status == "FINISHED"

@@ -1,0 +1,121 @@
+"""What a sweep searches, for what, and where its study lives: ``SweepConfig`` and space files."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sae.config import check_types, read_yaml_mapping
+
+Objective = Literal["pareto", "constrained"]
+SamplerName = Literal["tpe", "random", "nsga2"]
+PrunerName = Literal["median", "hyperband", "none"]
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What the sweep searches, for what, and where the study lives."""
+
+    trials: int = _help("finished trials in total; a resumed sweep runs only the rest", default=30)
+    objective: Objective = _help(
+        "pareto: minimise test MSE and code active fraction together (a Pareto front); "
+        "constrained: minimise test MSE subject to active fraction <= max-active-frac, "
+        "with pruning",
+        default="pareto",
+    )
+    max_active_frac: float = _help(
+        "constrained objective: the largest allowed fraction of active code units", default=0.25
+    )
+    sampler: SamplerName = _help("Optuna sampler", default="tpe")
+    pruner: PrunerName = _help(
+        "pruner from per-epoch test MSE (constrained objective only)", default="median"
+    )
+    sampler_seed: int = _help("seed of the sampler (worker k uses seed + k)", default=0)
+    timeout: float | None = _help(
+        "stop starting new trials after this many seconds; unset means no limit", default=None
+    )
+    study_name: str = _help(
+        "Optuna study name; the same name resumes the study", default="sae-sweep"
+    )
+    storage: str | None = _help(
+        "Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); "
+        "unset means optuna_storage in mlflow.yaml",
+        default=None,
+    )
+    workers: int = _help("worker processes on this machine sharing the study", default=1)
+    space: str | None = _help(
+        "YAML file of the search space (beta: [low, high], lr: [low, high], batch_size: [...])",
+        default=None,
+    )
+    beta_range: tuple[float, float] = _help("beta, log-uniform: LOW HIGH", default=(1e-6, 1e-1))
+    lr_range: tuple[float, float] = _help("lr, log-uniform: LOW HIGH", default=(1e-4, 1e-2))
+    batch_sizes: tuple[int, ...] = _help(
+        "batch_size, categorical: the choices", default=(32, 64, 100, 128, 256)
+    )
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        if self.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {self.trials}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if not 0 < self.max_active_frac <= 1:
+            raise ValueError(f"max_active_frac must be in (0, 1], got {self.max_active_frac}")
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ValueError(f"--timeout must be a finite number > 0, got {self.timeout}")
+        for name, choices in (("sampler", SamplerName), ("pruner", PrunerName)):
+            if getattr(self, name) not in choices.__args__:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of "
+                    f"{', '.join(choices.__args__)}"
+                )
+        if self.objective not in Objective.__args__:
+            raise ValueError(f"unknown objective {self.objective!r}; choose pareto or constrained")
+        if not self.study_name:
+            raise ValueError("--study-name must not be empty")
+
+
+def read_space_file(path: str) -> dict[str, Any]:
+    """The overrides a space file makes, as SweepConfig fields (beta_range, lr_range, ...)."""
+    raw = read_yaml_mapping(path, "search space", "parameters")
+    keys = {"beta": "beta_range", "lr": "lr_range", "batch_size": "batch_sizes"}
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ValueError(
+            f"search space {path}: unknown parameter {sorted(unknown)[0]!r}; "
+            "searchable are beta, lr, batch_size"
+        )
+    out = {}
+    for name, values in raw.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"search space {path}: {name} must be a non-empty list")
+        if name == "batch_size":
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError(
+                    f"search space {path}: batch_size must hold whole numbers, got {values}"
+                )
+            out[keys[name]] = tuple(values)
+            continue
+        if len(values) != 2:
+            raise ValueError(f"search space {path}: {name} needs [low, high], got {values}")
+        numbers = tuple(_finite(v) for v in values)
+        if None in numbers:
+            raise ValueError(f"search space {path}: {name} must hold finite numbers, got {values}")
+        out[keys[name]] = numbers
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (YAML may give a string or a bool)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,126 @@
+"""Where the study lives and how it searches: storage, sampler, pruner, and opening the study."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+
+from sae import journal, locks
+from sae.names import STUDY_OBJECTIVE, STUDY_SPACE
+from sae.redact import redact
+from sae.sweep.config import SweepConfig
+from sae.sweep.recovery import retry_interrupted
+from sae.sweep.space import space_json
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """A journal file for a path, an RDB storage with heartbeats for a database URL.
+
+    Raises ValueError, in one line, when the storage cannot be used: a folder where the journal
+    should be, a damaged journal (checked before anything is written), an unreachable database.
+    Several processes may create the same new storage at once.
+    """
+    if "://" not in url:
+        path = Path(url)
+        if path.is_dir():
+            raise ValueError(f"Optuna storage {path} is a folder: name a journal file in it")
+        if not path.parent.is_dir():
+            raise ValueError(f"storage folder {path.parent} does not exist")
+        if path.exists():
+            journal.check(path)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    try:
+        # Heartbeats let Optuna fail the trials of a worker that died, on any machine, and retry
+        # them. The lock keeps two first starts from creating the tables at once.
+        with (
+            locks.store_lock(url, "sae: create the Optuna storage"),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=10,
+                grace_period=30,
+                heartbeat_stale_trial_callback=retry_interrupted,
+            )
+    except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+        reason = redact(" ".join(str(err).split())[:200])
+        raise ValueError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
+
+
+def make_sampler(
+    cfg: SweepConfig, worker: int = 0, history: int = 0
+) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded from (sampler_seed, worker, trials already in the study).
+
+    A fixed seed alone would make a resumed sweep, or a second worker, replay the first
+    random draws of the first session; mixing in the worker and the history keeps every session
+    deterministic without repeating one.
+    """
+    seed = int(np.random.SeedSequence([cfg.sampler_seed, worker, history]).generate_state(1)[0])
+    # The constrained objective sets its constraint on each trial (Trial.set_constraint), which
+    # both samplers read; Optuna 5 deprecated the constraints_func argument for it.
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
+    if cfg.objective == "pareto" or cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    return name in optuna.get_all_study_names(storage)
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    cfg: SweepConfig,
+    space: dict[str, BaseDistribution],
+    epochs: int,
+    worker: int = 0,
+) -> optuna.Study:
+    """Create the study, or load it when it exists with the same search space and objective."""
+    directions = ["minimize", "minimize"] if cfg.objective == "pareto" else ["minimize"]
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    if cfg.study_name in existing:
+        study = optuna.load_study(
+            study_name=cfg.study_name,
+            storage=storage,
+            sampler=make_sampler(cfg, worker, existing[cfg.study_name]),
+            pruner=make_pruner(cfg, epochs),
+        )
+        attrs = study.user_attrs
+        if attrs.get(STUDY_OBJECTIVE, cfg.objective) != cfg.objective:
+            raise ValueError(
+                f"study {cfg.study_name!r} exists with objective {attrs[STUDY_OBJECTIVE]!r}, "
+                f"not {cfg.objective!r}; pass --study-name NEW for a new study"
+            )
+        if attrs.get(STUDY_SPACE, space_json(space)) != space_json(space):
+            raise ValueError(
+                f"study {cfg.study_name!r} exists with a different search space "
+                f"({attrs[STUDY_SPACE]}); pass the same ranges or --study-name NEW"
+            )
+        return study
+    study = optuna.create_study(
+        study_name=cfg.study_name,
+        storage=storage,
+        sampler=make_sampler(cfg, worker),
+        pruner=make_pruner(cfg, epochs),
+        directions=directions,
+        load_if_exists=True,  # another worker may create it between our look and here
+    )
+    study.set_user_attr(STUDY_SPACE, space_json(space))
+    study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
+    return study
