@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae.config import check_types, read_yaml_mapping
@@ -13,50 +13,40 @@ SamplerName = Literal["tpe", "random", "nsga2"]
 PrunerName = Literal["median", "hyperband", "none"]
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """What the sweep searches, for what, and where the study lives."""
 
-    trials: int = _help("finished trials in total; a resumed sweep runs only the rest", default=30)
-    objective: Objective = _help(
-        "pareto: minimise test MSE and code active fraction together (a Pareto front); "
-        "constrained: minimise test MSE subject to active fraction <= max-active-frac, "
-        "with pruning",
-        default="pareto",
-    )
-    max_active_frac: float = _help(
-        "constrained objective: the largest allowed fraction of active code units", default=0.25
-    )
-    sampler: SamplerName = _help("Optuna sampler", default="tpe")
-    pruner: PrunerName = _help(
-        "pruner from per-epoch test MSE (constrained objective only)", default="median"
-    )
-    sampler_seed: int = _help("seed of the sampler (worker k uses seed + k)", default=0)
-    timeout: float | None = _help(
-        "stop starting new trials after this many seconds; unset means no limit", default=None
-    )
-    study_name: str = _help(
-        "Optuna study name; the same name resumes the study", default="sae-sweep"
-    )
-    storage: str | None = _help(
-        "Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); "
-        "unset means optuna_storage in mlflow.yaml",
-        default=None,
-    )
-    workers: int = _help("worker processes on this machine sharing the study", default=1)
-    space: str | None = _help(
-        "YAML file of the search space (beta: [low, high], lr: [low, high], batch_size: [...])",
-        default=None,
-    )
-    beta_range: tuple[float, float] = _help("beta, log-uniform: LOW HIGH", default=(1e-6, 1e-1))
-    lr_range: tuple[float, float] = _help("lr, log-uniform: LOW HIGH", default=(1e-4, 1e-2))
-    batch_sizes: tuple[int, ...] = _help(
-        "batch_size, categorical: the choices", default=(32, 64, 100, 128, 256)
-    )
+    trials: int = 30
+    """finished trials in total; a resumed sweep runs only the rest"""
+    objective: Objective = "pareto"
+    """pareto: minimise test MSE and code active fraction together (a Pareto front);
+    constrained: minimise test MSE subject to active fraction <= max-active-frac, with pruning"""
+    max_active_frac: float = 0.25
+    """constrained objective: the largest allowed fraction of active code units"""
+    sampler: SamplerName = "tpe"
+    """Optuna sampler"""
+    pruner: PrunerName = "median"
+    """pruner from per-epoch test MSE (constrained objective only)"""
+    sampler_seed: int = 0
+    """seed of the sampler (worker k uses seed + k)"""
+    timeout: float | None = None
+    """stop starting new trials after this many seconds; unset means no limit"""
+    study_name: str = "sae-sweep"
+    """Optuna study name; the same name resumes the study"""
+    storage: str | None = None
+    """Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); unset
+    means optuna_storage in mlflow.yaml"""
+    workers: int = 1
+    """worker processes on this machine sharing the study"""
+    space: str | None = None
+    """YAML file of the search space (beta: [low, high], lr: [low, high], batch_size: [...])"""
+    beta_range: tuple[float, float] = (1e-6, 1e-1)
+    """beta, log-uniform: LOW HIGH"""
+    lr_range: tuple[float, float] = (1e-4, 1e-2)
+    """lr, log-uniform: LOW HIGH"""
+    batch_sizes: tuple[int, ...] = (32, 64, 100, 128, 256)
+    """batch_size, categorical: the choices"""
 
     def __post_init__(self) -> None:
         check_types(self)
