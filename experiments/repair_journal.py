@@ -8,23 +8,7 @@ original as optuna.journal.damaged-<time>. Trials whose last records were lost s
 the next sweep fails them as interrupted and runs their parameters again.
 """
 
-from sae import journal
-from sae.cli import ArgumentParser, run_main
-
-
-def main() -> None:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("journal", help="the Optuna journal file")
-    args = parser.parse_args()
-    damage, backup = journal.repair(args.journal)
-    if damage is None:
-        print(f"{args.journal} reads back whole: nothing to repair")
-        return
-    print(
-        f"{args.journal}: kept {damage.records} complete records, dropped {damage.dropped_bytes} "
-        f"bytes from the first damaged one ({damage.why}); the original is {backup}"
-    )
-
+from sae.commands import repair_journal
 
 if __name__ == "__main__":
-    run_main(main)
+    repair_journal.run()

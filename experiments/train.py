@@ -7,27 +7,7 @@
 Every config field is a flag; see --help. The data are fetched and verified on first use.
 """
 
-from sae import metrics as M
-from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
-from sae.progress import Progress
-from sae.runner import train_run
-
-
-def main() -> None:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    cfg = config_from_args(parser.parse_args())
-    outcome = train_run(cfg, callbacks=[Progress()], log=print)
-    final = outcome.result.final
-    if final:
-        print(
-            f"final: test MSE {final[M.TEST_MSE]:.6f}, train loss {final[M.EPOCH_LOSS]:.6f}, "
-            f"code active fraction {final[M.CODE_ACTIVE_FRAC]:.3f}"
-        )
-    if outcome.run_id:
-        print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}")
-        print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")
-
+from sae.commands import train
 
 if __name__ == "__main__":
-    run_main(main)
+    train.run()

@@ -7,10 +7,12 @@ The reference loop is written here as a user of the seed would run it: torchvisi
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -20,16 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import simple_parsing
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sae import metrics as M
-from sae.config import Config, DataConfig, TrackingConfig, TrainConfig
+from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig
 from sae.model import LAYER_NAMES, LAYER_SHAPES, SparseAutoencoder
 from sae.train import Splits, fit, load_splits
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class SeedModel(nn.Module):
@@ -185,7 +186,7 @@ def peak_rss_mb(command: list[str], cwd: Path) -> tuple[float, float]:
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{command[1]} failed: {done.stderr[-500:]}")
+        raise RuntimeError(f"{shlex.join(command[1:4])} failed: {done.stderr[-500:]}")
     return int(done.stdout.strip()) / 1024, seconds
 
 
@@ -213,17 +214,41 @@ PARTS = ("throughput", "tracking", "eval", "sweep", "memory", "flops")
 """The measurements ``run`` can make, in the order it makes them."""
 
 
+def parse_parts(text: str) -> tuple[str, ...]:
+    """argparse type of ``--parts``: comma-separated names from ``PARTS``."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in PARTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(unknown) or '(none)'}; choose from {','.join(PARTS)}"
+        )
+    return names
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
+    """What the benchmark measures, and on which device."""
+
     images: int = 20_000
-    """Training images per throughput measurement (batch 100)."""
+    """images per throughput run (batch 100)"""
     repeats: int = 3
-    """Alternating repetitions of core and reference loop."""
+    """alternating repetitions of core and reference loop"""
     sweep_trials: int = 6
+    """trials of the small sweep"""
     sweep_train_size: int = 3_000
-    device: str = "auto"
+    """training images of each trial of the small sweep"""
+    device: Device = "auto"
+    """auto (cuda when present, else cpu), cpu or cuda"""
     amp: bool = False
-    parts: tuple[str, ...] = PARTS
+    """mixed precision in the core's training steps (CUDA only)"""
+    parts: tuple[str, ...] = simple_parsing.field(
+        default=PARTS, type=parse_parts, nargs=None, metavar="PARTS"
+    )
+    """comma-separated measurements to make"""
+
+    def __post_init__(self) -> None:
+        if self.images < 100 or self.repeats < 1 or self.sweep_trials < 1:
+            raise ValueError("--images must be >= 100, --repeats and --sweep-trials >= 1")
 
 
 def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -289,9 +314,7 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
             study = f"bench-{workers}w-{time.time_ns()}"
             rss, seconds = peak_rss_mb(
                 [
-                    python,
-                    str(ROOT / "experiments" / "sweep.py"),
-                    *common,
+                    *(python, "-m", "sae", "sweep", *common),
                     *("--workers", str(workers), "--study-name", study),
                 ],
                 tmp,
@@ -303,7 +326,7 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
             results["sweep_trials_per_hour_2w"] / results["sweep_trials_per_hour_1w"]
         )
     if "memory" in bench.parts:
-        train = [python, str(ROOT / "experiments" / "train.py"), "--root", data_root]
+        train = [python, "-m", "sae", "train", "--root", data_root]
         train += ["--epochs", "1", "--no-track", "--device", bench.device]
         results["train_peak_rss_mb"], _ = peak_rss_mb(train, tmp)
 

@@ -1,7 +1,7 @@
 """Run configuration: one dataclass per concern, defaults equal to the published baseline.
 
-Every field carries its help text in ``metadata["help"]``; the command line (``sae.cli``) is
-generated from these fields, and the whole config is logged to each run and saved beside the model.
+Every field's docstring is its help text: the command line (``sae.cli``) is parsed from these
+fields, and the whole config is logged to each run and saved beside the model.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ OutputActivation = Literal["relu", "sigmoid"]
 Penalty = Literal["l1", "kl"]
 PenaltyLayers = Literal["all", "encoder", "code"]
 Device = Literal["auto", "cpu", "cuda"]
-
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 def _check_positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
@@ -86,21 +82,14 @@ def _check_type(name: str, value: Any, annotation: Any) -> None:
 class DataConfig:
     """Where the data comes from and how much of it a run uses."""
 
-    root: str = _help(
-        "data root; MNIST lives in ROOT/MNIST/raw (env SAE_DATA_ROOT)",
-        default_factory=lambda: os.environ.get("SAE_DATA_ROOT", "data"),
-    )
-    manifest: str | None = _help(
-        "JSON file of expected IDX sizes and SHA-256 digests; unset means canonical MNIST",
-        default=None,
-    )
-    train_size: int | None = _help(
-        "use only the first N training images, for quick looks; unset means all 60,000",
-        default=None,
-    )
-    test_size: int | None = _help(
-        "use only the first N test images, for quick looks; unset means all 10,000", default=None
-    )
+    root: str = field(default_factory=lambda: os.environ.get("SAE_DATA_ROOT", "data"))
+    """data root; MNIST lives in ROOT/MNIST/raw (env SAE_DATA_ROOT)"""
+    manifest: str | None = None
+    """JSON file of expected IDX sizes and SHA-256 digests; unset means canonical MNIST"""
+    train_size: int | None = None
+    """use only the first N training images, for quick looks; unset means all 60,000"""
+    test_size: int | None = None
+    """use only the first N test images, for quick looks; unset means all 10,000"""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -114,9 +103,8 @@ class DataConfig:
 class ModelConfig:
     """The seed's six-layer convolutional autoencoder."""
 
-    output_activation: OutputActivation = _help(
-        "activation of the output layer: relu (seed) or sigmoid", default="relu"
-    )
+    output_activation: OutputActivation = "relu"
+    """activation of the output layer: relu (seed) or sigmoid"""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -126,32 +114,38 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation, penalty and evaluation; defaults are the published 10-epoch baseline."""
 
-    epochs: int = _help("number of passes over the training set", default=10)
-    batch_size: int = _help("training batch size", default=100)
-    test_batch_size: int = _help("evaluation batch size (600 as in the seed)", default=600)
-    lr: float = _help("Adam learning rate", default=1e-3)
-    adam_beta1: float = _help("Adam beta1", default=0.9)
-    adam_beta2: float = _help("Adam beta2", default=0.999)
-    adam_eps: float = _help("Adam epsilon", default=1e-8)
-    penalty: Penalty = _help("sparsity penalty: l1 (seed) or kl (towards rho)", default="l1")
-    penalty_layers: PenaltyLayers = _help(
-        "penalised activations: all six (seed), encoder (first three) or code (bottleneck)",
-        default="all",
-    )
-    beta: float = _help(
-        "penalty weight; 1e-4 is what the seed's script used (its README states 0.005)",
-        default=1e-4,
-    )
-    rho: float = _help("target mean activation of the kl penalty (README: 0.01)", default=0.01)
-    seed: int = _help("seed of weights and shuffling", default=1)
-    device: Device = _help("auto (cuda when present, else cpu), cpu or cuda", default="auto")
-    threads: int | None = _help(
-        "torch intra-op threads; unset means torch's own choice", default=None
-    )
-    amp: bool = _help(
-        "mixed precision: float16 autocast with a gradient scaler (CUDA only)", default=False
-    )
-    log_every: int = _help("report training metrics every N optimiser steps", default=50)
+    epochs: int = 10
+    """number of passes over the training set"""
+    batch_size: int = 100
+    """training batch size"""
+    test_batch_size: int = 600
+    """evaluation batch size (600 as in the seed)"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    adam_beta1: float = 0.9
+    """Adam beta1"""
+    adam_beta2: float = 0.999
+    """Adam beta2"""
+    adam_eps: float = 1e-8
+    """Adam epsilon"""
+    penalty: Penalty = "l1"
+    """sparsity penalty: l1 (seed) or kl (towards rho)"""
+    penalty_layers: PenaltyLayers = "all"
+    """penalised activations: all six (seed), encoder (first three) or code (bottleneck)"""
+    beta: float = 1e-4
+    """penalty weight; 1e-4 is what the seed's script used (its README states 0.005)"""
+    rho: float = 0.01
+    """target mean activation of the kl penalty (README: 0.01)"""
+    seed: int = 1
+    """seed of weights and shuffling"""
+    device: Device = "auto"
+    """auto (cuda when present, else cpu), cpu or cuda"""
+    threads: int | None = None
+    """torch intra-op threads; unset means torch's own choice"""
+    amp: bool = False
+    """mixed precision: float16 autocast with a gradient scaler (CUDA only)"""
+    log_every: int = 50
+    """report training metrics every N optimiser steps"""
 
     def __post_init__(self) -> None:
         check_types(self)  # also refuses inf and NaN in every float field
@@ -173,20 +167,18 @@ class TrainConfig:
 class TrackingConfig:
     """Where and what a run logs to MLflow."""
 
-    track: bool = _help(
-        "log the run to MLflow (--no-track to train without tracking)", default=True
-    )
-    config_file: str = _help("tracking settings file", default="mlflow.yaml")
-    tracking_uri: str | None = _help(
-        "MLflow tracking URI; unset means MLFLOW_TRACKING_URI, else mlflow.yaml", default=None
-    )
-    experiment: str | None = _help(
-        "MLflow experiment name; unset means the one mlflow.yaml names", default=None
-    )
-    run_name: str | None = _help(
-        "MLflow run name; unset means one derived from the config", default=None
-    )
-    log_model: bool = _help("log the trained model with mlflow.pytorch.log_model", default=True)
+    track: bool = True
+    """log the run to MLflow (--no-track to train without tracking)"""
+    config_file: str = "mlflow.yaml"
+    """tracking settings file"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; unset means MLFLOW_TRACKING_URI, else mlflow.yaml"""
+    experiment: str | None = None
+    """MLflow experiment name; unset means the one mlflow.yaml names"""
+    run_name: str | None = None
+    """MLflow run name; unset means one derived from the config"""
+    log_model: bool = True
+    """log the trained model with mlflow.pytorch.log_model"""
 
     def __post_init__(self) -> None:
         check_types(self)

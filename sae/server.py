@@ -17,13 +17,13 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from sae.redact import redact
 from sae.tracking import sqlite_file
-from sae.ui import JOBS_ENV, PGPASS, Server, connect_host, is_loopback, run_until_stopped
+from sae.ui import JOBS_ENV, Server, connect_host, is_loopback, run_until_stopped
 
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
@@ -33,42 +33,32 @@ AUTH_CACHE_S = 60
 PROTECTED_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass(frozen=True)
 class TrackingServerConfig:
     """The tracking server for workers on several machines."""
 
-    backend_store_uri: str | None = _help(
-        "where runs go, e.g. postgresql+psycopg://sae@DBHOST:5432/sae_mlflow, without a password "
-        f"(libpq reads it from {PGPASS}); unset means MLFLOW_BACKEND_STORE_URI",
-        default=None,
-    )
-    artifacts_destination: str = _help(
-        "where the server keeps the artifacts it receives (a folder or URI)",
-        default="./mlartifacts",
-    )
-    auth_db: str = _help(
-        "the database of users and permissions; the first start creates it with the admin user",
-        default="sqlite:///mlflow-auth.db",
-    )
-    admin_username: str = _help(
-        f"the admin user created on the first start, with the password in ${ADMIN_PASSWORD_ENV}",
-        default="admin",
-    )
-    default_permission: Permission = _help(
-        "what a signed-in user may do with experiments others created", default="READ"
-    )
-    host: str = _help("address to bind; 0.0.0.0 for every interface", default="127.0.0.1")
-    port: int = _help("port to listen on", default=5000)
-    allowed_hosts: str | None = _help(
-        "comma-separated Host headers the server answers (the names workers use, with the port: "
-        "mlflow.lab:5000,10.0.0.5:5000); required for a --host other than loopback",
-        default=None,
-    )
-    workers: int = _help("server worker processes", default=4)
+    backend_store_uri: str | None = None
+    """where runs go, e.g. postgresql+psycopg://sae@DBHOST:5432/sae_mlflow, without a password
+    (libpq reads it from ~/.pgpass (or PGPASSFILE, or PGPASSWORD)); unset means
+    MLFLOW_BACKEND_STORE_URI"""
+    artifacts_destination: str = "./mlartifacts"
+    """where the server keeps the artifacts it receives (a folder or URI)"""
+    auth_db: str = "sqlite:///mlflow-auth.db"
+    """the database of users and permissions; the first start creates it with the admin user"""
+    admin_username: str = "admin"
+    """the admin user created on the first start, with the password in
+    $MLFLOW_AUTH_ADMIN_PASSWORD"""
+    default_permission: Permission = "READ"
+    """what a signed-in user may do with experiments others created"""
+    host: str = "127.0.0.1"
+    """address to bind; 0.0.0.0 for every interface"""
+    port: int = 5000
+    """port to listen on"""
+    allowed_hosts: str | None = None
+    """comma-separated Host headers the server answers (the names workers use, with the port:
+    mlflow.lab:5000,10.0.0.5:5000); required for a --host other than loopback"""
+    workers: int = 4
+    """server worker processes"""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

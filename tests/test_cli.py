@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sae.cli import (
-    ArgumentParser,
-    add_config_arguments,
-    add_dataclass_arguments,
-    config_from_args,
-)
+from sae.cli import ArgumentParser, add_config_arguments, config_from_args
 from sae.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +169,7 @@ def test_float_flags__every_one_refuses_inf_and_nan_by_name(capsys):
     from sae.sweep import SweepConfig
 
     parser = ArgumentParser(prog="p")
-    add_dataclass_arguments(parser, "sweep", SweepConfig(), title="sweep")
+    parser.add_dataclass("sweep", SweepConfig())
     add_config_arguments(parser)
     floats = {}  # flag -> how many values it takes
     for cls in (*(f.default_factory for f in dataclasses.fields(Config)), SweepConfig):

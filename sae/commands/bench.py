@@ -1,0 +1,85 @@
+"""Benchmark the training core against the seed's own loop, and the rest of the suite."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from sae import bench
+from sae.cli import ArgumentParser, SettingsOptions, run_main
+from sae.data import default_root
+from sae.train import resolve_device
+
+TARGETS = {
+    "speedup_vs_seed_loop": (">=", 2.0),
+    "tracking_overhead_pct": ("<=", 3.0),
+    "sweep_speedup_2w": (">=", 1.2),
+}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Where the data come from and where the figures go."""
+
+    root: str = field(default_factory=lambda: str(default_root()))
+    """data root"""
+    output: str = "reports/benchmarks.json"
+    """JSON file of the figures"""
+    track: bool = True
+    """log the figures to MLflow (--no-track: console and JSON only)"""
+    from_json: str | None = None
+    """measure nothing: log a JSON file this command wrote"""
+
+
+def print_table(results: dict[str, float]) -> None:
+    width = max(map(len, results))
+    for key, value in results.items():
+        target = TARGETS.get(key)
+        note = ""
+        if target:
+            op, bound = target
+            met = value >= bound if op == ">=" else value <= bound
+            note = f"   target {op} {bound:g}: {'met' if met else 'NOT met'}"
+        print(f"{key:<{width}}  {value:>12,.3f}{note}")
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__)
+    parser.add_dataclass("bench", bench.BenchConfig())
+    parser.add_dataclass("options", BenchOptions())
+    parser.add_dataclass("settings", SettingsOptions())
+    args = parser.parse_args()
+    cfg: bench.BenchConfig = args.bench
+    opts: BenchOptions = args.options
+
+    if opts.from_json:
+        output = Path(opts.from_json)
+        try:
+            saved = json.loads(output.read_text())
+            info, results = saved["machine"], saved["results"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{output} is not a benchmark JSON file ({err})") from None
+        print(f"machine: {info}")
+    else:
+        info = {**bench.machine(resolve_device(cfg.device)), "amp": str(cfg.amp)}
+        info["parts"] = ",".join(cfg.parts)
+        print(f"machine: {info}")
+        results = bench.run(cfg, opts.root, log=print)
+        output = Path(opts.output)
+        bench.write_json(results, info, output)
+    print()
+    print_table(results)
+    if opts.track:
+        from sae import tracking  # MLflow is only needed to log
+
+        settings = tracking.load_settings(args.settings.config_file, args.settings.tracking_uri)
+        run_id = tracking.log_benchmark(settings, results, info, [output])
+        done = "logged" if opts.from_json else "written to"
+        print(f"\n{done} {output}; MLflow run {run_id} in experiment 'benchmarks'")
+    else:
+        print(f"\nwritten to {output}")
+
+
+def run() -> NoReturn:
+    """``sae-bench``."""
+    run_main(main)
