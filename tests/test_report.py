@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 import torch
 from helpers import build_config
-from mlflow.tracking import MlflowClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from sae import baseline as B
@@ -28,6 +27,9 @@ from sae import metrics as M
 from sae import report, sweep, tracking
 from sae.runner import train_run
 from sae.sweep import SweepConfig, run_sweep
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+import synthetic_store  # noqa: E402  (analysis/ holds scripts, not a package)
 
 REPORT = Path(__file__).resolve().parents[1] / "analysis" / "report.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -105,7 +107,7 @@ def _metrics(**overrides):
 
 
 def _log(settings, experiment, name, *, tags, params=None, status="FINISHED", parent=None, **m):
-    return tracking.log_completed_run(
+    return synthetic_store.log_completed_run(
         settings,
         experiment,
         run_name=name,
@@ -148,7 +150,7 @@ def test_runs_frame__one_row_per_run_with_final_metrics_params_and_tags(store):
     assert list(frame.columns[: len(tracking.RUN_COLUMNS)]) == list(tracking.RUN_COLUMNS)
     assert len(frame) == len(BASELINE_RUNS) + 2 + 1  # the trials and their study's parent run
     assert frame["start_time"].is_monotonic_increasing
-    client = MlflowClient()
+    client = tracking.client(settings)
     for _, row in frame.iterrows():
         run = client.get_run(row["run_id"])
         for key, value in run.data.metrics.items():
@@ -167,7 +169,7 @@ def test_curves_frame__one_row_per_run_epoch_and_metric(store):
     curves = tracking.curves_frame(settings, ids, [M.TEST_MSE, M.EPOCH_LOSS])
     assert list(curves.columns) == list(tracking.CURVE_COLUMNS)
     assert len(curves) == len(ids) * 2 * 2  # runs x metrics x 2 epochs
-    client = MlflowClient()
+    client = tracking.client(settings)
     for run_id in ids:
         history = client.get_metric_history(run_id, M.TEST_MSE)
         mine = curves[(curves["run_id"] == run_id) & (curves["metric"] == M.TEST_MSE)]
@@ -284,9 +286,11 @@ def test_build_report__same_store_gives_the_same_tables_and_figure_bytes(store, 
         assert first.read_bytes() == second.read_bytes(), first.name
 
 
-def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_commands(built):
+def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_commands(
+    store, built
+):
     """The section's values are the store's, read back here independently of the report."""
-    client = MlflowClient()
+    client = tracking.client(store[1])
     measured = built.frames.runs[built.frames.runs["role"].isin(["baseline", "trial"])]
     tags = [client.get_run(run_id).data.tags for run_id in measured["run_id"]]
     assert len(tags) == len(BASELINE_RUNS) + 2
@@ -385,8 +389,7 @@ def test_report_cli__writes_the_folder_and_logs_it_as_a_report_run(store, monkey
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert f"report:  {tmp / 'out' / 'cli' / 'report.md'}" in out
-    tracking.connect(settings)
-    client = MlflowClient()
+    client = tracking.client(settings)
     experiment = client.get_experiment_by_name(settings.experiment("report"))
     (run,) = client.search_runs([experiment.experiment_id], "tags.report = 'cli'")
     assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_KIND] == "report"
