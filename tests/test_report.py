@@ -25,6 +25,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from sae import baseline as B
 from sae import metrics as M
 from sae import report, sweep, tracking
+from sae.report import document
 from sae.runner import train_run
 from sae.sweep import SweepConfig, run_sweep
 
@@ -234,6 +235,27 @@ def test_compare_in_words__states_both_changes_in_plain_words():
     assert (
         same == "code active fraction 0.58 vs 0.58 (the same), test MSE 0.0049 vs 0.0049 (the same)"
     )
+
+
+# The document.
+
+
+def test_document__markdown_and_html_from_templates_escaped_and_redacted(tmp_path):
+    """The Markdown table is laid out as tabulate's pipe format was (the report's earlier
+    renderer); the HTML page escapes every text; both mask a password."""
+    doc = document.Document("T <1>")
+    doc.text("a <b> & ", document.code("postgresql://u:pw@h/db"), " ", document.strong("c"))
+    frame = pd.DataFrame({"state": ["COMPLETE", "FAIL"], "trials": [2, 10], "β x": [None, 0.5]})
+    doc.table(frame)
+    doc.code("run <x>")
+    text, page = doc.markdown(), doc.html(tmp_path)
+    assert text.startswith("# T <1>\n\na <b> & `postgresql://u:***@h/db` **c**\n\n")
+    cells = frame.assign(trials=["2", "10"], **{"β x": ["–", "0.5"]})
+    assert cells.to_markdown(index=False, disable_numparse=True) in text
+    assert text.endswith("\n\n```\nrun <x>\n```\n")
+    assert "<p>a &lt;b&gt; &amp; <code>postgresql://u:***@h/db</code> <strong>c</strong>" in page
+    assert "<title>T &lt;1&gt;</title>" in page and "<pre><code>run &lt;x&gt;</code></pre>" in page
+    assert "<td>–</td>" in page and "pw@" not in page + text
 
 
 # The report.
