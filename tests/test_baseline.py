@@ -84,3 +84,37 @@ def test_dead_at_init__finds_the_seeds_whose_output_is_zero_everywhere():
         out = SparseAutoencoder()(images.unsqueeze(1).float() / 255)[0]
         assert (seed in dead) == bool((out <= 0).all())
     assert baseline.dead_at_init(range(1, 11), images, ModelConfig("sigmoid")) == []
+
+
+def test_tracked_reference__mean_of_the_finished_script_runs_that_trained(tmp_path):
+    from mlflow.entities import Metric, Param
+
+    from sae import tracking
+
+    settings = tracking.Settings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=(tmp_path / "a").as_uri()
+    )
+    assert baseline.tracked_reference(settings) is None  # no baseline experiment yet
+    client = tracking.client(settings)
+    experiment = tracking.ensure_experiment(settings, settings.experiment("baseline"))
+    runs = [  # (beta source, test MSE, output active, final status)
+        ("script", 0.004, 0.9, "FINISHED"),
+        ("script", 0.006, 0.8, "FINISHED"),
+        ("script", 0.001, 0.9, "FAILED"),  # not finished: left out
+        ("script", 0.112, 0.0, "FINISHED"),  # never trained: left out
+        ("readme", 0.02, 0.9, "FINISHED"),  # the README's beta: left out
+    ]
+    for source, mse, active, status in runs:
+        tags = {baseline.TAG_BASELINE: "true", baseline.TAG_BETA_SOURCE: source}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        values = {M.TEST_MSE: mse, M.CODE_ACTIVE_FRAC: 0.5, baseline.OUTPUT_ACTIVE: active}
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, 0, 2) for k, v in values.items()],
+            params=[Param("train.beta", str(baseline.BETAS[source]))],
+        )
+        client.set_terminated(run_id, status)
+    reference = baseline.tracked_reference(settings)
+    assert reference == pytest.approx(
+        {M.TEST_MSE: 0.005, M.CODE_ACTIVE_FRAC: 0.5, "runs": 2.0, "beta": 1e-4}
+    )
