@@ -30,6 +30,7 @@ from sae import names, sweep, tracking
 from sae import train as train_module
 from sae.sweep import objective as sweep_objective
 from sae.sweep import run_sweep
+from sae.tracking import tracker as tracker_module
 
 
 def _quiet(_line: str) -> None:
@@ -41,7 +42,7 @@ def test_trial__exception_in_end_of_run_logging_fails_that_trial_only(
 ):
     """Regression: a trial whose end-of-run histogram raised (`Too many bins`) crashed the whole
     sweep, ended the parent FAILED, and every resume crashed again on the same parameters."""
-    real = tracking.activation_histograms
+    real = tracker_module.activation_histograms
     calls = []
 
     def too_many_bins_once(model, images):
@@ -50,7 +51,7 @@ def test_trial__exception_in_end_of_run_logging_fails_that_trial_only(
             raise ValueError("Too many bins for data range. Cannot create 50 finite-sized bins.")
         return real(model, images)
 
-    monkeypatch.setattr(tracking, "activation_histograms", too_many_bins_once)
+    monkeypatch.setattr(tracker_module, "activation_histograms", too_many_bins_once)
     base = sweep_base(tmp_path)
     result = run_sweep(base, sweep_config(), log=_quiet)
     trials = result.study.get_trials()
