@@ -25,7 +25,7 @@ from helpers_data import (
 
 from sae import data
 from sae.data import DataError, FileSpec
-from sae.data import cli as data_cli
+from sae.commands import data as data_cli
 from sae.data import fetch as data_fetch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -464,19 +464,21 @@ def test_cli__verify_good_files_exits_0(tiny, tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "code"),
     [
-        ["verify", "--root", "{root}"],  # tiny files checked against the real MNIST digests
-        ["verify", "--root", "{root}", "--manifest", "{root}/absent.json"],
-        ["fetch", "--root", "{root}", "--manifest", "{root}/absent.json"],
-        ["frobnicate"],
-        [],
-        ["fetch", "--timeout", "soon"],
+        (["verify", "--root", "{root}"], 1),  # tiny files checked against the real MNIST digests
+        (["verify", "--root", "{root}", "--manifest", "{root}/absent.json"], 1),
+        (["fetch", "--root", "{root}", "--manifest", "{root}/absent.json"], 1),
+        (["frobnicate"], 2),  # usage errors exit 2, as every command's
+        ([], 2),
+        (["fetch", "--timeout", "soon"], 2),
     ],
 )
-def test_cli__errors_are_one_line_on_stderr_with_exit_1(tiny, capsys, argv) -> None:
+def test_cli__errors_are_one_line_on_stderr_with_exit_1_or_2_for_usage(
+    tiny, capsys, argv, code
+) -> None:
     root, _ = tiny
-    assert data_cli.main([a.format(root=root) for a in argv]) == 1
+    assert data_cli.main([a.format(root=root) for a in argv]) == code
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert "Traceback" not in captured.err
@@ -501,7 +503,7 @@ def test_cli__bad_timeout_is_refused_before_anything_is_fetched(tmp_path, capsys
     (or 0 made the socket non-blocking) and the fetch quietly fell back to the mirror."""
     root = tmp_path / "root"
     for value in ("0", "-1", "inf", "nan"):
-        assert data_cli.main(["fetch", "--root", str(root), "--timeout", value]) == 1
+        assert data_cli.main(["fetch", "--root", str(root), "--timeout", value]) == 2
         err = capsys.readouterr().err
         assert err == (
             f"error: python -m sae.data fetch: argument --timeout: must be a finite number of "

@@ -3,12 +3,13 @@ dataclasses) and the one error policy (one line on stderr; exit 2, 1, 130 or 143
 
 from sae.cli.errors import fail, one_line, run_main
 from sae.cli.options import SettingsOptions
-from sae.cli.parser import ArgumentParser, finite_float
+from sae.cli.parser import ArgumentParser, UsageError, finite_float
 from sae.cli.training import add_config_arguments, config_from_args, read_config_file
 
 __all__ = [
     "ArgumentParser",
     "SettingsOptions",
+    "UsageError",
     "add_config_arguments",
     "config_from_args",
     "fail",

@@ -90,6 +90,11 @@ class _Section(DataclassWrapper):
         return None
 
 
+class UsageError(Exception):
+    """A usage error (``prog: message``) of a parser made with ``exit_on_error=False``, raised
+    instead of exiting, for a ``main`` that returns its exit status."""
+
+
 class ArgumentParser(simple_parsing.ArgumentParser):
     """The parser of every command: a usage error is one line (no usage block) and exit status 2.
 
@@ -136,7 +141,12 @@ class ArgumentParser(simple_parsing.ArgumentParser):
                 path = None
             if path:
                 self.set_defaults(**load(path))
-        return super().parse_known_args(args, namespace, attempt_to_reorder)
+        try:
+            return super().parse_known_args(args, namespace, attempt_to_reorder)
+        except argparse.ArgumentError as err:  # only raised with exit_on_error=False
+            self.error(str(err))
 
     def error(self, message: str) -> NoReturn:
+        if not self.exit_on_error:
+            raise UsageError(f"{self.prog}: {one_line(message)}")
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")

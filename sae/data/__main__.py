@@ -1,7 +1,7 @@
-"""`python -m sae.data`: fetch or verify MNIST (see `sae.data.cli`)."""
+"""`python -m sae.data`: fetch or verify MNIST (see `sae.commands.data`)."""
 
 import sys
 
-from sae.data.cli import main
+from sae.commands.data import main
 
 sys.exit(main())

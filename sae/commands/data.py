@@ -1,4 +1,4 @@
-"""The command line of the data package: `python -m sae.data fetch|verify`."""
+"""Fetch or verify MNIST: `python -m sae.data fetch|verify`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import simple_parsing
+
 from sae import data
+from sae.cli import ArgumentParser, UsageError, one_line
 from sae.data import (
-    DEFAULT_ROOT,
     MNIST_FILES,
-    ROOT_ENV_VAR,
     DataError,
     dataset_digest,
     default_root,
@@ -21,21 +23,6 @@ from sae.data import (
     prepare_with_source,
     raw_dir_of,
 )
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # One line and exit 1 like every other error here, not argparse's usage block and exit 2.
-        raise _UsageError(f"{self.prog}: {message} (see --help)")
 
 
 def _seconds(text: str) -> float:
@@ -49,30 +36,39 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m sae.data", description=data.__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{fetch,verify}")
-    fetch = commands.add_parser("fetch", help="get the four files (present, torchvision, mirror)")
-    verify = commands.add_parser("verify", help="check the four files and load both splits")
-    for sub in (fetch, verify):
-        sub.add_argument(
-            "--root",
-            type=Path,
-            default=None,
-            help=f"data root (default: ${ROOT_ENV_VAR} or ./{DEFAULT_ROOT})",
-        )
-        sub.add_argument(
-            "--manifest",
-            type=Path,
-            default=None,
-            help="JSON manifest of other IDX files to use instead of MNIST's digests",
-        )
-    fetch.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        help="socket timeout in seconds for torchvision's download (default: 10)",
+@dataclass(frozen=True)
+class FilesOptions:
+    """Which files, and where."""
+
+    root: str | None = None
+    """data root; unset means $SAE_DATA_ROOT, else ./data"""
+    manifest: str | None = None
+    """JSON manifest of other IDX files to use instead of MNIST's digests"""
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How the files are fetched."""
+
+    timeout: float = simple_parsing.field(default=10.0, type=_seconds)
+    """socket timeout in seconds for torchvision's download"""
+
+
+def _parser() -> ArgumentParser:
+    # Usage errors are raised (exit_on_error=False): main returns its exit status.
+    parser = ArgumentParser(
+        prog="python -m sae.data", description=data.__doc__.splitlines()[0], exit_on_error=False
     )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{fetch,verify}")
+    fetch = commands.add_parser(
+        "fetch", help="get the four files (present, torchvision, mirror)", exit_on_error=False
+    )
+    verify = commands.add_parser(
+        "verify", help="check the four files and load both splits", exit_on_error=False
+    )
+    for sub in (fetch, verify):
+        sub.add_dataclass("files", FilesOptions())
+    fetch.add_dataclass("fetch", FetchOptions())
     return parser
 
 
@@ -80,16 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m sae.data`; returns the exit code."""
 
     def say(message: str) -> None:
-        print(message, flush=True)  # noqa: T201
+        print(message, flush=True)
 
     try:
         args = _parser().parse_args(argv)
-        files = load_manifest(args.manifest) if args.manifest else MNIST_FILES
-        root = args.root if args.root is not None else default_root()
+        manifest, root = args.files.manifest, args.files.root
+        files = load_manifest(Path(manifest)) if manifest else MNIST_FILES
+        root = Path(root) if root is not None else default_root()
         if args.command == "fetch":
             start = time.perf_counter()
             raw_dir, source = prepare_with_source(
-                root, files, log=say, download_timeout=args.timeout
+                root, files, log=say, download_timeout=args.fetch.timeout
             )
             say(
                 f"MNIST ready in {raw_dir} (from: {source}; {time.perf_counter() - start:.1f} s; "
@@ -105,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"verified {n_train} train and {n_test} test images in {raw_dir} "
                 f"(dataset digest {dataset_digest(files)})"
             )
-    except (_UsageError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)  # noqa: T201
+    except UsageError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        return 2
+    except DataError as e:
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)  # noqa: T201
+        print(f"error: {type(e).__name__}: {one_line(' '.join(str(e).split()))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)  # noqa: T201
+        print("error: interrupted", file=sys.stderr)
         return 130
     return 0
