@@ -14,6 +14,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import synthetic_store
@@ -27,15 +28,28 @@ def progress(logged: int) -> None:
         print(f"logged {logged} runs", flush=True)
 
 
+@dataclass(frozen=True)
+class BenchReportOptions:
+    """The synthetic store and where the timings go."""
+
+    runs: int = 1000
+    """runs to log"""
+    epochs: int = 3
+    """epochs per run"""
+    output: str = "reports/bench_report.json"
+    """JSON file of the timings"""
+    keep: bool = False
+    """keep the temporary store"""
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.epochs < 1:
+            raise ValueError("--runs and --epochs must be >= 1")
+
+
 def main() -> None:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=1000, help="runs to log (default: 1000)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
-    parser.add_argument("--output", default="reports/bench_report.json", metavar="FILE")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary store")
-    args = parser.parse_args()
-    if args.runs < 1 or args.epochs < 1:
-        raise ValueError("--runs and --epochs must be >= 1")
+    parser.add_dataclass("bench", BenchReportOptions())
+    args = parser.parse_args().bench
 
     folder = Path(tempfile.mkdtemp(prefix="sae-bench-report-"))
     settings = tracking.Settings(
