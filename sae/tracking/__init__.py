@@ -53,7 +53,6 @@ from sae.tracking.readback import (
 )
 from sae.tracking.runs import (
     log_benchmark,
-    log_completed_run,
     log_metrics,
     log_report,
     log_summary,
@@ -115,7 +114,6 @@ __all__ = [
     "learning_curves",
     "load_settings",
     "log_benchmark",
-    "log_completed_run",
     "log_metrics",
     "log_model",
     "log_report",

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from sae.names import TAG_DESCRIPTION, TAG_KIND, TAG_PARENT_RUN, TAG_REPORT
+from sae.names import TAG_DESCRIPTION, TAG_KIND, TAG_REPORT
 from sae.tracking.environment import environment_tags
 from sae.tracking.lifecycle import run_lifecycle
-from sae.tracking.params import param_value
 from sae.tracking.settings import Settings
 from sae.tracking.store import client, ensure_experiment
 
@@ -104,35 +103,3 @@ def log_report(settings: Settings, name: str, folder: str | Path) -> str:
     with run_lifecycle(mlflow_client, run.info.run_id) as run_id:
         mlflow_client.log_artifacts(run_id, str(folder))
     return run.info.run_id
-
-
-def log_completed_run(
-    settings: Settings,
-    experiment: str,
-    *,
-    run_name: str,
-    params: dict[str, Any],
-    tags: dict[str, str],
-    history: dict[int, dict[str, float]],
-    status: str = "FINISHED",
-    parent_run_id: str | None = None,
-) -> str:
-    """Record a run that happened elsewhere (synthetic runs for tests and benchmarks): its
-    params and its metrics by step in one ``log_batch``, then its final status."""
-    experiment_id = ensure_experiment(settings, experiment)
-    mlflow_client = client(settings)
-    if parent_run_id:
-        tags = {**tags, TAG_PARENT_RUN: parent_run_id}
-    run_id = mlflow_client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(key, float(value), now, step)
-        for step, values in sorted(history.items())
-        for key, value in values.items()
-    ]
-    entries = [Param(k, param_value(v)) for k, v in params.items()]
-    mlflow_client.log_batch(run_id, metrics=metrics[: 1000 - len(entries)], params=entries)
-    for start in range(1000 - len(entries), len(metrics), 1000):
-        mlflow_client.log_batch(run_id, metrics=metrics[start : start + 1000])
-    mlflow_client.set_terminated(run_id, status=status)
-    return run_id
