@@ -12,10 +12,11 @@ Everything else in the suite uses public APIs. Each call here has a test
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # reading MLflow runs back needs no Optuna
+    import optuna
+    from mlflow.tracking import MlflowClient
 
 _IDS_PER_QUERY = 500
 _NO_LIMIT = 10**9
