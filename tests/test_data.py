@@ -24,8 +24,8 @@ from helpers_data import (
 )
 
 from sae import data
-from sae.data import DataError, FileSpec
 from sae.commands import data as data_cli
+from sae.data import DataError, FileSpec
 from sae.data import fetch as data_fetch
 
 REPO = Path(__file__).resolve().parents[1]

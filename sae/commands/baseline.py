@@ -1,4 +1,5 @@
-"""Replicate the published 10-epoch baseline with beta 1e-4 (the script's) and 0.005 (the README's)."""
+"""Replicate the published 10-epoch baseline with beta 1e-4 (the script's) and 0.005
+(the README's)."""
 
 import time
 from dataclasses import dataclass
