@@ -1,11 +1,17 @@
-"""An exception as one line, credentials masked: one format for tags, attributes and consoles."""
+"""Errors as one line, credentials masked: one format for tags, attributes and consoles."""
 
 from __future__ import annotations
 
 from sae.redact import redact
 
 
+def first_line(message: object) -> str:
+    """The first line of ``message``, credentials masked: the message may come from a library
+    that quotes a URL as it was given."""
+    lines = redact(str(message)).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def one_line(err: BaseException) -> str:
-    """The exception as one line, credentials redacted: for tags, attributes and consoles."""
-    text = str(err).strip().splitlines()
-    return redact(f"{type(err).__name__}: {text[0] if text else ''}")[:500]
+    """The exception as one line, its type first, credentials masked (at most 500 characters)."""
+    return f"{type(err).__name__}: {first_line(err)}"[:500]

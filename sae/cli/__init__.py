@@ -1,7 +1,7 @@
 """The command line: the argument parser every command uses (simple-parsing over the config
 dataclasses) and the one error policy (one line on stderr; exit 2, 1, 130 or 143)."""
 
-from sae.cli.errors import fail, one_line, run_main
+from sae.cli.errors import fail, run_main
 from sae.cli.options import SettingsOptions
 from sae.cli.parser import ArgumentParser, UsageError, finite_float
 from sae.cli.training import add_config_arguments, config_from_args, read_config_file
@@ -14,7 +14,6 @@ __all__ = [
     "config_from_args",
     "fail",
     "finite_float",
-    "one_line",
     "read_config_file",
     "run_main",
 ]

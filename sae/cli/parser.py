@@ -20,7 +20,7 @@ import simple_parsing
 from simple_parsing import ConflictResolution, DashVariant
 from simple_parsing.wrappers import DataclassWrapper, FieldWrapper
 
-from sae.cli.errors import one_line
+from sae.errors import first_line
 
 
 def finite_float(text: str) -> float:
@@ -148,5 +148,5 @@ class ArgumentParser(simple_parsing.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if not self.exit_on_error:
-            raise UsageError(f"{self.prog}: {one_line(message)}")
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+            raise UsageError(f"{self.prog}: {first_line(message)}")
+        self.exit(2, f"{self.prog}: error: {first_line(message)}\n")

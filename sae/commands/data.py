@@ -12,7 +12,7 @@ from pathlib import Path
 import simple_parsing
 
 from sae import data
-from sae.cli import ArgumentParser, UsageError, one_line
+from sae.cli import ArgumentParser, UsageError
 from sae.data import (
     MNIST_FILES,
     DataError,
@@ -23,6 +23,7 @@ from sae.data import (
     prepare_with_source,
     raw_dir_of,
 )
+from sae.errors import first_line
 
 
 def _seconds(text: str) -> float:
@@ -106,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
     except DataError as e:
-        print(f"error: {one_line(str(e))}", file=sys.stderr)
+        print(f"error: {first_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: {type(e).__name__}: {one_line(' '.join(str(e).split()))}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {first_line(' '.join(str(e).split()))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
