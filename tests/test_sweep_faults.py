@@ -295,6 +295,30 @@ def test_recover__a_killed_trial_is_retried_at_most_twice(tmp_path):
     assert all(t.user_attrs[names.ATTR_FAIL_REASON] == "worker process died" for t in study.trials)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_heartbeat__a_stale_trial_is_retried_with_its_parameters_alone(tmp_path):
+    """A database storage hands each trial its heartbeat fails (a worker lost on any machine) to
+    the same retry as the journal's recovery: the retry runs the same parameters marked retry_of
+    the first trial, carries none of the dead trial's worker or run, and a line is retried at most
+    MAX_RETRIES times."""
+    storage = sweep.make_storage(f"sqlite:///{tmp_path}/optuna.db")
+    on_stale = storage.get_heartbeat_stale_trial_callback()
+    study = optuna.create_study(storage=storage, study_name="s", directions=["minimize"] * 2)
+    for _ in range(sweep.MAX_RETRIES + 1):
+        trial = study.ask({"beta": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)})
+        trial.set_user_attr(names.ATTR_WORKER, "elsewhere:1")
+        trial.set_user_attr(names.ATTR_RUN_ID, "its-run")
+        study.tell(trial, state=TrialState.FAIL)  # as the heartbeat fails it, then calls back
+        on_stale(study, study.trials[trial.number])
+        if trial.number == 0:
+            (retry,) = study.get_trials(states=(TrialState.WAITING,))
+            assert retry.user_attrs == {names.ATTR_RETRY_OF: 0}
+            assert retry.params == study.trials[0].params
+    assert [t.user_attrs.get(names.ATTR_RETRY_OF) for t in study.trials] == [None, 0, 0]
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+    assert len({t.params["beta"] for t in study.trials}) == 1
+
+
 def test_sweep__timeout_starts_no_trial_after_the_deadline(tmp_path):
     """README: --timeout stops starting new trials after that many seconds; the sweep ends well."""
     base = sweep_base(tmp_path, epochs=1)
