@@ -178,7 +178,7 @@ class TrackingConfig:
     run_name: str | None = None
     """MLflow run name; unset means one derived from the config"""
     log_model: bool = True
-    """log the trained model with mlflow.pytorch.log_model"""
+    """log the trained model as an MLflow logged model (mlflow.pytorch flavour)"""
 
     def __post_init__(self) -> None:
         check_types(self)
