@@ -7,19 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.data.files import (
-    COLS,
-    IMAGE_HEADER,
-    LABEL_HEADER,
-    MNIST_FILES,
-    ROWS,
-    TEST_IMAGES,
-    TEST_LABELS,
-    TRAIN_IMAGES,
-    TRAIN_LABELS,
-    DataError,
-    FileSpec,
-)
+from sae.data import files as F
+from sae.data.files import MNIST_FILES, DataError, FileSpec
 from sae.data.verify import REPAIR, read_verified
 
 
@@ -35,8 +24,8 @@ def load_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Verify and load one split: images uint8 (N, 28, 28) and labels int64 (N,)."""
     raw_dir = Path(raw_dir)
-    images_spec = _spec(files, TRAIN_IMAGES if train else TEST_IMAGES)
-    labels_spec = _spec(files, TRAIN_LABELS if train else TEST_LABELS)
+    images_spec = _spec(files, F.TRAIN_IMAGES if train else F.TEST_IMAGES)
+    labels_spec = _spec(files, F.TRAIN_LABELS if train else F.TEST_LABELS)
     images_path, labels_path = raw_dir / images_spec.name, raw_dir / labels_spec.name
     image_bytes = read_verified(images_path, images_spec)
     label_bytes = read_verified(labels_path, labels_spec)
@@ -47,6 +36,7 @@ def load_split(
         )
     n = images_spec.count
     # (N, 28, 28) uint8, sharing the buffer that was just verified
-    images = np.frombuffer(image_bytes, dtype=np.uint8, offset=IMAGE_HEADER).reshape(n, ROWS, COLS)
-    labels = np.frombuffer(label_bytes, dtype=np.uint8, offset=LABEL_HEADER).astype(np.int64)
+    images = np.frombuffer(image_bytes, dtype=np.uint8, offset=F.IMAGE_HEADER)
+    images = images.reshape(n, F.ROWS, F.COLS)
+    labels = np.frombuffer(label_bytes, dtype=np.uint8, offset=F.LABEL_HEADER).astype(np.int64)
     return torch.from_numpy(images), torch.from_numpy(labels)
