@@ -9,6 +9,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sae.internals import metric_histories
+from sae.names import TAG_PARENT_RUN, TAG_RUN_NAME, tag_column
 from sae.tracking.artifacts import IMAGES_DIR, reconstruction_epoch
 from sae.tracking.settings import Settings
 from sae.tracking.store import client
@@ -52,8 +53,8 @@ def runs_frame(
     metrics = {c: c.removeprefix("metrics.") for c in raw.columns if c.startswith("metrics.")}
     frame = raw.rename(columns=metrics)
     frame["experiment"] = frame["experiment_id"].map(names)
-    frame["run_name"] = frame.get("tags.mlflow.runName")
-    frame["parent_run_id"] = frame.get("tags.mlflow.parentRunId")
+    frame["run_name"] = frame.get(tag_column(TAG_RUN_NAME))
+    frame["parent_run_id"] = frame.get(tag_column(TAG_PARENT_RUN))
     rest = sorted(metrics.values()) + sorted(c for c in raw.columns if c.startswith("params."))
     rest += sorted(c for c in raw.columns if c.startswith("tags."))
     frame = frame[list(RUN_COLUMNS) + rest].sort_values(["start_time", "run_id"])
