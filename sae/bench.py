@@ -241,9 +241,7 @@ class BenchConfig:
     """auto (cuda when present, else cpu), cpu or cuda"""
     amp: bool = False
     """mixed precision in the core's training steps (CUDA only)"""
-    parts: tuple[str, ...] = simple_parsing.field(
-        default=PARTS, type=parse_parts, nargs=None, metavar="PARTS"
-    )
+    parts: tuple[str, ...] = simple_parsing.field(default=PARTS, type=parse_parts, nargs=None)
     """comma-separated measurements to make"""
 
     def __post_init__(self) -> None:

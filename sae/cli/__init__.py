@@ -3,7 +3,7 @@ dataclasses) and the one error policy (one line on stderr; exit 2, 1, 130 or 143
 
 from sae.cli.errors import fail, run_main
 from sae.cli.options import SettingsOptions
-from sae.cli.parser import ArgumentParser, UsageError, finite_float
+from sae.cli.parser import ArgumentParser, UsageError, finite_float, repeatable
 from sae.cli.training import add_config_arguments, config_from_args, read_config_file
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "fail",
     "finite_float",
     "read_config_file",
+    "repeatable",
     "run_main",
 ]

@@ -54,6 +54,17 @@ def _value_type(hint: Any) -> tuple[Callable[[str], Any], int | str | None]:
     return (finite_float if hint is float else hint), None
 
 
+def repeatable(metavar: str) -> Any:
+    """A ``list[str]`` field whose flag may be given several times (``--tag A --tag B``).
+
+    Written on one line, ``name: list[str] = repeatable("NAME")``, so that simple-parsing still
+    finds the attribute docstring below it (it misses one below a multi-line definition).
+    """
+    return simple_parsing.field(
+        default_factory=list, action="append", type=str, nargs=None, metavar=metavar
+    )
+
+
 class _Flag(FieldWrapper):
     """One field's flag: simple-parsing's, with the conventions of the module docstring."""
 

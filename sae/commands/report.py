@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-import simple_parsing
-
 from sae import report, tracking
-from sae.cli import ArgumentParser, SettingsOptions, run_main
+from sae.cli import ArgumentParser, SettingsOptions, repeatable, run_main
 
 
 @dataclass(frozen=True)
@@ -18,16 +16,12 @@ class ReportOptions:
 
     name: str = "latest"
     """report folder name, not a path"""
-    experiment: list[str] = simple_parsing.field(
-        default_factory=list, action="append", type=str, nargs=None, metavar="NAME"
-    )
+    experiment: list[str] = repeatable("NAME")
     """report every run of this experiment (repeatable); default: the baseline runs and the most
     recent study"""
     study: str | None = None
     """the study the sweep section reports; unset means the latest"""
-    tag: list[str] = simple_parsing.field(
-        default_factory=list, action="append", type=str, nargs=None, metavar="KEY=VALUE"
-    )
+    tag: list[str] = repeatable("KEY=VALUE")
     """only runs with this tag value (repeatable)"""
     storage: str | None = None
     """the study's Optuna storage; unset means mlflow.yaml's"""
