@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sae import tracking
 from sae.redact import has_secret, redact
 from sae.tracking import Settings
 
@@ -325,10 +326,8 @@ def connect_host(host: str) -> str:
 
 
 def experiment_links(settings: Settings, url: str) -> list[str]:
-    """One line per experiment in the store: its name, run count and page."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(settings.tracking_uri)
+    """One line per experiment in the store (checked to exist first): name, run count, page."""
+    client = tracking.client(settings)
     lines = []
     for experiment in client.search_experiments(order_by=["name"]):
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
