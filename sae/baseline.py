@@ -18,7 +18,7 @@ import torch
 from sae import metrics as M
 from sae.config import Config, ModelConfig
 from sae.model import SparseAutoencoder
-from sae.names import (  # noqa: F401  (re-exported: older call sites use these here)
+from sae.names import (
     TAG_BASELINE,
     TAG_BETA_SOURCE,
     TAG_DESCRIPTION,

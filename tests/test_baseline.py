@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from sae import baseline
+from sae import baseline, names
 from sae import metrics as M
 
 SCRIPT = "beta 0.0001 (script), 2 of 3 runs trained"
@@ -105,7 +105,7 @@ def test_tracked_reference__mean_of_the_finished_script_runs_that_trained(tmp_pa
         ("readme", 0.02, 0.9, "FINISHED"),  # the README's beta: left out
     ]
     for source, mse, active, status in runs:
-        tags = {baseline.TAG_BASELINE: "true", baseline.TAG_BETA_SOURCE: source}
+        tags = {names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: source}
         run_id = client.create_run(experiment, tags=tags).info.run_id
         values = {M.TEST_MSE: mse, M.CODE_ACTIVE_FRAC: 0.5, baseline.OUTPUT_ACTIVE: active}
         client.log_batch(

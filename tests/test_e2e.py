@@ -8,7 +8,7 @@ from helpers import tiny_data
 from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
-from sae import tracking
+from sae import names
 
 TRAIN = Path(__file__).resolve().parents[1] / "experiments" / "train.py"
 
@@ -56,7 +56,7 @@ def test_train_script__tracks_a_run_that_the_client_reads_back(tmp_path):
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["data.manifest"] == data.manifest
     assert 0 < run.data.metrics[M.TEST_MSE] < 1
-    assert run.data.tags[tracking.TAG_KIND] == "train"
-    assert "train.py --root" in run.data.tags[tracking.TAG_COMMAND]
+    assert run.data.tags[names.TAG_KIND] == "train"
+    assert "train.py --root" in run.data.tags[names.TAG_COMMAND]
     assert len(client.get_metric_history(run.info.run_id, M.TEST_MSE)) == 2
     assert (tmp_path / "artifacts" / "e2e").is_dir()

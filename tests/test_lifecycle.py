@@ -2,7 +2,7 @@
 
 import pytest
 
-from sae import tracking
+from sae import errors, signals, tracking
 from sae.names import TAG_ERROR
 
 
@@ -31,7 +31,7 @@ def _run(client):
     [
         (None, "FINISHED"),
         (KeyboardInterrupt(), "KILLED"),
-        (tracking.RunKilled("received signal 15"), "KILLED"),
+        (signals.RunKilled("received signal 15"), "KILLED"),
         (Stop("pruned"), "FINISHED"),
         (RuntimeError("boom\nsecond line"), "FAILED"),
         (SystemExit(3), "FAILED"),
@@ -51,7 +51,7 @@ def test_run_lifecycle__status_from_how_the_block_ended(client, exc, status):
             raise exc
     run = client.get_run(run_id)
     assert run.info.status == status and run.info.end_time is not None
-    expected = {"FAILED": tracking.one_line(exc) if exc is not None else None}.get(status)
+    expected = {"FAILED": errors.one_line(exc) if exc is not None else None}.get(status)
     assert run.data.tags.get(TAG_ERROR) == expected
 
 

@@ -24,7 +24,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from sae import baseline as B
 from sae import metrics as M
-from sae import report, sweep, tracking
+from sae import names, report, sweep, tracking
 from sae.report import document
 from sae.runner import train_run
 from sae.sweep import SweepConfig, run_sweep
@@ -64,7 +64,7 @@ def store(tmp_path_factory):
             dataclasses.replace(cfg, train=train),
             kind="baseline",
             run_name=B.run_name(B.BETAS[source], seed),
-            tags={B.TAG_BASELINE: "true", B.TAG_BETA_SOURCE: source},
+            tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: source},
         )
     run_sweep(cfg, SweepConfig(trials=2, batch_sizes=(50, 100)), log=lambda _m: None)
     settings = tracking.load_settings(tmp / "mlflow.yaml")
@@ -123,7 +123,7 @@ def _log(settings, experiment, name, *, tags, params=None, status="FINISHED", pa
 def _study_runs(settings, study, states, *, last=None):
     """A RUNNING parent run and one trial per state; ``last`` overrides the last one's metrics."""
     parent = _log(
-        settings, "sae-sweep", f"study-{study}", tags={tracking.TAG_STUDY: study}, status="RUNNING"
+        settings, "sae-sweep", f"study-{study}", tags={names.TAG_STUDY: study}, status="RUNNING"
     )
     for number, state in enumerate(states):
         _log(
@@ -131,9 +131,9 @@ def _study_runs(settings, study, states, *, last=None):
             "sae-sweep",
             f"trial-{number:03d}",
             tags={
-                tracking.TAG_STUDY: study,
-                tracking.TAG_TRIAL_NUMBER: str(number),
-                tracking.TAG_TRIAL_STATE: state,
+                names.TAG_STUDY: study,
+                names.TAG_TRIAL_NUMBER: str(number),
+                names.TAG_TRIAL_STATE: state,
             },
             params={"beta": 10.0 ** -(number + 3), "lr": 1e-3, "batch_size": 64},
             status="FAILED" if state == "FAIL" else "FINISHED",
@@ -318,24 +318,24 @@ def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_c
     assert len(tags) == len(BASELINE_RUNS) + 2
     expected = []
     for what, tag in (
-        ("git commit", tracking.TAG_GIT_COMMIT),
-        ("data digest", tracking.TAG_DATA_DIGEST),
-        ("device", tracking.TAG_DEVICE),
-        ("torch", tracking.TAG_TORCH),
-        ("mlflow", tracking.TAG_MLFLOW),
+        ("git commit", names.TAG_GIT_COMMIT),
+        ("data digest", names.TAG_DATA_DIGEST),
+        ("device", names.TAG_DEVICE),
+        ("torch", names.TAG_TORCH),
+        ("mlflow", names.TAG_MLFLOW),
     ):
         counts = Counter(t.get(tag, "not recorded") for t in tags)
         expected += [[what, value, str(n)] for value, n in sorted(counts.items())]
     table = pd.read_csv(built.folder / report.TABLE_PROVENANCE, dtype=str, keep_default_na=False)
     assert table.values.tolist() == expected
-    (digest,) = {t[tracking.TAG_DATA_DIGEST] for t in tags}  # one tiny data set, really hashed
+    (digest,) = {t[names.TAG_DATA_DIGEST] for t in tags}  # one tiny data set, really hashed
     assert re.fullmatch(r"[0-9a-f]{16,}", digest)
-    assert {t[tracking.TAG_TORCH] for t in tags} == {torch.__version__}
+    assert {t[names.TAG_TORCH] for t in tags} == {torch.__version__}
     text, page = built.markdown.read_text(), built.html.read_text()
     section = text[text.index("## 4. Reproducibility") :]
-    for value in {t[tracking.TAG_GIT_COMMIT] for t in tags} | {digest, torch.__version__}:
+    for value in {t[names.TAG_GIT_COMMIT] for t in tags} | {digest, torch.__version__}:
         assert f"| {value} " in section
-    commands = Counter(t[tracking.TAG_COMMAND] for t in tags)
+    commands = Counter(t[names.TAG_COMMAND] for t in tags)
     assert commands and all(commands)
     for command, n in commands.items():
         assert f"{command}    # {n} runs" in section
@@ -414,7 +414,7 @@ def test_report_cli__writes_the_folder_and_logs_it_as_a_report_run(store, monkey
     client = tracking.client(settings)
     experiment = client.get_experiment_by_name(settings.experiment("report"))
     (run,) = client.search_runs([experiment.experiment_id], "tags.report = 'cli'")
-    assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_KIND] == "report"
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_KIND] == "report"
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.md", "report.html", "figures", "tables"} <= files
 
@@ -445,7 +445,7 @@ def test_build_report__only_failed_runs_says_so_without_figures(tmp_path, empty)
             settings,
             "sae-baseline",
             f"b{seed}",
-            tags={B.TAG_BASELINE: "true", B.TAG_BETA_SOURCE: "script"},
+            tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: "script"},
             params={"beta": 1e-4, "seed": seed},
             status="FAILED",
         )
@@ -471,7 +471,7 @@ def test_build_report__a_run_missing_a_metric_is_counted_and_left_out(tmp_path, 
             settings,
             "sae-baseline",
             f"b{seed}",
-            tags={B.TAG_BASELINE: "true", B.TAG_BETA_SOURCE: "script"},
+            tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: "script"},
             params={"beta": 1e-4, "seed": seed},
             **{M.README_TEST_LOSS: readme_loss, M.EPOCH_LOSS: 0.005},
         )

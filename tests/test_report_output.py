@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from sae import report, tracking
+from sae import names, report, tracking
 from sae.report import figures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
@@ -18,7 +18,7 @@ REPORT = Path(__file__).resolve().parents[1] / "analysis" / "report.py"
 SECRET = "hunter2"
 """Every password in the store and on the command line starts with this."""
 STORAGE_WITH_PASSWORD = f"postgresql://alice:{SECRET}-storage@127.0.0.1:1/optuna"
-NO_RUNS = report.Selection(tags=((tracking.TAG_KIND, "no-such-kind"),))
+NO_RUNS = report.Selection(tags=((names.TAG_KIND, "no-such-kind"),))
 """A selection that matches nothing: the quickest complete report."""
 
 
@@ -37,7 +37,7 @@ def store(tmp_path_factory):
         settings.experiment("sweep"),
         run_name="study-s0",
         params={},
-        tags={tracking.TAG_STUDY: "s0"},
+        tags={names.TAG_STUDY: "s0"},
         history={},
     )
     synthetic_store.synthetic_store(settings, n_runs=13, epochs=2, study="s1")
@@ -45,7 +45,7 @@ def store(tmp_path_factory):
     for run_id in report.load_frames(settings).runs["run_id"]:
         client.set_tag(
             run_id,
-            tracking.TAG_COMMAND,
+            names.TAG_COMMAND,
             f"sweep.py --storage postgresql://alice:{SECRET}-tag@db/optuna "
             f"--note password={SECRET}-kw",
         )

@@ -28,7 +28,7 @@ from helpers_server import (
     start_server,
 )
 
-from sae import server, sweep, tracking
+from sae import names, server, sweep
 
 
 def test_server_command__stores_and_auth_in_the_environment_none_on_the_command_line(tmp_path):
@@ -141,9 +141,9 @@ def test_tracking_server__refuses_strangers_and_logs_a_signed_in_worker(
             )
             (trial,) = study.get_trials()
             client = MlflowClient(tracking_uri=url)
-            run = client.get_run(trial.user_attrs[sweep.ATTR_RUN_ID])
+            run = client.get_run(trial.user_attrs[names.ATTR_RUN_ID])
             assert run.info.status == "FINISHED"
-            assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == "0"
+            assert run.data.tags[names.TAG_TRIAL_NUMBER] == "0"
             experiment = client.get_experiment_by_name("auth-sweep")
             assert experiment.artifact_location.startswith("mlflow-artifacts:")
             assert len(client.search_runs([experiment.experiment_id])) == 2  # parent and trial

@@ -22,7 +22,7 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import names, sweep, tracking
+from sae import names, sweep
 from sae import train as train_module
 from sae.sweep import SweepConfig, run_sweep
 
@@ -45,15 +45,15 @@ def test_sweep__three_trials_in_two_sessions_are_three_linked_child_runs_under_o
     assert len(runs) == 3
     for trial in trials:
         run = runs[trial.user_attrs[names.ATTR_RUN_ID]]
-        assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == str(trial.number)
-        assert run.data.tags[tracking.TAG_TRIAL_STATE] == "COMPLETE"
-        assert run.data.tags[tracking.TAG_STUDY] == "sae-sweep"
+        assert run.data.tags[names.TAG_TRIAL_NUMBER] == str(trial.number)
+        assert run.data.tags[names.TAG_TRIAL_STATE] == "COMPLETE"
+        assert run.data.tags[names.TAG_STUDY] == "sae-sweep"
         assert run.info.run_name == f"trial-{trial.number:03d}"
         assert float(run.data.params["train.beta"]) == pytest.approx(trial.params["beta"])
         assert int(run.data.params["train.batch_size"]) == trial.params["batch_size"]
     parent = mlflow.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags[tracking.TAG_DESCRIPTION].startswith("Optuna study 'sae-sweep'")
+    assert parent.data.tags[names.TAG_DESCRIPTION].startswith("Optuna study 'sae-sweep'")
     artifacts = {a.path for a in mlflow.list_artifacts(result.parent_run_id)}
     assert {"trials.csv", "pareto_front.csv", "plots"} <= artifacts
     plots = {a.path for a in mlflow.list_artifacts(result.parent_run_id, "plots")}
@@ -80,7 +80,7 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     assert "training loss became nan" in failed.user_attrs[names.ATTR_FAIL_REASON]
     run = client(tmp_path).get_run(failed.user_attrs[names.ATTR_RUN_ID])
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+    assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
     assert "training loss became nan" in run.data.tags["optuna.reason"]
 
 
@@ -120,7 +120,7 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
     mlflow = client(tmp_path)
     for t in trials:
         run = mlflow.get_run(t.user_attrs[names.ATTR_RUN_ID])
-        assert run.data.tags[tracking.TAG_TRIAL_STATE] == t.state.name
+        assert run.data.tags[names.TAG_TRIAL_STATE] == t.state.name
         assert run.info.status == "FINISHED"  # a pruned trial ends its run normally
     pruned = mlflow.get_run(trials[5].user_attrs[names.ATTR_RUN_ID])
     assert pruned.data.tags[names.TAG_REASON].startswith("pruned at epoch ")
@@ -154,7 +154,7 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
     assert retries[0].state == TrialState.COMPLETE
     assert sum(sweep.counts_as_finished(t) for t in trials) == 1
     run = client(tmp_path).get_run(trials[0].user_attrs[names.ATTR_RUN_ID])
-    assert run.info.status == "KILLED" and run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+    assert run.info.status == "KILLED" and run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
 
 
 @pytest.mark.parametrize(

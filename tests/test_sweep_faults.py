@@ -64,9 +64,9 @@ def test_trial__exception_in_end_of_run_logging_fails_that_trial_only(
     mlflow = client(tmp_path)
     run = mlflow.get_run(failed.user_attrs[names.ATTR_RUN_ID])
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+    assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
     assert run.data.tags[names.TAG_REASON] == reason
-    assert run.data.tags[tracking.TAG_ERROR] == reason
+    assert run.data.tags[names.TAG_ERROR] == reason
     assert mlflow.get_run(result.parent_run_id).info.status == "FINISHED"
     assert capsys.readouterr().out.splitlines() == [f"trial 0 FAIL: {reason}"]
     # a failure of the trial itself is its outcome: a resume does not run it again
@@ -130,7 +130,7 @@ def _assert_interrupted(tmp_path, trials):
         assert trial.user_attrs[names.ATTR_FAIL_REASON] == names.REASON_INTERRUPTED
         run = mlflow.get_run(trial.user_attrs[names.ATTR_RUN_ID])
         assert run.info.status == "KILLED"
-        assert run.data.tags[tracking.TAG_TRIAL_STATE] == "FAIL"
+        assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
         assert run.data.tags[names.TAG_REASON] == names.REASON_INTERRUPTED
 
 
@@ -269,7 +269,7 @@ def test_sweep__a_password_in_the_storage_url_is_written_nowhere(tmp_path, monke
     mlflow = client(tmp_path)
     runs = mlflow.search_runs([r.experiment_id for r in mlflow.search_experiments()])
     assert len(runs) == 2
-    assert all(":***@" in r.data.tags[tracking.TAG_COMMAND] for r in runs)
+    assert all(":***@" in r.data.tags[names.TAG_COMMAND] for r in runs)
     for folder in (tmp_path / "mlartifacts", tmp_path):
         for path in folder.rglob("*"):
             if path.is_file():

@@ -20,7 +20,7 @@ from helpers_proc import ArgvWatch
 from helpers_server import add_user, assert_no_secret_in_runs, run_worker, start_server
 from mlflow.tracking import MlflowClient
 
-from sae import names, sweep, tracking
+from sae import names, sweep
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_sweep__two_signed_in_workers_on_postgresql_and_a_tracking_server(
             assert len(runs) == len(trials) + 1  # no lost and no duplicate runs
             for trial in trials:
                 run = children[trial.user_attrs[names.ATTR_RUN_ID]]
-                assert run.data.tags[tracking.TAG_TRIAL_NUMBER] == str(trial.number)
+                assert run.data.tags[names.TAG_TRIAL_NUMBER] == str(trial.number)
                 assert run.info.status == "FINISHED"
             assert client.get_run(parent_id).info.status == "FINISHED"
             assert client.list_artifacts(next(iter(children)), "images")  # through the server

@@ -11,7 +11,7 @@ from helpers import build_config
 from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
-from sae import tracking
+from sae import names, signals, tracking
 from sae.config import Config
 from sae.runner import train_run
 from sae.tracking import tracker
@@ -109,16 +109,16 @@ def test_run__logs_whole_config_environment_and_dataset(finished):
     assert run.data.params == {k: tracking.param_value(v) for k, v in cfg.flat().items()}
     tags = run.data.tags
     for key in (
-        tracking.TAG_GIT_COMMIT,
-        tracking.TAG_TORCH,
-        tracking.TAG_MLFLOW,
-        tracking.TAG_HOST,
-        tracking.TAG_COMMAND,
-        tracking.TAG_DEVICE,
-        tracking.TAG_DATA_DIGEST,
+        names.TAG_GIT_COMMIT,
+        names.TAG_TORCH,
+        names.TAG_MLFLOW,
+        names.TAG_HOST,
+        names.TAG_COMMAND,
+        names.TAG_DEVICE,
+        names.TAG_DATA_DIGEST,
     ):
         assert tags[key]
-    assert tags[tracking.TAG_DEVICE] == "cpu" and tags[tracking.TAG_KIND] == "train"
+    assert tags[names.TAG_DEVICE] == "cpu" and tags[names.TAG_KIND] == "train"
     contexts = {
         next(t.value for t in d.tags if t.key == "mlflow.data.context")
         for d in run.inputs.dataset_inputs
@@ -142,10 +142,10 @@ def test_run__image_plot_config_and_model_artifacts_exist(finished, monkeypatch)
     saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
     assert saved == cfg.to_dict()
 
-    model = mlflow.pytorch.load_model(run.data.tags[tracking.TAG_MODEL_URI])
+    model = mlflow.pytorch.load_model(run.data.tags[names.TAG_MODEL_URI])
     out = model(torch.rand(3, 1, 28, 28))
     assert out.shape == (3, 1, 28, 28)
-    info = mlflow.models.get_model_info(run.data.tags[tracking.TAG_MODEL_URI])
+    info = mlflow.models.get_model_info(run.data.tags[names.TAG_MODEL_URI])
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 28, 28)
 
 
@@ -185,7 +185,7 @@ def test_run__failed_status_when_training_raises(store):
         train_run(cfg, callbacks=[Raise(RuntimeError("boom\nsecond line"), at_step=6)])
     run = _runs(cfg)[0]
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_ERROR] == "RuntimeError: boom"
+    assert run.data.tags[names.TAG_ERROR] == "RuntimeError: boom"
     # the first epoch's metrics and the step metrics before the failure were kept
     assert _client(cfg).get_metric_history(run.info.run_id, M.TRAIN_LOSS)[-1].step == 4
     assert M.TEST_MSE in run.data.metrics
@@ -207,7 +207,7 @@ def test_run__killed_status_on_sigterm(store):
                 os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(tracking.RunKilled):
+    with pytest.raises(signals.RunKilled):
         train_run(cfg, callbacks=[Terminate()])
     assert _runs(cfg)[0].info.status == "KILLED"
     assert signal.getsignal(signal.SIGTERM) == before
@@ -308,7 +308,7 @@ def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training
     assert tracking.ensure_experiment(settings, "made-elsewhere") == old
     for experiment_id in (old, new):
         tags = client.get_experiment(experiment_id).tags
-        assert tags[tracking.TAG_EXPERIMENT_KIND] == "custom_model_development"
+        assert tags[names.TAG_EXPERIMENT_KIND] == "custom_model_development"
 
 
 def test_interrupts__a_signal_during_a_gc_callback_is_not_lost():
@@ -321,12 +321,12 @@ def test_interrupts__a_signal_during_a_gc_callback_is_not_lost():
     class Thing:
         pass
 
-    with tracking.interrupts_deferred():
+    with signals.interrupts_deferred():
         thing = Thing()
         weakref.finalize(thing, os.kill, os.getpid(), signal.SIGTERM)
         del thing
         gc.collect()
         time.sleep(0.05)  # the handler runs between bytecodes of the main thread
-        with pytest.raises(tracking.RunKilled, match="received signal 15"):
-            tracking.check_interrupted()
-    tracking.check_interrupted()  # the block is left: nothing pending any more
+        with pytest.raises(signals.RunKilled, match="received signal 15"):
+            signals.check_interrupted()
+    signals.check_interrupted()  # the block is left: nothing pending any more

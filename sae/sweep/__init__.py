@@ -8,7 +8,6 @@ config (SweepConfig), space, study (storage, sampler, pruner), recovery (finishe
 trials), objective, workers, summary, run (run_sweep), importances (for the report).
 """
 
-from sae.names import ATTR_RUN_ID
 from sae.sweep.config import SweepConfig, read_space_file
 from sae.sweep.importances import MIN_IMPORTANCE_TRIALS, param_importances
 from sae.sweep.recovery import (
@@ -23,7 +22,6 @@ from sae.sweep.study import make_storage, open_study
 from sae.sweep.summary import SweepResult
 
 __all__ = [
-    "ATTR_RUN_ID",
     "MAX_RETRIES",
     "MIN_IMPORTANCE_TRIALS",
     "SweepConfig",

@@ -4,29 +4,9 @@ store and its one client), ``lifecycle`` (a run opened and always ended with a s
 report runs), ``readback`` (the report's frames and artifacts).
 
 No process-wide MLflow state is used: every call goes through ``client(settings)`` with explicit
-run ids.
+run ids. Names of tags live in ``sae.names``; signal handling in ``sae.signals``.
 """
 
-from sae.errors import one_line
-from sae.names import (  # transitional: call sites move to sae.names
-    TAG_COMMAND,
-    TAG_DATA_DIGEST,
-    TAG_DESCRIPTION,
-    TAG_DEVICE,
-    TAG_ERROR,
-    TAG_EXPERIMENT_KIND,
-    TAG_GIT_COMMIT,
-    TAG_HOST,
-    TAG_KIND,
-    TAG_MLFLOW,
-    TAG_MODEL_URI,
-    TAG_REPORT,
-    TAG_STUDY,
-    TAG_TORCH,
-    TAG_TRIAL_NUMBER,
-    TAG_TRIAL_STATE,
-)
-from sae.signals import RunKilled, check_interrupted, interrupts_deferred
 from sae.tracking.artifacts import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -80,28 +60,10 @@ __all__ = [
     "HISTOGRAMS_FILE",
     "IMAGES_DIR",
     "RUN_COLUMNS",
-    "TAG_COMMAND",
-    "TAG_DATA_DIGEST",
-    "TAG_DESCRIPTION",
-    "TAG_DEVICE",
-    "TAG_ERROR",
-    "TAG_EXPERIMENT_KIND",
-    "TAG_GIT_COMMIT",
-    "TAG_HOST",
-    "TAG_KIND",
-    "TAG_MLFLOW",
-    "TAG_MODEL_URI",
-    "TAG_REPORT",
-    "TAG_STUDY",
-    "TAG_TORCH",
-    "TAG_TRIAL_NUMBER",
-    "TAG_TRIAL_STATE",
-    "RunKilled",
     "Settings",
     "SettingsError",
     "Tracker",
     "activation_histograms",
-    "check_interrupted",
     "check_tracking_uri",
     "client",
     "curves_frame",
@@ -109,7 +71,6 @@ __all__ = [
     "ensure_experiment",
     "ensure_store",
     "environment_tags",
-    "interrupts_deferred",
     "latest_image",
     "learning_curves",
     "load_settings",
@@ -118,7 +79,6 @@ __all__ = [
     "log_model",
     "log_report",
     "log_summary",
-    "one_line",
     "open_parent_run",
     "param_value",
     "reconstruction_file",
