@@ -253,8 +253,8 @@ def test_sweep__a_password_in_the_storage_url_is_written_nowhere(tmp_path, monke
     secret = "s3cret-do-not-write"
     base = sweep_base(tmp_path)
     monkeypatch.chdir(tmp_path)
-    with scratch_databases("optuna") as names:
-        storage = url(names["optuna"], password=secret)  # trust auth: any password is accepted
+    with scratch_databases("optuna") as databases:
+        storage = url(databases["optuna"], password=secret)  # trust auth: any password is accepted
         argv = ("--storage", storage, "--trials", "1", "--epochs", "1")
         monkeypatch.setattr(sys, "argv", sweep_command(base, *argv)[1:])
         with pytest.raises(SystemExit) as exit_:
