@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from sae.errors import reason
+
 OutputActivation = Literal["relu", "sigmoid"]
 Penalty = Literal["l1", "kl"]
 PenaltyLayers = Literal["all", "encoder", "code"]
@@ -248,8 +250,8 @@ def read_yaml_mapping(path: str | Path, what: str, contents: str) -> dict[str, A
     try:
         loaded = yaml.load(Path(path).read_text(), Loader=_Loader)
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise ValueError(f"cannot read {what} {path}: {reason}") from None
+        why = getattr(err, "strerror", None) or reason(err)
+        raise ValueError(f"cannot read {what} {path}: {why}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"cannot read {what} {path}: expected a mapping of {contents}")
     return loaded

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sae.redact import redact
+from sae.errors import reason
 
 
 @contextlib.contextmanager
@@ -54,8 +54,7 @@ def database_lock(url: str, name: str) -> Iterator[None]:
     try:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as err:
-        reason = " ".join(str(err).split())[:200]
-        raise ValueError(redact(reason)) from None
+        raise ValueError(reason(err, whole=True)) from None
     with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (key,))
         try:

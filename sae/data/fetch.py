@@ -20,6 +20,7 @@ from sae.data.sources import (
     fetch_torchvision,
 )
 from sae.data.verify import check_bytes, verify_file
+from sae.errors import reason
 
 _logger = logging.getLogger(__package__)  # "sae.data", as before the package was split
 
@@ -77,10 +78,10 @@ def prepare_with_source(
                         "the source is not usable",
                     )
         except Exception as e:  # any failure (no network, bad bytes, ...) means: try the next one
-            text = " ".join(str(e).split())
-            reason = f"{type(e).__name__}: {text}" if text else type(e).__name__
-            tried.append(f"{source} ({reason})")
-            log(f"{source} failed after {time.perf_counter() - start:.1f} s: {reason}")
+            why = reason(e, whole=True, limit=10**6)
+            why = why if why == type(e).__name__ else f"{type(e).__name__}: {why}"
+            tried.append(f"{source} ({why})")
+            log(f"{source} failed after {time.perf_counter() - start:.1f} s: {why}")
             continue
         for spec in missing:
             atomic_write(raw_dir / spec.name, blobs[spec.name])

@@ -10,6 +10,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sae import metrics as M
+from sae.errors import reason
 from sae.sweep.study import make_storage
 
 MIN_IMPORTANCE_TRIALS = 2
@@ -42,10 +43,8 @@ def param_importances(storage_url: str, study_name: str) -> pd.DataFrame | None:
                 warnings.simplefilter("ignore")
                 ranked = optuna.importance.get_param_importances(study, target=target)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
-            reason = str(err).strip().splitlines()
             raise ValueError(
-                f"Optuna cannot rank the parameters of {study_name!r}: "
-                f"{reason[0] if reason else type(err).__name__}"
+                f"Optuna cannot rank the parameters of {study_name!r}: {reason(err)}"
             ) from None
         rows += [
             {"param": name, "objective": objective, "importance": float(value)}

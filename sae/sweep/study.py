@@ -10,6 +10,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from sae import journal, locks
+from sae.errors import reason
 from sae.names import STUDY_OBJECTIVE, STUDY_SPACE
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
@@ -49,8 +50,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 heartbeat_stale_trial_callback=retry_interrupted,
             )
     except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
-        reason = redact(" ".join(str(err).split())[:200])
-        raise ValueError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
+        why = reason(err, whole=True)
+        raise ValueError(f"cannot open Optuna storage {redact(url)}: {why}") from None
 
 
 def make_sampler(

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from sae.errors import reason
 from sae.redact import redact
 
 DEFAULT_SETTINGS_FILE = "mlflow.yaml"
@@ -54,8 +55,7 @@ def load_settings(
     try:
         loaded = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise SettingsError(f"{path}: not valid YAML ({first})") from None
+        raise SettingsError(f"{path}: not valid YAML ({reason(err)})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise SettingsError(f"{path}: expected a mapping of settings at the top level")
     raw: dict[str, Any] = loaded or {}

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from sae.errors import reason
 from sae.locks import database_lock
 from sae.names import EXPERIMENT_KIND, TAG_EXPERIMENT_KIND
 from sae.redact import redact
@@ -61,11 +62,10 @@ def ensure_store(uri: str) -> None:
             with database_lock(uri, "sae: create the MLflow store"):
                 MlflowClient(uri).search_experiments(max_results=1)
         except (mlflow.exceptions.MlflowException, ValueError) as err:
-            reason = _reason(err)
-            raise ValueError(f"cannot open the MLflow store {redact(uri)}: {reason}") from None
+            raise ValueError(f"cannot open the MLflow store {redact(uri)}: {reason(err)}") from None
         except Exception as err:  # sqlalchemy and driver errors of a damaged store
             raise ValueError(
-                f"cannot open the MLflow store {redact(uri)}: {_reason(err)}; if an earlier "
+                f"cannot open the MLflow store {redact(uri)}: {reason(err)}; if an earlier "
                 "start was interrupted it may be half-built: move it aside to start a new one"
             ) from None
     _READY.add(uri)
@@ -82,11 +82,6 @@ def _create_sqlite_store(path: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             private.unlink()
-
-
-def _reason(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return redact(" ".join(lines[0].split())[:200]) if lines else type(err).__name__
 
 
 _CLIENTS: dict[str, MlflowClient] = {}
