@@ -71,8 +71,8 @@ class _Flag(FieldWrapper):
     def get_arg_options(self) -> dict[str, Any]:
         options = super().get_arg_options()
         shown = self.default
-        if isinstance(shown, tuple):
-            shown = " ".join(map(str, shown))
+        if isinstance(shown, tuple):  # as it is typed: its own parser's commas, else spaces
+            shown = ("," if "type" in self.custom_arg_options else " ").join(map(str, shown))
         text = (self.help or "").replace("%", "%%")
         common = {"dest": self.dest, "default": self.default, "required": False}
         common["help"] = f"{text} (default: {shown})"
