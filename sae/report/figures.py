@@ -176,30 +176,11 @@ def plot_tradeoff(trials: pd.DataFrame, front: pd.DataFrame, base: pd.DataFrame)
         raise NothingToPlot("no complete trial with a test MSE and an active fraction")
     fig = Figure(figsize=(10, 6.2), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(
-        done[M.TEST_MSE],
-        done[M.CODE_ACTIVE_FRAC],
-        color="#9e9e9e",
-        s=28,
-        label=f"complete trials ({len(done)})",
-        zorder=2,
-    )
-    ax.step(
-        front[M.TEST_MSE],
-        front[M.CODE_ACTIVE_FRAC],
-        where="post",
-        color="#1f77b4",
-        lw=1.8,
-        zorder=3,
-    )
-    ax.scatter(
-        front[M.TEST_MSE],
-        front[M.CODE_ACTIVE_FRAC],
-        color="#1f77b4",
-        s=46,
-        label=f"Pareto front ({len(front)})",
-        zorder=4,
-    )
+    x, y = M.TEST_MSE, M.CODE_ACTIVE_FRAC
+    shown = f"complete trials ({len(done)})", f"Pareto front ({len(front)})"
+    ax.scatter(done[x], done[y], color="#9e9e9e", s=28, label=shown[0], zorder=2)
+    ax.step(front[x], front[y], where="post", color="#1f77b4", lw=1.8, zorder=3)
+    ax.scatter(front[x], front[y], color="#1f77b4", s=46, label=shown[1], zorder=4)
     if len(front) <= 12:
         for _, t in front.iterrows():
             ax.annotate(
