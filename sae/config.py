@@ -24,6 +24,7 @@ OutputActivation = Literal["relu", "sigmoid"]
 Penalty = Literal["l1", "kl"]
 PenaltyLayers = Literal["all", "encoder", "code"]
 Device = Literal["auto", "cpu", "cuda"]
+DataOrder = Literal["seeded", "script"]
 
 
 def _check_positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
@@ -140,6 +141,12 @@ class TrainConfig:
     """target mean activation of the kl penalty (README: 0.01)"""
     seed: int = 1
     """seed of weights and shuffling"""
+    data_order: DataOrder = "seeded"
+    """order of the batches: seeded (generators of their own, from the seed) or script (drawn
+    from PyTorch's global generator exactly as the seed's DataLoader(shuffle=True) draws them,
+    which reproduces its published figures; baseline.py's default)"""
+    probe: bool = True
+    """fit a linear probe (digit from the code) at the end of the run: probe/accuracy"""
     device: Device = "auto"
     """auto (cuda when present, else cpu), cpu or cuda"""
     threads: int | None = None

@@ -65,7 +65,33 @@ def sparsity_key(layer: str, stat: str) -> str:
 
 
 CODE_ACTIVE_FRAC = sparsity_key("enc3", ACTIVE_FRAC)
-"""Active fraction of the 64-unit code, the headline sparsity figure."""
+"""Active fraction of the 64-unit code: CODE_L0 / 64, the sweep's sparsity objective."""
+CODE_L0 = sparsity_key("enc3", "l0")
+"""The code's L0, as sparse-autoencoder papers report it: the mean number of code units active
+on an image (= CODE_ACTIVE_FRAC x 64)."""
+CODE_DENSE_FRAC = sparsity_key("enc3", "dense_frac")
+"""Fraction of the code units active on more than half of the test images (dense features)."""
+CODE_INFORMATIVE_FRAC = sparsity_key("enc3", "informative_frac")
+"""Fraction of the code units whose activation varies over the test set (max - min above
+INFORMATIVE_RANGE): a unit that is constant, on or off, carries no information about the image."""
+CODE_DEAD_FRAC = sparsity_key("enc3", DEAD_FRAC)
+INFORMATIVE_RANGE = 1e-6
+
+TEST_FVU = "test/fvu"
+"""Fraction of variance unexplained: TEST_MSE / the test pixels' variance around the per-pixel
+mean image (what the best constant reconstruction leaves). 0 is perfect, 1 is no better than
+the mean image."""
+DEGENERATE = "degenerate"
+"""1 when the run is degenerate at this evaluation (``degenerate_reason``), else 0."""
+FVU_DEGENERATE = 0.95
+"""A reconstruction that explains less than 5% of what the mean image leaves (TEST_FVU above
+this) carries almost no information about its input."""
+
+PROBE_ACCURACY = "probe/accuracy"
+"""Test accuracy of a linear probe (multinomial logistic regression) that predicts the digit from
+the 64-unit code, trained on the training split's codes; logged once, at the last epoch."""
+PROBE_SECONDS = "probe/seconds"
+"""Wall time of the probe: encoding both splits and fitting it."""
 
 
 def layer_metric_keys() -> list[str]:
@@ -83,10 +109,39 @@ EVAL_METRICS = (
     TEST_PENALTY,
     TEST_LOSS,
     TEST_EXPLAINED_VARIANCE,
+    TEST_FVU,
     README_TEST_LOSS,
     *layer_metric_keys(),
+    CODE_L0,
+    CODE_DENSE_FRAC,
+    CODE_INFORMATIVE_FRAC,
+    DEGENERATE,
 )
+FINAL_METRICS = (PROBE_ACCURACY, PROBE_SECONDS)
+"""Logged once, with the last epoch's metrics (when the splits carry labels)."""
 EPOCH_METRICS = (EPOCH_LOSS, EPOCH_MSE, EPOCH_PENALTY, PERF_IMAGES_PER_S, PERF_EPOCH_SECONDS)
+
+
+def degenerate_reason(values: dict[str, float]) -> str | None:
+    """Why an evaluation (EVAL_METRICS) shows a collapsed model, or None when it does not.
+
+    Degenerate: a layer with no unit active on any test image (nothing passes it, so the
+    reconstruction cannot depend on the input), a code none of whose units varies over the test
+    set, or a reconstruction no better than the mean image (TEST_FVU above FVU_DEGENERATE).
+    Keys missing from ``values`` are not judged.
+    """
+    for layer in LAYER_NAMES:
+        if values.get(sparsity_key(layer, DEAD_FRAC), 0.0) >= 1.0:
+            return f"layer {layer} is dead: no unit active on any test image"
+    if values.get(CODE_INFORMATIVE_FRAC, 1.0) <= 0.0:
+        return "the code is constant: no code unit varies over the test set"
+    fvu = values.get(TEST_FVU, 0.0)
+    if not fvu <= FVU_DEGENERATE:  # NaN included
+        return (
+            f"the reconstruction explains {max(0.0, 1 - fvu):.1%} of the test variance "
+            f"around the mean image (under {1 - FVU_DEGENERATE:.0%})"
+        )
+    return None
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

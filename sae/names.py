@@ -56,6 +56,20 @@ TAG_TRIAL_STATE = "optuna.trial_state"
 TAG_REASON = "optuna.reason"
 """Why a trial was pruned or failed, on its MLflow run."""
 
+# Degenerate runs (``sae.metrics.degenerate_reason``), on every trained run.
+TAG_DEGENERATE = "degenerate"
+"""``true`` or ``false``: whether the run ended degenerate (a collapsed or dead model)."""
+TAG_DEGENERATE_REASON = "degenerate_reason"
+"""Why the run is degenerate, in one line; set only on degenerate runs."""
+
+# Confirmation runs: a front trial trained again with another seed (``sweep.py --confirm K``),
+# a child run of the trial's run, kind ``confirm``, with TAG_STUDY too.
+TAG_CONFIRM_TRIAL = "confirm.trial_number"
+"""The trial number whose parameters the confirmation run trains with another seed."""
+TAG_CONFIRM_TRIAL_RUN = "confirm.trial_run_id"
+"""The MLflow run id of that trial (also the confirmation run's parent run)."""
+KIND_CONFIRM = "confirm"
+
 # Baseline runs.
 TAG_BASELINE = "baseline"
 TAG_BETA_SOURCE = "beta_source"
@@ -78,6 +92,13 @@ interrupted or whose worker died carry no such mark: they are retried."""
 ATTR_RETRY_OF = "retry_of"
 """The number of the interrupted trial whose parameters this trial runs again."""
 ATTR_CONSTRAINT = "constraint"
+ATTR_DEGENERATE = "degenerate"
+"""The reason a COMPLETE trial is degenerate (``sae.metrics.degenerate_reason``), else ``""``;
+degenerate trials are infeasible (their constraint of that name is 1), so never on the front."""
+ATTR_L0 = "code_l0"
+ATTR_PROBE = "probe_accuracy"
+ATTR_CONFIRM = "confirm_run_ids"
+"""JSON list of the trial's confirmation runs (other seeds), set by ``--confirm``."""
 ATTR_TEST_MSE = "test_mse"
 ATTR_ACTIVE = "code_active_frac"
 
