@@ -12,7 +12,7 @@ import math
 import torch
 
 from sae.config import TrainConfig
-from sae.model import LAYER_NAMES, LAYER_SHAPES
+from sae.model import CODE_LAYER, LAYER_NAMES, LAYER_SHAPES
 from sae.penalties import penalty
 
 # Training, every ``log_every`` optimiser steps (step = global optimiser step); values are
@@ -85,7 +85,9 @@ DEGENERATE = "degenerate"
 """1 when the run is degenerate at this evaluation (``degenerate_reason``), else 0."""
 FVU_DEGENERATE = 0.95
 """A reconstruction that explains less than 5% of what the mean image leaves (TEST_FVU above
-this) carries almost no information about its input."""
+this) carries almost no information about its input. (Tests: the tiny test images are uniform
+noise, so every tiny run is degenerate by this rule; a test that needs non-degenerate runs
+in-process sets this to math.inf with monkeypatch.)"""
 
 PROBE_ACCURACY = "probe/accuracy"
 """Test accuracy of a linear probe (multinomial logistic regression) that predicts the digit from
@@ -154,23 +156,30 @@ def evaluate(
     model: torch.nn.Module,
     images: torch.Tensor,
     cfg: TrainConfig,
-    generator: torch.Generator,
+    order: torch.Tensor | torch.Generator,
 ) -> dict[str, float]:
-    """Every evaluation figure over the whole split ``images`` (uint8, (N, 28, 28), on the device).
+    """Every evaluation figure (EVAL_METRICS) over the whole split ``images`` (uint8,
+    (N, 28, 28), on the device).
 
-    Batches are taken in a shuffled order, as the seed's test loader does, so that the README's
-    last-batch figure can be reproduced; every other figure is independent of the order.
+    Batches are taken in ``order`` (a permutation of the N images, or a generator to draw one
+    from), shuffled as the seed's test loader takes them, so that the README's last-batch figure
+    can be reproduced; every other figure is independent of the order.
     """
     model.eval()
     n, b = images.shape[0], cfg.test_batch_size
-    order = torch.randperm(n, generator=generator).to(images.device)
+    if isinstance(order, torch.Generator):
+        order = torch.randperm(n, generator=order)
+    order = order.to(images.device)
     n_batches = math.ceil(n / b)
     zero = torch.zeros((), dtype=torch.float64, device=images.device)
-    sq_err, pen, px_sum, px_sq = zero.clone(), zero.clone(), zero.clone(), zero.clone()
+    sq_err, pen = zero.clone(), zero.clone()
+    px_sum = torch.zeros(28 * 28, dtype=torch.float64, device=images.device)
+    px_sq = px_sum.clone()
     active = {layer: zero.clone() for layer in LAYER_NAMES}
     act_sum = {layer: zero.clone() for layer in LAYER_NAMES}
     hoyer = {layer: zero.clone() for layer in LAYER_NAMES}
     ever = {layer: None for layer in LAYER_NAMES}
+    code = _CodeStats(LAYER_SHAPES[CODE_LAYER][0], images.device)
     last_mse = zero
     for start in range(0, n, b):
         x = to_float(images[order[start : start + b]])  # (B, 1, 28, 28)
@@ -179,8 +188,9 @@ def evaluate(
         sq_err += batch_sq
         last_mse = batch_sq / x.numel()
         pen += penalty(acts, cfg).double() * x.shape[0]
-        px_sum += x.sum(dtype=torch.float64)
-        px_sq += x.square().sum(dtype=torch.float64)
+        flat = x.reshape(x.shape[0], -1).double()
+        px_sum += flat.sum(dim=0)
+        px_sq += flat.square().sum(dim=0)
         for layer, act in zip(LAYER_NAMES, acts, strict=True):
             unit_on = act.amax(dim=(2, 3)) > 0  # (B, C)
             active[layer] += unit_on.double().mean(dim=1).sum()
@@ -189,15 +199,20 @@ def evaluate(
             ever[layer] = seen if ever[layer] is None else ever[layer] | seen
             if act.shape[1] > 1:
                 hoyer[layer] += _hoyer(act.abs().mean(dim=(2, 3))).sum(dtype=torch.float64)
+            if layer == CODE_LAYER:
+                code.add(act.flatten(1))
 
     pixels = n * 28 * 28
     mse = (sq_err / pixels).item()
-    mean_px = (px_sum / pixels).item()
-    variance = (px_sq / pixels).item() - mean_px**2
+    mean_px = px_sum.sum().item() / pixels
+    variance = px_sq.sum().item() / pixels - mean_px**2
+    # around each pixel's own mean: what the best constant reconstruction (the mean image) leaves
+    pixel_variance = ((px_sq - px_sum.square() / n).sum() / pixels).item()
     out = {
         TEST_MSE: mse,
         TEST_PENALTY: (pen / n).item(),
         TEST_EXPLAINED_VARIANCE: 1 - mse / variance if variance > 0 else float("nan"),
+        TEST_FVU: mse / pixel_variance if pixel_variance > 0 else float("nan"),
         README_TEST_LOSS: 2 * last_mse.item() / n_batches,
     }
     out[TEST_LOSS] = out[TEST_MSE] + out[TEST_PENALTY]
@@ -208,8 +223,48 @@ def evaluate(
         out[sparsity_key(layer, DEAD_FRAC)] = 1 - ever[layer].double().mean().item()
         if units > 1:
             out[sparsity_key(layer, HOYER)] = (hoyer[layer] / n).item()
+    out.update(code.result(n))
+    out[DEGENERATE] = float(degenerate_reason(out) is not None)
     model.train()
     return out
+
+
+class _CodeStats:
+    """Per code unit, over the images seen: on how many it fired, its smallest and largest value."""
+
+    def __init__(self, units: int, device: torch.device) -> None:
+        self.fired = torch.zeros(units, dtype=torch.float64, device=device)
+        self.low = torch.full((units,), math.inf, device=device)
+        self.high = torch.full((units,), -math.inf, device=device)
+
+    def add(self, code: torch.Tensor) -> None:
+        """``code``: (B, units) activations of a batch."""
+        self.fired += (code > 0).sum(dim=0, dtype=torch.float64)
+        self.low = torch.minimum(self.low, code.amin(dim=0).float())
+        self.high = torch.maximum(self.high, code.amax(dim=0).float())
+
+    def result(self, n: int) -> dict[str, float]:
+        rate = self.fired / n
+        return {
+            CODE_L0: rate.sum().item(),
+            CODE_DENSE_FRAC: (rate > 0.5).double().mean().item(),
+            CODE_INFORMATIVE_FRAC: ((self.high - self.low) > INFORMATIVE_RANGE)
+            .double()
+            .mean()
+            .item(),
+        }
+
+
+@torch.inference_mode()
+def code_firing_rates(
+    model: torch.nn.Module, images: torch.Tensor, batch: int = 2000
+) -> torch.Tensor:
+    """(units,) float64 on the CPU: the fraction of ``images`` on which each code unit fires."""
+    fired = None
+    for start in range(0, images.shape[0], batch):
+        on = (model.encode(to_float(images[start : start + batch])) > 0).sum(dim=0)
+        fired = on if fired is None else fired + on
+    return fired.double().cpu() / images.shape[0]
 
 
 def _hoyer(v: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,11 @@ class SparseAutoencoder(nn.Module):
         a6 = torch.relu(out) if self.output_activation == "relu" else torch.sigmoid(out)
         return a6, (a1, a2, a3, a4, a5, a6)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, 28) -> the code (B, 64): the encoder alone, as ``forward`` computes it."""
+        a2 = torch.relu(self.enc2(torch.relu(self.enc1(x))))
+        return torch.relu(_full_conv(self.enc3, a2)).flatten(1)
+
 
 # enc3 covers its whole 7x7 input and dec1 spreads a 1x1 input over its whole 7x7 output, so each
 # is one matrix product over the same weights: the same function, without the convolution

@@ -17,9 +17,11 @@ import torch.nn.functional as F
 
 from sae import data as sae_data
 from sae import metrics as M
-from sae.config import Config, DataConfig, TrainConfig
-from sae.model import SparseAutoencoder
+from sae.config import Config, DataConfig, ModelConfig, TrainConfig
+from sae.model import LAYER_NAMES, SparseAutoencoder
+from sae.order import make_order
 from sae.penalties import penalty
+from sae.probe import encode, probe_accuracy
 
 MAX_LOSS = 1e6
 """A training loss above this has diverged, like NaN: the images are in [0, 1], so a loss this
@@ -28,6 +30,16 @@ large means blown-up weights or a runaway penalty, from which a run does not com
 
 class NonFiniteLossError(RuntimeError):
     """The training loss diverged (NaN, infinite, or above MAX_LOSS); the run cannot go on."""
+
+
+class DeadNetworkError(RuntimeError):
+    """The freshly initialised network has a layer that is zero on every training image: no
+    gradient can pass it, so the run can never learn to reconstruct. Raised before any step."""
+
+
+DEAD_SCAN_FIRST = 1000
+"""Images a fresh network is first checked on; only a layer dead on all of them is checked on the
+whole training set, so a network that is alive pays for one forward pass of these."""
 
 
 def diverged(value: float) -> bool:
@@ -42,6 +54,9 @@ class Splits:
     test: torch.Tensor
     digest: str
     """Identifies the exact data files (``sae.data.dataset_digest``)."""
+    train_labels: torch.Tensor | None = None
+    """The digits of ``train``, int64 (N,), on the same device; None without labels (no probe)."""
+    test_labels: torch.Tensor | None = None
 
 
 class Callback:
@@ -73,6 +88,11 @@ class FitResult:
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
 
+    @property
+    def degenerate_reason(self) -> str | None:
+        """Why the last evaluation shows a collapsed model (``metrics.degenerate_reason``)."""
+        return M.degenerate_reason(self.final) if self.history else None
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` is cuda when present, else cpu; asking for cuda without one is an error."""
@@ -89,13 +109,79 @@ def load_splits(
     """Prepare (fetch and verify on first use) and load both splits onto ``device``."""
     files = sae_data.load_manifest(cfg.manifest) if cfg.manifest else sae_data.MNIST_FILES
     raw = sae_data.prepare(Path(cfg.root), files, log=log or (lambda _msg: None))
-    train, _ = sae_data.load_split(raw, train=True, files=files)
-    test, _ = sae_data.load_split(raw, train=False, files=files)
+    train, train_labels = sae_data.load_split(raw, train=True, files=files)
+    test, test_labels = sae_data.load_split(raw, train=False, files=files)
     return Splits(
         train=train[: cfg.train_size].to(device),
         test=test[: cfg.test_size].to(device),
         digest=sae_data.dataset_digest(files),
+        train_labels=train_labels[: cfg.train_size].to(device),
+        test_labels=test_labels[: cfg.test_size].to(device),
     )
+
+
+@torch.inference_mode()
+def dead_layer(model: SparseAutoencoder, images: torch.Tensor, batch: int = 2000) -> str | None:
+    """Why ``model`` is dead on every one of ``images`` (uint8 (N, 28, 28)), or None.
+
+    A layer whose ReLU output is zero on every image passes no gradient, so nothing before it can
+    learn and nothing after it can depend on the input. Checked on the first DEAD_SCAN_FIRST
+    images; a layer dead there is checked on all of them.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        suspects = _dead_layers(model, images[:DEAD_SCAN_FIRST], batch)
+        if suspects and len(images) > DEAD_SCAN_FIRST:
+            suspects = [s for s in _dead_layers(model, images, batch) if s in suspects]
+    finally:
+        model.train(was_training)
+    if not suspects:
+        return None
+    layer = suspects[-1] if "dec3" in suspects else suspects[0]
+    what = "the output" if layer == "dec3" else f"layer {layer}"
+    return f"{what} is zero on every one of the {len(images):,} training images"
+
+
+def _dead_layers(model: SparseAutoencoder, images: torch.Tensor, batch: int) -> list[str]:
+    alive = None
+    for start in range(0, images.shape[0], batch):
+        _, acts = model(M.to_float(images[start : start + batch]))
+        on = torch.stack([(act > 0).any() for act in acts])
+        alive = on if alive is None else alive | on
+    return [layer for layer, on in zip(LAYER_NAMES, alive.tolist(), strict=True) if not on]
+
+
+def dead_at_init(cfg: ModelConfig, seed: int, images: torch.Tensor) -> str | None:
+    """Why the network that ``fit`` builds for ``seed`` is dead before training, or None.
+
+    Builds it as ``fit`` does (``torch.manual_seed(seed)``, then the model), on ``images``'
+    device; this draws from PyTorch's global generator, as ``fit`` does anyway.
+    """
+    torch.manual_seed(seed)
+    model = SparseAutoencoder(cfg).to(images.device, memory_format=torch.channels_last)
+    return dead_layer(model, images)
+
+
+def alive_seeds(
+    n: int, cfg: ModelConfig, images: torch.Tensor, start: int = 1, skip: Sequence[int] = ()
+) -> tuple[list[int], dict[int, str]]:
+    """The first ``n`` seeds from ``start`` (leaving out ``skip``) whose network is alive at
+    initialisation on ``images``, and the seeds passed over with the reason."""
+    alive: list[int] = []
+    dead: dict[int, str] = {}
+    seed = start
+    while len(alive) < n:
+        if seed - start > 100 * n + 1000:
+            raise ValueError(f"no {n} seeds alive at initialisation from seed {start}")
+        if seed not in skip:
+            why = dead_at_init(cfg, seed, images)
+            if why is None:
+                alive.append(seed)
+            else:
+                dead[seed] = why
+        seed += 1
+    return alive, dead
 
 
 def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitResult:
@@ -116,8 +202,7 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
         eps=tc.adam_eps,
         fused=True,
     )
-    shuffle = torch.Generator().manual_seed(tc.seed)
-    eval_shuffle = torch.Generator().manual_seed(tc.seed + 1)
+    order = make_order(tc.data_order, tc.seed)  # right after the model, as the seed's script
     # CPU reads of a scalar are free, so check every step there; on a GPU a read is a host sync,
     # so the check rides on the periodic report.
     check_every = 1 if device.type == "cpu" else tc.log_every
@@ -127,12 +212,15 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     result = FitResult(model=model)
     for cb in callbacks:
         cb.on_fit_start(model, cfg, splits)
+    dead = dead_layer(model, splits.train)
+    if dead:
+        raise DeadNetworkError(f"dead at initialisation: {dead}; no gradient can reach the weights")
 
     n = splits.train.shape[0]
     step = 0
     for epoch in range(1, tc.epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=shuffle).to(device)
+        batches_order = order.train(n).to(device)
         # Sums stay on the device: (loss, mse, penalty) over the epoch and since the last report.
         epoch_sums = torch.zeros(3, device=device)
         window_sums = torch.zeros(3, device=device)
@@ -140,7 +228,9 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
         started = time.perf_counter()
         for start in range(0, n, tc.batch_size):
             # batch
-            x = M.to_float(splits.train[order[start : start + tc.batch_size]])  # (B, 1, 28, 28)
+            x = M.to_float(
+                splits.train[batches_order[start : start + tc.batch_size]]
+            )  # (B, 1, 28, 28)
             # forward and loss
             with autocast:
                 recon, acts = model(x)
@@ -185,8 +275,10 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             M.EPOCH_PENALTY: pen_mean,
             M.PERF_IMAGES_PER_S: n / seconds,
             M.PERF_EPOCH_SECONDS: seconds,
-            **M.evaluate(model, splits.test, tc, eval_shuffle),
+            **M.evaluate(model, splits.test, tc, order.test(splits.test.shape[0])),
         }
+        if epoch == tc.epochs and tc.probe and splits.train_labels is not None:
+            record.update(_probe(model, splits))
         result.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(epoch, step, record, model)
@@ -194,6 +286,17 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     for cb in callbacks:
         cb.on_fit_end(model, result.history)
     return result
+
+
+def _probe(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
+    started = time.perf_counter()
+    accuracy = probe_accuracy(
+        encode(model, splits.train),
+        splits.train_labels,
+        encode(model, splits.test),
+        splits.test_labels,
+    )
+    return {M.PROBE_ACCURACY: accuracy, M.PROBE_SECONDS: time.perf_counter() - started}
 
 
 def _non_finite_message(epoch: int, step: int, value: float) -> str:

@@ -21,7 +21,11 @@ from sae.data import FileSpec
 def tiny_arrays(
     n_train: int = 20, n_test: int = 10, seed: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The arrays `make_tiny_mnist` writes: {"train"|"test": (uint8 (N, 28, 28), int64 (N,))}."""
+    """The arrays `make_tiny_mnist` writes: {"train"|"test": (uint8 (N, 28, 28), int64 (N,))}.
+
+    Uniform noise: no run reconstructs it better than the mean image, so every run trained on it
+    is degenerate by `sae.metrics.degenerate_reason` (FVU >= 1); see metrics.FVU_DEGENERATE.
+    """
     rng = np.random.default_rng(seed)
     return {
         split: (

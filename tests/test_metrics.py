@@ -89,3 +89,39 @@ def test_to_float__matches_torchvision_to_tensor():
     images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
     expected = torch.stack([to_tensor(img.numpy()) for img in images])
     assert torch.equal(M.to_float(images), expected)
+
+
+def test_evaluate__code_l0_dense_informative_and_fvu_by_hand():
+    images = _images(10)
+    out = M.evaluate(FixedModel(), images, TrainConfig(test_batch_size=4), torch.Generator())
+    # code unit 0 is on (at 1.0) on every image: counted in L0 and dense, but constant, so not
+    # informative; unit 1 is on (3.0) on the 5 odd images: in L0, varies, not dense (half only)
+    assert out[M.CODE_L0] == pytest.approx(1.5)
+    assert out[M.CODE_DENSE_FRAC] == pytest.approx(1 / 64)
+    assert out[M.CODE_INFORMATIVE_FRAC] == pytest.approx(1 / 64)
+    x = images.double().reshape(10, -1) / 255
+    pixel_variance = x.var(dim=0, unbiased=False).mean().item()
+    assert out[M.TEST_FVU] == pytest.approx(x.square().mean().item() / pixel_variance, rel=1e-6)
+    # zeros for every image explain nothing: degenerate
+    assert out[M.DEGENERATE] == 1.0
+    assert "explains 0.0%" in M.degenerate_reason(out)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({M.sparsity_key("enc2", M.DEAD_FRAC): 1.0}, "layer enc2 is dead"),
+        ({M.CODE_INFORMATIVE_FRAC: 0.0}, "the code is constant"),
+        ({M.TEST_FVU: 0.97}, "explains 3.0% of the test variance"),
+        ({M.TEST_FVU: math.nan}, "explains"),
+        ({}, None),
+    ],
+)
+def test_degenerate_reason__names_the_first_rule_broken(change, why):
+    healthy = {
+        **{M.sparsity_key(layer, M.DEAD_FRAC): 0.2 for layer in LAYER_NAMES},
+        M.CODE_INFORMATIVE_FRAC: 0.5,
+        M.TEST_FVU: 0.1,
+    }
+    reason = M.degenerate_reason({**healthy, **change})
+    assert (reason is None) if why is None else (why in reason)

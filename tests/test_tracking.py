@@ -73,8 +73,16 @@ def finished(store):
 def test_run__logs_exactly_the_declared_metric_keys(finished):
     run = finished.run
     expected = set(M.TRAIN_STEP_METRICS) | set(M.EPOCH_METRICS) | set(M.EVAL_METRICS)
-    assert set(run.data.metrics) == expected
+    assert set(run.data.metrics) == expected | set(M.FINAL_METRICS)
     assert run.info.status == "FINISHED"
+
+
+def test_run__is_tagged_degenerate_with_its_reason_and_says_so_in_its_description(finished):
+    tags = finished.run.data.tags
+    # tiny noise images: no run beats the mean image, so this one is degenerate
+    assert tags[names.TAG_DEGENERATE] == "true"
+    assert "explains" in tags[names.TAG_DEGENERATE_REASON]
+    assert tags[names.TAG_DESCRIPTION].startswith("**Degenerate:** the reconstruction explains")
 
 
 def test_run__metric_steps_are_optimiser_steps_and_epochs(finished):
@@ -98,8 +106,9 @@ def test_run__logged_metric_values_are_the_runs_own_history(finished):
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         if key in M.TRAIN_STEP_METRICS:
             expected = [(step, metrics[key]) for step, metrics in finished.logged]
-        else:
-            expected = [(epoch, h[key]) for epoch, h in enumerate(finished.history, start=1)]
+        else:  # FINAL_METRICS only at the last epoch
+            history = enumerate(finished.history, start=1)
+            expected = [(epoch, h[key]) for epoch, h in history if key in h]
         assert logged == expected, key
         assert finished.run.data.metrics[key] == expected[-1][1], key
 
@@ -135,7 +144,7 @@ def test_run__image_plot_config_and_model_artifacts_exist(finished, monkeypatch)
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.json", "images", "plots"} <= top
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
-    assert plots == {tracking.HISTOGRAMS_FILE, tracking.CURVES_FILE}
+    assert plots == {tracking.HISTOGRAMS_FILE, tracking.CURVES_FILE, tracking.DENSITY_FILE}
     images = [a.path for a in client.list_artifacts(run_id, "images")]
     pngs = [p for p in images if p in {tracking.reconstruction_file(e) for e in (1, 2)}]
     assert len(pngs) == 2  # one grid per epoch

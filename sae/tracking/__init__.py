@@ -10,6 +10,7 @@ run ids. Names of tags live in ``sae.names``; signal handling in ``sae.signals``
 from sae.tracking.artifacts import (
     CONFIG_FILE,
     CURVES_FILE,
+    DENSITY_FILE,
     HISTOGRAMS_FILE,
     IMAGES_DIR,
     reconstruction_file,
@@ -55,6 +56,7 @@ from sae.tracking.tracker import Tracker
 __all__ = [
     "CONFIG_FILE",
     "CURVES_FILE",
+    "DENSITY_FILE",
     "CURVE_COLUMNS",
     "DEFAULT_SETTINGS_FILE",
     "HISTOGRAMS_FILE",

@@ -8,6 +8,8 @@ IMAGES_DIR = "images"
 """Per epoch, 16 fixed test images (top) over their reconstructions: ``reconstruction_file``."""
 HISTOGRAMS_FILE = "plots/activation_histograms.png"
 CURVES_FILE = "plots/learning_curves.png"
+DENSITY_FILE = "plots/feature_density.png"
+"""The feature-density histogram: log10 of each code unit's firing rate on the test set."""
 CONFIG_FILE = "config.json"
 MODEL_NAME = "model"
 

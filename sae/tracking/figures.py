@@ -75,4 +75,28 @@ def learning_curves(history: list[dict[str, float]]) -> Figure:
     right.set_ylabel("fraction of the 64 code units active")
     right.set_ylim(0, 1.05)
     right.set_title("Code sparsity (test set)")
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
+def feature_density(rates: np.ndarray, n_images: int) -> Figure:
+    """The feature-density histogram, as sparse-autoencoder papers draw it: log10 of each code
+    unit's firing rate (the fraction of test images it is active on); dead units, which never
+    fire, are counted apart (their log is -inf)."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    alive = rates[rates > 0]
+    dead = int((rates <= 0).sum())
+    floor = np.log10(1 / n_images)  # one image
+    bins = np.linspace(floor, 0, 31)
+    if alive.size:
+        ax.hist(np.log10(alive), bins=bins, color="tab:blue", label=f"{alive.size} units that fire")
+    ax.axvline(np.log10(0.5), color="tab:red", linestyle="--", label="dense: on > half the images")
+    ax.set_xlim(floor - 0.3, 0.1)
+    ax.set_xlabel(f"log10 firing rate on the {n_images:,} test images")
+    ax.set_ylabel("code units")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"Feature density of the {rates.size} code units; {dead} dead (never fire)")
+    ax.legend(loc="upper left")
     return fig

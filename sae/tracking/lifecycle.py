@@ -18,7 +18,8 @@ from sae.tracking.environment import environment_tags
 from sae.tracking.params import config_params, log_params
 from sae.tracking.settings import Settings
 from sae.tracking.store import client, ensure_experiment
-from sae.tracking.tracker import Tracker
+from sae.tracking.tracker import Tracker, mark_degenerate
+from sae.train import DeadNetworkError
 
 
 @contextlib.contextmanager
@@ -44,6 +45,8 @@ def run_lifecycle(
         raise
     except BaseException as err:
         client.set_tag(run_id, TAG_ERROR, one_line(err))
+        if isinstance(err, DeadNetworkError):
+            mark_degenerate(client, run_id, str(err))
         raise
     finally:
         client.set_terminated(run_id, status=status)

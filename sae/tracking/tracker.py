@@ -15,12 +15,31 @@ from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag, Metric
 from mlflow.tracking import MlflowClient
 
+from sae import metrics as M
 from sae.config import Config
 from sae.model import SparseAutoencoder
-from sae.names import TAG_DATA_DIGEST, TAG_DATASET_CONTEXT, TAG_DEVICE, TAG_MODEL_URI
+from sae.names import (
+    TAG_DATA_DIGEST,
+    TAG_DATASET_CONTEXT,
+    TAG_DEGENERATE,
+    TAG_DEGENERATE_REASON,
+    TAG_DESCRIPTION,
+    TAG_DEVICE,
+    TAG_MODEL_URI,
+)
 from sae.signals import check_interrupted
-from sae.tracking.artifacts import CURVES_FILE, HISTOGRAMS_FILE, reconstruction_file
-from sae.tracking.figures import activation_histograms, learning_curves, reconstruction_grid
+from sae.tracking.artifacts import (
+    CURVES_FILE,
+    DENSITY_FILE,
+    HISTOGRAMS_FILE,
+    reconstruction_file,
+)
+from sae.tracking.figures import (
+    activation_histograms,
+    feature_density,
+    learning_curves,
+    reconstruction_grid,
+)
 from sae.tracking.models import log_model
 from sae.train import Callback, Splits
 
@@ -38,6 +57,7 @@ class Tracker(Callback):
         self._pending: list[Metric] = []
         self._fixed: torch.Tensor | None = None
         self._histogram_images: torch.Tensor | None = None
+        self._test_images: torch.Tensor | None = None
         self._cfg: Config | None = None
         self.seconds_logging = 0.0
         """Wall time spent in this tracker's per-run start and per-epoch logging."""
@@ -61,6 +81,7 @@ class Tracker(Callback):
         self._cfg = cfg
         self._fixed = splits.test[:N_FIXED_IMAGES]
         self._histogram_images = splits.test[:N_HISTOGRAM_IMAGES]
+        self._test_images = splits.test
         self.client.set_tag(self.run_id, TAG_DEVICE, str(splits.train.device))
         self.client.set_tag(self.run_id, TAG_DATA_DIGEST, splits.digest)
         for context, images in (("train", splits.train), ("test", splits.test)):
@@ -94,12 +115,27 @@ class Tracker(Callback):
     def _log_final(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None:
         self.flush()
         if history:
+            mark_degenerate(self.client, self.run_id, M.degenerate_reason(history[-1]))
             self.client.log_figure(self.run_id, learning_curves(history), CURVES_FILE)
+        rates = M.code_firing_rates(model, self._test_images).numpy()
+        density = feature_density(rates, self._test_images.shape[0])
+        self.client.log_figure(self.run_id, density, DENSITY_FILE)
         histograms = activation_histograms(model, self._histogram_images)
         self.client.log_figure(self.run_id, histograms, HISTOGRAMS_FILE)
         if self._cfg.tracking.log_model:
             uri = log_model(self.client, self.run_id, self.experiment_id, model, self._cfg)
             self.client.set_tag(self.run_id, TAG_MODEL_URI, uri)
+
+
+def mark_degenerate(client: MlflowClient, run_id: str, reason: str | None) -> None:
+    """The degenerate tags of a run; a degenerate run's description starts by saying so."""
+    if reason is None:
+        client.set_tag(run_id, TAG_DEGENERATE, "false")
+        return
+    client.set_tag(run_id, TAG_DEGENERATE, "true")
+    client.set_tag(run_id, TAG_DEGENERATE_REASON, reason)
+    description = client.get_run(run_id).data.tags.get(TAG_DESCRIPTION, "")
+    client.set_tag(run_id, TAG_DESCRIPTION, f"**Degenerate:** {reason}. {description}".strip())
 
 
 def _dataset(digest: str, context: str, size: int) -> mlflow.data.Dataset:
