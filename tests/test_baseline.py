@@ -71,19 +71,59 @@ def test_summarize__mean_std_and_count_per_beta_over_trained_runs():
     assert summary.loc[("n", 1e-4), M.EPOCH_LOSS] == 2
 
 
-def test_dead_at_init__finds_the_seeds_whose_output_is_zero_everywhere():
+def test_dead_seeds__are_those_with_a_layer_zero_on_every_image():
     import torch
 
     from sae.config import ModelConfig
     from sae.model import SparseAutoencoder
 
     images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
-    dead = baseline.dead_at_init(range(1, 11), images, ModelConfig())
+    dead = baseline.dead_seeds(range(1, 11), images, ModelConfig())
     for seed in range(1, 11):
         torch.manual_seed(seed)
-        out = SparseAutoencoder()(images.unsqueeze(1).float() / 255)[0]
-        assert (seed in dead) == bool((out <= 0).all())
-    assert baseline.dead_at_init(range(1, 11), images, ModelConfig("sigmoid")) == []
+        acts = SparseAutoencoder()(images.unsqueeze(1).float() / 255)[1]
+        assert (seed in dead) == any(bool((a <= 0).all()) for a in acts)
+    assert dead  # the seed's architecture leaves some seeds dead
+
+
+def test_run_baseline__trains_n_seeds_alive_at_init_and_lists_the_skipped(tmp_path):
+    from helpers import build_config
+
+    cfg = build_config(tmp_path, epochs=1)
+    runs = baseline.run_baseline(cfg, 2, betas={"script": 1e-4})
+    skipped = runs.attrs["skipped"]
+    assert len(runs) == 2 and skipped  # seed 2 is dead on the tiny data
+    assert set(runs["seed"]).isdisjoint(skipped)
+    assert sorted([*runs["seed"], *skipped]) == list(range(1, max(runs["seed"]) + 1))
+    assert all("zero on every one of the 200 training images" in w for w in skipped.values())
+
+
+def test_comparison_table__the_exact_reproduction_gets_its_own_column():
+    runs = _runs().assign(data_order="script")
+    table = baseline.comparison_table(runs).set_index("quantity")
+    assert table.loc["training loss", baseline.EXACT_COLUMN] == "0.00490000"
+    assert table.loc["linear probe accuracy (digit from code)", SCRIPT] == "not logged"
+    seeded = baseline.comparison_table(runs.assign(data_order="seeded"))
+    assert baseline.EXACT_COLUMN not in seeded.columns
+
+
+def test_test_loss_explanation__computes_batches_last_batch_and_ratio():
+    readme = baseline.test_loss_explanation()
+    assert "last (400-image) batch" in readme and "number of batches (17," in readme
+    assert "about 8.5 times smaller" in readme
+    small = baseline.test_loss_explanation(2000, 600, ratio=2.05)
+    assert "last (200-image) batch" in small and "(4, for 2,000 test images" in small
+    assert "2.05 times this figure" in small
+
+
+def test_protocol_differences__name_each_departure_from_the_readme():
+    assert baseline.protocol_differences(10, None, None, 100) == []
+    assert baseline.protocol_differences(10, 60000, 10000, 100) == []
+    assert baseline.protocol_differences(2, 5000, None, 64) == [
+        "2 epochs, not the README's 10",
+        "5,000 training images, not the README's 60,000",
+        "64 as the training batch size, not the README's 100",
+    ]
 
 
 def test_tracked_reference__mean_of_the_finished_script_runs_that_trained(tmp_path):

@@ -15,10 +15,16 @@ def main() -> None:
     outcome = train_run(cfg, callbacks=[Progress()], log=print)
     final = outcome.result.final
     if final:
+        probe = final.get(M.PROBE_ACCURACY)
         print(
-            f"final: test MSE {final[M.TEST_MSE]:.6f}, train loss {final[M.EPOCH_LOSS]:.6f}, "
-            f"code active fraction {final[M.CODE_ACTIVE_FRAC]:.3f}"
+            f"final: test MSE {final[M.TEST_MSE]:.6f}, train loss {final[M.EPOCH_LOSS]:.8f}, "
+            f"README testing loss {final[M.README_TEST_LOSS]:.8f}, code L0 "
+            f"{final[M.CODE_L0]:.1f} of 64 units"
+            + (f", probe accuracy {probe:.3f}" if probe is not None else "")
         )
+        why = outcome.result.degenerate_reason
+        if why:
+            print(f"degenerate: {why}")
     if outcome.run_id:
         print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}")
         print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")
