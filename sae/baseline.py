@@ -54,10 +54,10 @@ def test_loss_explanation(
     batches = math.ceil(test_size / test_batch_size)
     last = test_size - (batches - 1) * test_batch_size
     how = (
-        f"the runs here measure the true mean test MSE as {ratio:.2f} times this figure"
+        f"the runs here measure it as the true mean test MSE divided by {ratio:.2f}"
         if ratio is not None and math.isfinite(ratio)
-        else f"about {batches / 2:g} times smaller than the true mean test MSE when the last "
-        "batch is typical"
+        else f"when the last batch is typical, that is the true mean test MSE divided by "
+        f"{batches / 2:g}"
     )
     return (
         "The README's testing loss is not the mean test error: the seed's script overwrites its "
@@ -279,7 +279,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     exact = exact_reproduction(runs)
     columns = {
         beta: f"beta {beta:g} ({group['beta_source'].iloc[0]}), "
-        f"{int(trained(group).sum())} of {len(group)} runs trained"
+        f"{int(trained(group).sum())} of {len(group)} runs trained, not degenerate"
         for beta, group in runs.groupby("beta", sort=True)
     }
     table = []
@@ -290,7 +290,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
             row[EXACT_COLUMN] = _fmt(exact.get(metric, math.nan))
         for beta, column in columns.items():
             if ("n", beta) not in summary.index:
-                row[column] = "no run trained"
+                row[column] = "every run degenerate"
                 continue
             mean, std = summary.loc[("mean", beta), metric], summary.loc[("std", beta), metric]
             spread = f" ± {std:.2g}" if summary.loc[("n", beta), metric] > 1 else ""

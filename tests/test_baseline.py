@@ -4,8 +4,8 @@ import pytest
 from sae import baseline, names
 from sae import metrics as M
 
-SCRIPT = "beta 0.0001 (script), 2 of 3 runs trained"
-README = "beta 0.005 (readme), 2 of 2 runs trained"
+SCRIPT = "beta 0.0001 (script), 2 of 3 runs trained, not degenerate"
+README = "beta 0.005 (readme), 2 of 2 runs trained, not degenerate"
 
 
 def _run(beta, source, seed, loss, output_active=0.9):
@@ -53,11 +53,14 @@ def test_comparison_table__readme_figures_beside_mean_and_spread_of_trained_runs
 def test_comparison_table__single_run_has_no_spread_and_all_dead_says_so():
     runs = _runs()
     table = baseline.comparison_table(runs[runs["seed"] <= 2]).set_index("quantity")
-    assert table.loc["training loss", "beta 0.0001 (script), 1 of 2 runs trained"] == "0.00490000"
-    dead = baseline.comparison_table(runs[runs["seed"] == 2].iloc[:1]).set_index("quantity")
-    assert dead.loc["training loss", "beta 0.0001 (script), 0 of 1 runs trained"] == (
-        "no run trained"
+    assert (
+        table.loc["training loss", "beta 0.0001 (script), 1 of 2 runs trained, not degenerate"]
+        == "0.00490000"
     )
+    dead = baseline.comparison_table(runs[runs["seed"] == 2].iloc[:1]).set_index("quantity")
+    assert dead.loc[
+        "training loss", "beta 0.0001 (script), 0 of 1 runs trained, not degenerate"
+    ] == ("every run degenerate")
     assert baseline.reproducing_beta(runs[runs["seed"] == 2].iloc[:1]) is None
 
 
@@ -110,10 +113,10 @@ def test_comparison_table__the_exact_reproduction_gets_its_own_column():
 def test_test_loss_explanation__computes_batches_last_batch_and_ratio():
     readme = baseline.test_loss_explanation()
     assert "last (400-image) batch" in readme and "number of batches (17," in readme
-    assert "about 8.5 times smaller" in readme
+    assert "that is the true mean test MSE divided by 8.5" in readme
     small = baseline.test_loss_explanation(2000, 600, ratio=2.05)
     assert "last (200-image) batch" in small and "(4, for 2,000 test images" in small
-    assert "2.05 times this figure" in small
+    assert "the true mean test MSE divided by 2.05" in small
 
 
 def test_protocol_differences__name_each_departure_from_the_readme():
