@@ -149,6 +149,33 @@ def eval_ms(cfg: Config, splits: Splits, repeats: int) -> float:
     return 1000 * statistics.median(times[1:])  # the first pass warms the kernels up
 
 
+def probe_seconds(cfg: Config, splits: Splits, repeats: int) -> dict[str, float]:
+    """The linear probe's cost against a 10-epoch run's: one epoch is trained and evaluated
+    (timed), then the probe (encoding both splits and fitting) is timed ``repeats`` times."""
+    from sae.probe import encode, probe_accuracy
+
+    trained = fit(cfg, splits)
+    epoch = trained.final[M.PERF_EPOCH_SECONDS] + eval_ms(cfg, splits, 1) / 1000
+    times, accuracy = [], 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        accuracy = probe_accuracy(
+            encode(trained.model, splits.train),
+            splits.train_labels,
+            encode(trained.model, splits.test),
+            splits.test_labels,
+        )
+        _synchronize(splits.train.device)
+        times.append(time.perf_counter() - started)
+    probe = statistics.median(times)
+    return {
+        "probe_seconds": probe,
+        "probe_accuracy_after_1_epoch": accuracy,
+        "ten_epoch_run_seconds": 10 * epoch,
+        "probe_pct_of_10_epoch_run": 100 * probe / (10 * epoch + probe),
+    }
+
+
 def tracked_fit_seconds(cfg: Config, splits: Splits, track: bool) -> tuple[float, float]:
     """Wall time of fit() with or without the MLflow tracker, less the tracker's once-per-run
     end (curves, histograms, model), which is returned apart: (seconds, end-of-run seconds)."""
@@ -210,7 +237,7 @@ def machine(device: torch.device) -> dict[str, str]:
     }
 
 
-PARTS = ("throughput", "tracking", "eval", "sweep", "memory", "flops")
+PARTS = ("throughput", "tracking", "eval", "probe", "sweep", "memory", "flops")
 """The measurements ``run`` can make, in the order it makes them."""
 
 
@@ -262,7 +289,8 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
     )
     cfg = Config(
         data=DataConfig(root=data_root, train_size=bench.images),
-        train=TrainConfig(epochs=1, device=bench.device, amp=bench.amp),
+        # the probe is measured on its own (part "probe"), not inside every timed epoch
+        train=TrainConfig(epochs=1, device=bench.device, amp=bench.amp, probe=False),
         tracking=TrackingConfig(config_file=str(tmp / "mlflow.yaml"), log_model=False),
     )
 
@@ -299,6 +327,15 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
     if "eval" in bench.parts:
         full = load_splits(dataclasses.replace(cfg.data, train_size=100), device)
         results["eval_ms_10k"] = eval_ms(cfg, full, bench.repeats)
+
+    # The linear probe at the end of a run, against the run's time (target: within 5%).
+    if "probe" in bench.parts:
+        whole = dataclasses.replace(cfg.data, train_size=None)
+        results.update(probe_seconds(cfg, load_splits(whole, device), bench.repeats))
+        log(
+            f"probe {results['probe_seconds']:.2f} s, "
+            f"{results['probe_pct_of_10_epoch_run']:.1f}% of a 10-epoch run"
+        )
 
     # 4. and 5. Sweep throughput and peak memory, each in fresh processes.
     python = sys.executable

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sae import bench
@@ -27,3 +28,16 @@ def test_flops_per_image__from_layer_shapes_by_hand():
     macs = sum(flops[k] for k in ("enc1", "enc2", "enc3", "dec1", "dec2", "dec3"))
     assert flops["forward_flops"] == 2 * macs
     assert flops["train_flops"] == 2 * macs + 4 * macs - 2 * flops["enc1"]
+
+
+def test_probe_seconds__measures_the_probe_against_a_ten_epoch_run(tmp_path):
+    from helpers import build_config
+
+    from sae.train import load_splits
+
+    cfg = build_config(tmp_path, epochs=1)
+    out = bench.probe_seconds(cfg, load_splits(cfg.data, torch.device("cpu")), repeats=1)
+    assert out["probe_seconds"] > 0 and out["ten_epoch_run_seconds"] > 0
+    total = out["ten_epoch_run_seconds"] + out["probe_seconds"]
+    assert out["probe_pct_of_10_epoch_run"] == pytest.approx(100 * out["probe_seconds"] / total)
+    assert 0 <= out["probe_accuracy_after_1_epoch"] <= 1

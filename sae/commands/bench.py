@@ -14,6 +14,7 @@ TARGETS = {
     "speedup_vs_seed_loop": (">=", 2.0),
     "tracking_overhead_pct": ("<=", 3.0),
     "sweep_speedup_2w": (">=", 1.2),
+    "probe_pct_of_10_epoch_run": ("<=", 5.0),
 }
 
 
