@@ -4,6 +4,7 @@ trained for real, and synthetic stores for the empty, failed and partial cases."
 import dataclasses
 import html
 import importlib.metadata
+import math
 import os
 import platform
 import re
@@ -19,7 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from helpers import build_config
+from helpers import N_TEST, build_config
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from sae import baseline as B
@@ -28,6 +29,7 @@ from sae import names, report, sweep, tracking
 from sae.report import document
 from sae.runner import train_run
 from sae.sweep import SweepConfig, run_sweep
+from sae.train import alive_seeds, load_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 import synthetic_store  # noqa: E402  (analysis/ holds scripts, not a package)
@@ -43,32 +45,57 @@ ALL_FIGURES = (
     report.FIG_LAYERS,
     report.FIG_RECONSTRUCTIONS,
 )
-BASELINE_RUNS = (("script", 1), ("script", 2), ("readme", 1))
+BASELINE_RUNS = (("script", 0), ("script", 1), ("readme", 0))
+"""(beta source, which of the two seeds alive at initialisation) of each tiny baseline run."""
+CONFIRM_RUNS = 2
+"""The tiny sweep confirms one front trial with two more seeds."""
 BUILT_AT = re.compile(rb"(, at git commit (?:`|<code>))(?:[0-9a-f]{40}|unknown)")
 """The report's own line "built with ..., at git commit `<sha>`", in Markdown or HTML."""
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A tiny baseline (3 runs) and a tiny 2-trial sweep, trained on tiny data in one store."""
+def tiny(tmp_path_factory):
+    """Tiny data and a tracked config in one folder, and two seeds alive at initialisation on
+    its training images (the others would end DeadNetworkError before their first step). The
+    test size is given, not left None: the report reads None as the README's 10,000."""
     tmp = tmp_path_factory.mktemp("report-store")
     cfg = build_config(tmp, track=True)
-    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, log_model=False))
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, test_size=N_TEST),
+        tracking=dataclasses.replace(cfg.tracking, log_model=False),
+    )
+    seeds, _ = alive_seeds(2, cfg.model, load_splits(cfg.data, torch.device("cpu")).train)
+    return tmp, cfg, seeds
+
+
+@pytest.fixture(scope="module")
+def store(tiny):
+    """A tiny baseline (3 runs) and a tiny 2-trial sweep, trained on tiny data in one store.
+
+    The tiny test images are noise, which no model reconstructs better than their mean image, so
+    the FVU rule would call every tiny run degenerate: it is lifted for this module."""
+    tmp, cfg, seeds = tiny
     (tmp / "mlflow.yaml").write_text(
         "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
         "optuna_storage: optuna.journal\n"
     )
-    for source, seed in BASELINE_RUNS:
-        train = dataclasses.replace(cfg.train, beta=B.BETAS[source], seed=seed)
-        train_run(
-            dataclasses.replace(cfg, train=train),
-            kind="baseline",
-            run_name=B.run_name(B.BETAS[source], seed),
-            tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: source},
-        )
-    run_sweep(cfg, SweepConfig(trials=2, batch_sizes=(50, 100)), log=lambda _m: None)
-    settings = tracking.load_settings(tmp / "mlflow.yaml")
-    return tmp, settings
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(M, "FVU_DEGENERATE", math.inf)
+        for source, which in BASELINE_RUNS:
+            seed = seeds[which]
+            train = dataclasses.replace(cfg.train, beta=B.BETAS[source], seed=seed)
+            train_run(
+                dataclasses.replace(cfg, train=train),
+                kind="baseline",
+                run_name=B.run_name(B.BETAS[source], seed),
+                tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: source},
+            )
+        trials = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seeds[0]))
+        sweep_cfg = SweepConfig(trials=2, batch_sizes=(50, 100), confirm=1)
+        run_sweep(trials, sweep_cfg, log=lambda _m: None)
+        settings = tracking.load_settings(tmp / "mlflow.yaml")
+        yield tmp, settings
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +176,8 @@ def test_runs_frame__one_row_per_run_with_final_metrics_params_and_tags(store):
     _, settings = store
     frame = tracking.runs_frame(settings, ["sae-baseline", "sae-sweep", "no-such-experiment"])
     assert list(frame.columns[: len(tracking.RUN_COLUMNS)]) == list(tracking.RUN_COLUMNS)
-    assert len(frame) == len(BASELINE_RUNS) + 2 + 1  # the trials and their study's parent run
+    # the trials, their study's parent run and a front trial's confirmation runs
+    assert len(frame) == len(BASELINE_RUNS) + 2 + 1 + CONFIRM_RUNS
     assert frame["start_time"].is_monotonic_increasing
     client = tracking.client(settings)
     for _, row in frame.iterrows():
@@ -179,14 +207,22 @@ def test_curves_frame__one_row_per_run_epoch_and_metric(store):
     assert curves.equals(curves.sort_values(["run_id", "metric", "epoch"]))
 
 
-def test_load_frames__default_is_the_baseline_and_the_latest_study(store):
+def test_load_frames__default_is_the_baseline_and_the_latest_study(tiny, store):
     _, settings = store
+    seeds = tiny[2]
     frames = report.load_frames(settings)
     assert frames.study == "sae-sweep"
-    assert frames.runs["role"].value_counts().to_dict() == {"baseline": 3, "trial": 2, "study": 1}
+    roles = frames.runs["role"].value_counts().to_dict()
+    assert roles == {"baseline": 3, "trial": 2, "study": 1, "confirm": CONFIRM_RUNS}
+    confirm = frames.confirmations
+    (confirmed,) = set(confirm["confirm_trial_run_id"])
+    assert confirmed in set(frames.trials["run_id"]) and set(confirm["parent_run_id"]) == {
+        confirmed
+    }
+    assert confirm["kind"].eq(names.KIND_CONFIRM).all() and confirm["trial_state"].isna().all()
     base = frames.baseline.sort_values(["beta", "seed"])
     assert list(base["beta"]) == [1e-4, 1e-4, 0.005]
-    assert list(base["seed"]) == [1, 2, 1]
+    assert list(base["seed"]) == [seeds[0], seeds[1], seeds[0]]
     assert list(base["beta_source"]) == ["script", "script", "readme"]
     trials = frames.trials.sort_values("trial_number")
     assert list(trials["trial_number"]) == [0, 1]
@@ -197,11 +233,11 @@ def test_load_frames__default_is_the_baseline_and_the_latest_study(store):
     assert frames.parent["run_name"] == "study-sae-sweep"
 
 
-def test_load_frames__experiment_and_tag_flags_select_runs(store):
+def test_load_frames__experiment_and_tag_flags_select_runs(tiny, store):
     _, settings = store
     only = report.Selection(experiments=("sae-baseline",), tags=(("beta_source", "script"),))
     frames = report.load_frames(settings, only)
-    assert list(frames.runs["seed"]) == [1, 2] and frames.study is None
+    assert list(frames.runs["seed"]) == tiny[2] and frames.study is None
     assert only.filter_string() == "tags.`beta_source` = 'script'"
     with pytest.raises(ValueError, match="KEY=VALUE"):
         report.parse_tag("no-equals-sign")
@@ -221,20 +257,6 @@ def test_pareto_front__keeps_exactly_the_non_dominated_complete_trials():
         }
     )
     assert list(report.pareto_front(trials)["trial_number"]) == [4, 0, 1]
-
-
-def test_compare_in_words__states_both_changes_in_plain_words():
-    ours = {M.CODE_ACTIVE_FRAC: 0.21, M.TEST_MSE: 0.0061}
-    ref = {M.CODE_ACTIVE_FRAC: 0.58, M.TEST_MSE: 0.0049}
-    assert report.compare_in_words(ours, ref) == (
-        "code active fraction 0.21 vs 0.58 (64% lower), test MSE 0.0061 vs 0.0049 (24% higher)"
-    )
-    far = report.compare_in_words({M.CODE_ACTIVE_FRAC: 0.05, M.TEST_MSE: 0.068}, ref)
-    assert far.endswith("test MSE 0.068 vs 0.0049 (13.9 times higher)")
-    same = report.compare_in_words(ref, ref)
-    assert (
-        same == "code active fraction 0.58 vs 0.58 (the same), test MSE 0.0049 vs 0.0049 (the same)"
-    )
 
 
 # The document.
@@ -278,7 +300,20 @@ def test_build_report__baseline_table_has_the_readme_and_replicated_figures(buil
     else:
         assert table.loc["training loss", script] == "no run trained"
     text = built.markdown.read_text()
-    assert B.TEST_LOSS_EXPLANATION in text and "0.00487120" in text
+    assert "0.00487120" in text
+
+
+def test_build_report__explains_the_readme_testing_loss_with_the_runs_own_test_batches(built):
+    """Bug fix: the explanation was fixed text for 10,000 test images in 17 batches of 600 (the
+    last of 400), whatever the runs used; these used 120 images in batches of 50."""
+    base = report.finished_baseline(built.frames)
+    trained = base[B.trained(base)]
+    assert set(trained["test_size"]) == {N_TEST} and set(trained["test_batch_size"]) == {50}
+    ratio = (trained[M.TEST_MSE] / trained[M.README_TEST_LOSS]).mean()
+    text = built.markdown.read_text()
+    assert B.test_loss_explanation(N_TEST, 50, ratio) in text
+    assert "(20-image) batch divided by the number of batches (3, for 120 test images" in text
+    assert B.TEST_LOSS_EXPLANATION not in text
 
 
 def test_build_report__every_figure_is_a_png_and_the_html_embeds_them(built):
@@ -313,9 +348,9 @@ def test_build_report__reproducibility_lists_the_runs_commits_digests_versions_c
 ):
     """The section's values are the store's, read back here independently of the report."""
     client = tracking.client(store[1])
-    measured = built.frames.runs[built.frames.runs["role"].isin(["baseline", "trial"])]
+    measured = built.frames.runs[built.frames.runs["role"].isin(["baseline", "trial", "confirm"])]
     tags = [client.get_run(run_id).data.tags for run_id in measured["run_id"]]
-    assert len(tags) == len(BASELINE_RUNS) + 2
+    assert len(tags) == len(BASELINE_RUNS) + 2 + CONFIRM_RUNS
     expected = []
     for what, tag in (
         ("git commit", names.TAG_GIT_COMMIT),
@@ -455,7 +490,7 @@ def test_build_report__only_failed_runs_says_so_without_figures(tmp_path, empty)
     assert "holds 2 baseline runs but none FINISHED (2 FAILED)" in text
     states = pd.read_csv(built.folder / "tables" / "trial_states.csv")
     assert states.to_dict("list") == {"state": ["FAIL"], "trials": [2]}
-    assert "No complete trial with a test MSE and an active fraction yet" in text
+    assert "No complete trial with a test MSE and an active fraction that is not degenerate" in text
     assert "2 trials so far; 0 complete, 2 pruned or failed, 0 running" in text
     assert "The sweep is still running" in text
     assert built.figures == []

@@ -6,11 +6,14 @@ README baseline, written as Markdown and a self-contained HTML page under ``repo
 the same tables and the same figure bytes. Every text the report writes is redacted
 (``sae.redact``), and a report is built beside its folder and swapped in only when complete.
 
-frames (the runs), tables (the judgements), figures (seaborn), document (the Jinja2 rendering),
-sections (what the report says), files (what it writes), build (where and how it is swapped in).
+frames (the runs), tables (the judgements), claims (trials against the baseline, with n and
+spread), protocol (the runs' protocol against the README's), figures (seaborn), document (the
+Jinja2 rendering), sections (what the report says), files (what it writes), build (where and how
+it is swapped in).
 """
 
 from sae.report.build import Report, build_report, check_name
+from sae.report.claims import IMPORTANCE_TRIALS, claims
 from sae.report.files import (
     FIG_BASELINE,
     FIG_CURVES,
@@ -25,7 +28,9 @@ from sae.report.files import (
     REPORT_MD,
     TABLE_BASELINE,
     TABLE_BEST,
+    TABLE_CLAIMS,
     TABLE_CURVES,
+    TABLE_DEGENERATE,
     TABLE_IMPORTANCES,
     TABLE_PROVENANCE,
     TABLE_RUNS,
@@ -35,12 +40,18 @@ from sae.report.files import (
 from sae.report.frames import (
     CURVE_METRICS,
     FINAL_METRICS,
+    ROLE_CONFIRM,
     Frames,
     Selection,
     load_frames,
     parse_tag,
 )
-from sae.report.tables import compare_in_words, finished_baseline, pareto_front
+from sae.report.tables import (
+    degenerate_reasons,
+    degenerate_trials,
+    finished_baseline,
+    pareto_front,
+)
 
 __all__ = [
     "CURVE_METRICS",
@@ -53,13 +64,17 @@ __all__ = [
     "FIG_RECONSTRUCTIONS",
     "FIG_TRADEOFF",
     "FINAL_METRICS",
+    "IMPORTANCE_TRIALS",
     "OUTPUTS",
     "REPORT_HTML",
     "REPORT_MD",
+    "ROLE_CONFIRM",
     "TABLES_DIR",
     "TABLE_BASELINE",
     "TABLE_BEST",
+    "TABLE_CLAIMS",
     "TABLE_CURVES",
+    "TABLE_DEGENERATE",
     "TABLE_IMPORTANCES",
     "TABLE_PROVENANCE",
     "TABLE_RUNS",
@@ -69,7 +84,9 @@ __all__ = [
     "Selection",
     "build_report",
     "check_name",
-    "compare_in_words",
+    "claims",
+    "degenerate_reasons",
+    "degenerate_trials",
     "finished_baseline",
     "load_frames",
     "pareto_front",

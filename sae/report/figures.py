@@ -13,12 +13,14 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from sae import baseline as B
 from sae import metrics as M
 from sae.model import CODE_LAYER, LAYER_NAMES, LAYER_SHAPES
-from sae.report.tables import HEADLINE_METRICS, LABELS, complete_trials
+from sae.report.tables import HEADLINE_METRICS, LABELS, complete_trials, degenerate_reasons
 
 MSE_UNIT = "per-pixel MSE, pixels in [0, 1]"
 ACTIVE_UNIT = f"fraction of the {LAYER_SHAPES[CODE_LAYER][0]} code units active per image"
@@ -67,8 +69,9 @@ def _trial_colors(labels: list[str]) -> dict[str, str]:
     return {label: TRIAL_COLORS[i % len(TRIAL_COLORS)] for i, label in enumerate(labels)}
 
 
-def plot_baseline(base: pd.DataFrame) -> Figure:
-    """The README's two figures beside the replication, per beta: every seed and mean ± sd."""
+def plot_baseline(base: pd.DataFrame, testing_label: str) -> Figure:
+    """The README's two figures beside the replication, per beta: every seed and mean ± sd;
+    ``testing_label`` says how the README's testing loss is computed with the runs' batches."""
     if base.empty:
         raise NothingToPlot("no finished baseline run")
     trained = base[B.trained(base)]
@@ -76,7 +79,7 @@ def plot_baseline(base: pd.DataFrame) -> Figure:
         raise NothingToPlot("no baseline run trained")
     panels = (
         (M.EPOCH_LOSS, "training loss (README definition)", "loss (MSE + penalty)"),
-        (M.README_TEST_LOSS, "testing loss (README definition)", "2 x MSE(last batch) / 17"),
+        (M.README_TEST_LOSS, "testing loss (README definition)", testing_label),
         (M.TEST_MSE, "test MSE, whole test set (correct)", MSE_UNIT),
     )
     betas = sorted(trained["beta"].unique())
@@ -130,14 +133,16 @@ def plot_learning_curves(curves: pd.DataFrame, base: pd.DataFrame, shown: pd.Dat
     """Train and test MSE per epoch: the baseline runs that trained (mean, and the range over
     seeds shaded) and the best trials."""
     base = base[B.trained(base)]
-    labels = {r: label for r, label in zip(base["run_id"], base["label"], strict=True)}
-    labels |= dict(zip(shown["run_id"], shown["label"], strict=True))
+    base_labels = [_with_settings(run) for _, run in base.iterrows()]
+    trial_labels = [_with_settings(run) for _, run in shown.iterrows()]
+    labels = dict(zip(base["run_id"], base_labels, strict=True))
+    labels |= dict(zip(shown["run_id"], trial_labels, strict=True))
     data = curves[curves["run_id"].isin(labels) & curves["metric"].isin([M.EPOCH_MSE, M.TEST_MSE])]
     data = data.assign(label=data["run_id"].map(labels))
     if data.empty:
         raise NothingToPlot("no per-epoch MSE logged by the baseline runs or the best trials")
-    base_order = [lab for lab in dict.fromkeys(base["label"]) if lab in set(data["label"])]
-    trial_order = [lab for lab in dict.fromkeys(shown["label"]) if lab in set(data["label"])]
+    base_order = [lab for lab in dict.fromkeys(base_labels) if lab in set(data["label"])]
+    trial_order = [lab for lab in dict.fromkeys(trial_labels) if lab in set(data["label"])]
     palette = _baseline_colors(base_order) | _trial_colors(trial_order)
     fig = Figure(figsize=(13, 4.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -160,7 +165,7 @@ def plot_learning_curves(curves: pd.DataFrame, base: pd.DataFrame, shown: pd.Dat
         ax.set_title(titles[key])
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"MSE ({MSE_UNIT}, log scale)")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epoch_ticks(ax.xaxis)
     axes[1].legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(
         "Learning curves: the baseline (mean of the seeds that trained, their range shaded) "
@@ -169,18 +174,89 @@ def plot_learning_curves(curves: pd.DataFrame, base: pd.DataFrame, shown: pd.Dat
     return fig
 
 
+def _with_settings(run: pd.Series) -> str:
+    """A run's label with its learning rate and batch size, for a legend."""
+    parts = [run["label"]]
+    if not pd.isna(run["lr"]):
+        parts.append(f"lr {run['lr']:.2g}")
+    if not pd.isna(run["batch_size"]):
+        parts.append(f"batch {int(run['batch_size'])}")
+    return ", ".join(parts)
+
+
+def epoch_ticks(axis: Axis) -> None:
+    """Whole epochs only, labelled as integers."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:.0f}"))
+
+
+def log_ticks(axis: Axis, values: pd.Series) -> None:
+    """A log axis with a few short labels (``3e-4``, ``1e-3``), more per decade the fewer decades
+    the values span, and no labels on the minor ticks (which crowded a narrow range)."""
+    values = values[values > 0].dropna()
+    decades = float(np.log10(values.max() / values.min())) if len(values) else 0.0
+    if decades < 0.5:
+        subs: tuple[float, ...] = tuple(range(1, 10))
+    elif decades < 1.2:
+        subs = (1.0, 2.0, 5.0)
+    elif decades < 2.5:
+        subs = (1.0, 3.0)
+    else:
+        subs = (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(_short))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _short(value: float, _pos: int | None = None) -> str:
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def plot_tradeoff(trials: pd.DataFrame, front: pd.DataFrame, base: pd.DataFrame) -> Figure:
-    """Every complete trial as a point, the Pareto front drawn, the baseline marked."""
+    """Every complete trial as a point coloured by its probe accuracy, degenerate trials as grey
+    crosses, the Pareto front (of the others) drawn, the baseline marked."""
     done = complete_trials(trials)
     if done.empty:
         raise NothingToPlot("no complete trial with a test MSE and an active fraction")
+    reasons = degenerate_reasons(done)
+    sound, degenerate = done[reasons.isna()], done[reasons.notna()]
+    probed = sound[M.PROBE_ACCURACY].notna()
     fig = Figure(figsize=(10, 6.2), layout="constrained")
     ax = fig.subplots()
     x, y = M.TEST_MSE, M.CODE_ACTIVE_FRAC
-    shown = f"complete trials ({len(done)})", f"Pareto front ({len(front)})"
-    ax.scatter(done[x], done[y], color="#9e9e9e", s=28, label=shown[0], zorder=2)
+    if (~probed).any():
+        plain = sound[~probed]
+        label = f"complete trials, no probe accuracy ({len(plain)})"
+        ax.scatter(plain[x], plain[y], color="#9e9e9e", s=28, label=label, zorder=2)
+    if probed.any():
+        coloured = sound[probed]
+        points = ax.scatter(
+            coloured[x],
+            coloured[y],
+            c=coloured[M.PROBE_ACCURACY],
+            cmap="viridis",
+            s=34,
+            label=f"complete trials ({len(coloured)})",
+            zorder=2,
+        )
+        fig.colorbar(points, ax=ax, label="probe accuracy (digit from the code, test set)")
+    if len(degenerate):
+        label = f"degenerate trials, kept off the front ({len(degenerate)})"
+        ax.scatter(
+            degenerate[x], degenerate[y], marker="x", color="#7f7f7f", s=40, label=label, zorder=2
+        )
     ax.step(front[x], front[y], where="post", color="#1f77b4", lw=1.8, zorder=3)
-    ax.scatter(front[x], front[y], color="#1f77b4", s=46, label=shown[1], zorder=4)
+    ax.scatter(
+        front[x],
+        front[y],
+        facecolors="none",
+        edgecolors="#1f77b4",
+        linewidths=1.6,
+        s=90,
+        label=f"Pareto front ({len(front)})",
+        zorder=4,
+    )
     if len(front) <= 12:
         for _, t in front.iterrows():
             ax.annotate(
@@ -240,6 +316,7 @@ def plot_hyperparameters(trials: pd.DataFrame, base: pd.DataFrame) -> Figure:
         sns.scatterplot(data=done, x="beta", y=key, color="#1f77b4", s=40, ax=ax, label="trials")
         _mark_baseline(ax, base, "beta", key)
         ax.set_xscale("log")
+        log_ticks(ax.xaxis, pd.concat([done["beta"], base["beta"]]))
         ax.set_xlabel("penalty weight β (log scale)")
     mse_ax.set_yscale("log")
     mse_ax.set_ylabel(f"test MSE ({MSE_UNIT}, log scale)")
@@ -262,6 +339,7 @@ def plot_hyperparameters(trials: pd.DataFrame, base: pd.DataFrame) -> Figure:
         ax=lr_ax,
     )
     lr_ax.set_xscale("log")
+    log_ticks(lr_ax.xaxis, lr_data["lr"])
     lr_ax.set_yscale("log")
     lr_ax.set_xlabel("Adam learning rate (log scale)")
     lr_ax.set_ylabel(f"test MSE ({MSE_UNIT}, log scale)")
@@ -271,7 +349,9 @@ def plot_hyperparameters(trials: pd.DataFrame, base: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_importances(importances: pd.DataFrame, complete: int) -> Figure:
+def plot_importances(importances: pd.DataFrame, complete: int, caveat: str = "") -> Figure:
+    """Each parameter's importance per objective; ``caveat`` (how far to trust them) in the
+    title."""
     data = importances.assign(objective=importances["objective"].map(LABELS))
     order = list(
         data.groupby("param")["importance"].sum().sort_values(ascending=False, kind="stable").index
@@ -296,7 +376,10 @@ def plot_importances(importances: pd.DataFrame, complete: int) -> Figure:
     ax.set_xlabel("importance (share of the objective's variation; sums to 1 per objective)")
     ax.set_ylabel("parameter")
     ax.legend(title="objective", loc="lower right")
-    ax.set_title(f"Parameter importances (Optuna's PED-ANOVA, {complete} complete trials)")
+    ax.set_title(
+        "Parameter importances (Optuna's PED-ANOVA), "
+        + (caveat if caveat else f"from {complete} complete trials")
+    )
     return fig
 
 

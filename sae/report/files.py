@@ -16,6 +16,8 @@ FIG_RECONSTRUCTIONS = "figures/reconstructions.png"
 TABLE_BASELINE = "tables/baseline_table.csv"
 TABLE_STATES = "tables/trial_states.csv"
 TABLE_BEST = "tables/best_trials.csv"
+TABLE_DEGENERATE = "tables/degenerate_trials.csv"
+TABLE_CLAIMS = "tables/claims.csv"
 TABLE_IMPORTANCES = "tables/importances.csv"
 TABLE_PROVENANCE = "tables/provenance.csv"
 TABLE_RUNS = "tables/runs.csv"
@@ -27,6 +29,7 @@ OUTPUTS = frozenset(
         *(FIG_BASELINE, FIG_CURVES, FIG_TRADEOFF, FIG_HYPERPARAMETERS, FIG_IMPORTANCES),
         *(FIG_LAYERS, FIG_RECONSTRUCTIONS),
         *(TABLE_BASELINE, TABLE_STATES, TABLE_BEST, TABLE_IMPORTANCES, TABLE_PROVENANCE),
+        *(TABLE_DEGENERATE, TABLE_CLAIMS),
         *(TABLE_RUNS, TABLE_CURVES),
     }
 )

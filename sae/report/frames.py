@@ -19,11 +19,27 @@ ROLE_BASELINE = "baseline"
 ROLE_TRIAL = "trial"
 ROLE_STUDY = "study"
 """The sweep's parent run of the reported study."""
+ROLE_CONFIRM = "confirm"
+"""A confirmation run of the study: a trial's parameters trained again with another seed."""
 ROLE_OTHER = "other"
-"""A run of an experiment named with --experiment that is neither of the above."""
+"""A run of an experiment named with --experiment that is none of the above."""
 
-TRAIN_PARAMS = ("beta", "lr", "batch_size", "seed", "epochs")
-"""TrainConfig fields that get a column of their own, from the params ``train.<field>``."""
+NUMERIC_PARAMS = {
+    "beta": names.param("train", "beta"),
+    "lr": names.param("train", "lr"),
+    "batch_size": names.param("train", "batch_size"),
+    "seed": names.param("train", "seed"),
+    "epochs": names.param("train", "epochs"),
+    "test_batch_size": names.param("train", "test_batch_size"),
+    "train_size": names.param("data", "train_size"),
+    "test_size": names.param("data", "test_size"),
+}
+"""Config fields that get a numeric column of their own, from their params; a size of None
+(all the images) is NaN here."""
+INTEGER_PARAMS = ("batch_size", "seed", "epochs", "test_batch_size", "train_size", "test_size")
+TEXT_PARAMS = {"data_order": names.param("train", "data_order")}
+"""Config fields that get a text column of their own."""
+TRAIN_PARAMS = tuple(NUMERIC_PARAMS) + tuple(TEXT_PARAMS)
 TAG_COLUMNS = {
     "kind": names.TAG_KIND,
     "study": names.TAG_STUDY,
@@ -31,11 +47,22 @@ TAG_COLUMNS = {
     "trial_state": names.TAG_TRIAL_STATE,
     "baseline": names.TAG_BASELINE,
     "beta_source": names.TAG_BETA_SOURCE,
+    "degenerate": names.TAG_DEGENERATE,
+    "degenerate_reason": names.TAG_DEGENERATE_REASON,
+    "confirm_trial": names.TAG_CONFIRM_TRIAL,
+    "confirm_trial_run_id": names.TAG_CONFIRM_TRIAL_RUN,
 }
 """Columns of the runs frame taken from tags."""
-FINAL_METRICS = (*M.EPOCH_METRICS, *M.EVAL_METRICS)
+FINAL_METRICS = (*M.EPOCH_METRICS, *M.EVAL_METRICS, *M.FINAL_METRICS)
 """Every run gets a column for each of these, NaN where the run did not log it."""
-CURVE_METRICS = (M.EPOCH_LOSS, M.EPOCH_MSE, M.TEST_MSE, M.README_TEST_LOSS, M.CODE_ACTIVE_FRAC)
+CURVE_METRICS = (
+    M.EPOCH_LOSS,
+    M.EPOCH_MSE,
+    M.TEST_MSE,
+    M.README_TEST_LOSS,
+    M.CODE_ACTIVE_FRAC,
+    M.CODE_L0,
+)
 """The per-epoch metrics read back into the curves frame."""
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 _STATE_OF_STATUS = {"RUNNING": "RUNNING", "SCHEDULED": "RUNNING", "FINISHED": "COMPLETE"}
@@ -75,7 +102,8 @@ class Frames:
 
     runs: pd.DataFrame
     """One row per selected run: tracking.RUN_COLUMNS, role, label, the TRAIN_PARAMS and
-    TAG_COLUMNS columns, one column per metric key (final values), then params.* and tags.*."""
+    TAG_COLUMNS columns (confirm_trial_run_id: the run id of the trial a confirmation run
+    repeats), one column per metric key (final values), then params.* and tags.*."""
     curves: pd.DataFrame
     """One row per (run, epoch, metric) of the baseline runs and trials: run_id, metric, epoch,
     value (CURVE_METRICS)."""
@@ -89,6 +117,10 @@ class Frames:
     @property
     def trials(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == ROLE_TRIAL]
+
+    @property
+    def confirmations(self) -> pd.DataFrame:
+        return self.runs[self.runs["role"] == ROLE_CONFIRM]
 
     @property
     def parent(self) -> pd.Series | None:
@@ -121,9 +153,10 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
     study = selection.study or most_recent_study(runs[~is_baseline])
     in_study = runs["study"].eq(study) & ~is_baseline if study else pd.Series(False, runs.index)
     has_parent = runs["parent_run_id"].notna()
+    confirm = runs["kind"].eq(names.KIND_CONFIRM)
     runs["role"] = np.select(
-        [is_baseline, in_study & has_parent, in_study & ~has_parent],
-        [ROLE_BASELINE, ROLE_TRIAL, ROLE_STUDY],
+        [is_baseline, in_study & confirm, in_study & has_parent, in_study & ~has_parent],
+        [ROLE_BASELINE, ROLE_CONFIRM, ROLE_TRIAL, ROLE_STUDY],
         ROLE_OTHER,
     )
     if default:
@@ -152,16 +185,19 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     """tracking.runs_frame's rows with typed TRAIN_PARAMS and TAG_COLUMNS columns, and a column
     for every FINAL_METRICS key; a trial without a state tag gets one from its run status."""
     runs = raw.copy()
-    for name in TRAIN_PARAMS:
-        param = column(runs, names.param_column("train", name))
-        runs[name] = pd.to_numeric(param, errors="coerce")
-    for name in ("batch_size", "seed", "epochs"):
+    for name, param in NUMERIC_PARAMS.items():
+        runs[name] = pd.to_numeric(column(runs, f"params.{param}"), errors="coerce")
+    for name in INTEGER_PARAMS:
         runs[name] = runs[name].astype("Int64")
+    for name, param in TEXT_PARAMS.items():
+        runs[name] = column(runs, f"params.{param}")
     for name, tag in TAG_COLUMNS.items():
         runs[name] = column(runs, names.tag_column(tag)).astype(object)
-    runs["trial_number"] = pd.to_numeric(runs["trial_number"], errors="coerce").astype("Int64")
+    for name in ("trial_number", "confirm_trial"):
+        runs[name] = pd.to_numeric(runs[name], errors="coerce").astype("Int64")
     guessed = runs["status"].map(_STATE_OF_STATUS).fillna("FAIL")
     untagged = runs["study"].notna() & runs["parent_run_id"].notna() & runs["trial_state"].isna()
+    untagged &= runs["kind"].ne(names.KIND_CONFIRM)
     runs["trial_state"] = runs["trial_state"].where(~untagged, guessed)
     for key in FINAL_METRICS:
         if key not in runs:

@@ -4,10 +4,7 @@ adds its paragraphs and tables to the document and writes its CSV tables and PNG
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -15,71 +12,58 @@ from matplotlib.figure import Figure
 
 from sae import baseline as B
 from sae import metrics as M
-from sae import names, sweep, tracking
-from sae.redact import redact
+from sae import names, stats, sweep, tracking
 from sae.report import figures
 from sae.report import files as F
-from sae.report.document import Document, Inline, code, em, redact_frame, strong
-from sae.report.frames import ROLE_BASELINE, ROLE_OTHER, ROLE_TRIAL, Frames, Selection, column
+from sae.report import protocol as P
+from sae.report.claims import (
+    CLAIMS,
+    baseline_runs,
+    claims,
+    claims_table,
+    importance_caveat,
+    run_counts,
+    verdicts,
+)
+from sae.report.document import Document, Inline, code, strong
+from sae.report.frames import (
+    ROLE_BASELINE,
+    ROLE_CONFIRM,
+    ROLE_OTHER,
+    ROLE_TRIAL,
+    Frames,
+    Selection,
+)
+from sae.report.output import Output
 from sae.report.tables import (
     BEST_SHOWN,
     HEADLINE_METRICS,
+    LABELS,
     best_table,
+    complete_trials,
+    degenerate_table,
+    degenerate_trials,
     finished_baseline,
     missing_metrics,
     pareto_front,
-    reference,
     spread_along,
     trial_states,
 )
 
-PROVENANCE = (
-    ("git commit", names.TAG_GIT_COMMIT),
-    ("data digest", names.TAG_DATA_DIGEST),
-    ("device", names.TAG_DEVICE),
-    ("torch", names.TAG_TORCH),
-    ("mlflow", names.TAG_MLFLOW),
-)
-"""What the reproducibility section counts the runs by: (what, the tag that says it)."""
-VERSIONS = ("mlflow", "optuna", "torch", "pandas", "seaborn", "matplotlib", "numpy")
-"""The packages whose versions the report says it was built with, after python's."""
 
-
-class Writer:
+class Writer(Output):
     """The report's sections, in order; keeps what each later section needs."""
 
     def __init__(
         self, settings: tracking.Settings, frames: Frames, folder: Path, storage: str
     ) -> None:
-        self.settings, self.frames, self.folder, self.storage = settings, frames, folder, storage
-        self.figure_files: list[Path] = []
-        self.table_files: list[Path] = []
-        self.skipped: dict[str, str] = {}
+        super().__init__(folder)
+        self.settings, self.frames, self.storage = settings, frames, storage
         self.base = finished_baseline(frames)
-        self.ref = reference(frames)
+        self.claim_base = baseline_runs(self.base)  # the sample every trial is compared with
+        self.degenerate = degenerate_trials(frames.trials)
         self.front = pareto_front(frames.trials)
         self.shown = spread_along(self.front)
-
-    def table(self, path: str, frame: pd.DataFrame) -> None:
-        """Write ``frame`` as the CSV file ``path`` (one of OUTPUTS), every text cell redacted."""
-        redact_frame(frame).to_csv(
-            self.folder / path,
-            index=False,
-            float_format="%.10g",
-            date_format="%Y-%m-%dT%H:%M:%S.%fZ",
-        )
-        self.table_files.append(self.folder / path)
-
-    def figure(self, doc: Document, path: str, caption: str, make: Callable[[], Figure]) -> None:
-        try:
-            fig = make()
-        except figures.NothingToPlot as why:
-            self.skipped[path] = redact(str(why))
-            doc.text(em(f"{caption.split(':')[0]}: not drawn, {why}."))
-            return
-        figures.save_figure(fig, self.folder / path)
-        self.figure_files.append(self.folder / path)
-        doc.figure(path, caption)
 
     def overview(self, doc: Document, selection: Selection) -> None:
         runs, frames = self.frames.runs, self.frames
@@ -106,6 +90,8 @@ class Writer:
         parts: list[Inline] = [f"{counts.get(ROLE_BASELINE, 0)} baseline runs"]
         if frames.study:
             parts += [f", {counts.get(ROLE_TRIAL, 0)} trials of the study ", code(frames.study)]
+        if counts.get(ROLE_CONFIRM, 0):
+            parts.append(f", {counts[ROLE_CONFIRM]} confirmation runs of its trials")
         if counts.get(ROLE_OTHER, 0):
             parts.append(f", {counts[ROLE_OTHER]} other runs")
         doc.text("Selected: ", *parts, ".")
@@ -149,11 +135,18 @@ class Writer:
         table = B.comparison_table(base)
         self.table(F.TABLE_BASELINE, table)
         doc.text(
-            "The README reports two figures after 10 epochs. Beside them, the replication's mean "
-            "± sample standard deviation over seeds, for each penalty weight: first under the "
-            "README's definitions, then under the correct ones."
+            f"The README reports two figures after {P.README['epochs']} epochs. Beside them, the "
+            "replication's mean ± sample standard deviation over seeds, for each penalty weight: "
+            "first under the README's definitions, then under the correct ones."
         )
+        differs = P.differences(base)
+        if differs:
+            doc.text(
+                strong("These runs do not follow the README's protocol"),
+                f": {'; '.join(differs)}. Their figures are not expected to match the README's.",
+            )
         doc.table(table)
+        doc.text(*self._exact_reproduction(table))
         doc.text("Means are over the runs that trained; " + B.DEAD_RUNS_EXPLANATION)
         doc.text(
             "The count of seeds dead at initialisation needs the data rather than the store: ",
@@ -163,14 +156,38 @@ class Writer:
         beta = B.reproducing_beta(base)
         if beta is not None:
             doc.text(f"The README's training loss is reproduced best by β = {beta:g}.")
-        doc.text(strong("About the README's testing loss."), " " + B.TEST_LOSS_EXPLANATION)
+        trained = base[B.trained(base)]
+        for explanation in P.test_loss_explanations(trained):
+            doc.text(strong("About the README's testing loss."), " " + explanation)
         self.figure(
             doc,
             F.FIG_BASELINE,
             "Baseline: the README's training and testing loss (red) against each seed (grey) and "
-            "the mean ± sd (blue); right, the correct test MSE",
-            lambda: figures.plot_baseline(base),
+            "the mean ± sd (blue); right, the correct test MSE" + _unlike_readme(differs),
+            lambda: figures.plot_baseline(base, P.testing_loss_label(trained)),
         )
+
+    def _exact_reproduction(self, table: pd.DataFrame) -> tuple[Inline, ...]:
+        """Which column of the table is the exact reproduction, and how far from the README."""
+        gaps = P.exact_gaps(self.base)
+        what = "seed 1 with the script's β and its data order, train.data_order script"
+        if not gaps:
+            return (
+                f"No trained run in the selection is the exact reproduction ({what}): run ",
+                code("python experiments/baseline.py"),
+                ".",
+            )
+        said = ", ".join(
+            f"{LABELS[key]} {value:.8f} against the README's {readme:.8f} "
+            f"({abs(gap):.1f}% {'above' if gap > 0 else 'below'})"
+            for key, value, readme, gap in gaps
+        )
+        where: list[Inline] = (
+            ["The column ", code(B.EXACT_COLUMN), " is"]
+            if B.EXACT_COLUMN in table.columns
+            else ["One run is"]
+        )
+        return (*where, f" the exact reproduction ({what}): {said}.")
 
     def sweep_section(self, doc: Document) -> None:
         doc.heading("2. Sweep")
@@ -205,23 +222,97 @@ class Writer:
         )
         if len(states):
             doc.table(states)
+        self._degenerate(doc)
         self.table(F.TABLE_BEST, self.front)
         if self.front.empty:
             doc.text(
-                "No complete trial with a test MSE and an active fraction yet: no best trials."
+                "No complete trial with a test MSE and an active fraction that is not degenerate "
+                "yet: no best trials."
             )
             return
+        sound = len(complete_trials(trials)) - len(self.degenerate)
         doc.text(
-            f"The {len(self.front)} Pareto-optimal trials: no other complete trial has both a "
-            "lower test MSE and a lower code active fraction. Each is compared with the baseline "
-            + (
-                f"(β = {self.ref['beta']:g}, the weight the seed's script used; mean of "
-                f"{self.ref['runs']:.0f} trained runs)."
-                if self.ref
-                else "(none in the selection, so no comparison)."
-            )
+            f"The {len(self.front)} Pareto-optimal trials among the {sound} complete trials that "
+            "are not degenerate: no other such trial has both a lower test MSE and a lower code "
+            "active fraction."
         )
-        doc.table(best_table(self.front, self.ref))
+        self._protocols(doc)
+        found = claims(self.front, frames.confirmations, self.claim_base)
+        self.table(F.TABLE_CLAIMS, found)
+        doc.text(*self._how_compared(found))
+        doc.table(best_table(self.front, run_counts(found), verdicts(found)))
+        confirmed = found[found["trial n"].gt(1) & found["baseline n"].gt(0)]
+        if len(confirmed):
+            doc.text(
+                "The confirmed trials against the baseline, quantity by quantity (every best "
+                "trial's comparison is in ",
+                code(F.TABLE_CLAIMS),
+                "):",
+            )
+            doc.table(claims_table(confirmed))
+        elif len(self.claim_base):
+            doc.text(
+                "No best trial was trained again with other seeds (",
+                code("python experiments/sweep.py --confirm K"),
+                "), so no trial can be said better or worse than the baseline: one run is too "
+                "few to test.",
+            )
+
+    def _degenerate(self, doc: Document) -> None:
+        """The degenerate complete trials, with their reasons: kept off the front."""
+        self.table(F.TABLE_DEGENERATE, self.degenerate)
+        complete = len(complete_trials(self.frames.trials))
+        if self.degenerate.empty:
+            if complete:
+                doc.text(f"None of the {complete} complete trials is degenerate.")
+            return
+        doc.text(
+            strong(f"{len(self.degenerate)} of the {complete} complete trials are degenerate"),
+            " (a collapsed or dead model: a layer dead on every test image, a code constant over "
+            "the test set, or a reconstruction no better than the mean image), so they are kept "
+            "off the front:",
+        )
+        doc.table(degenerate_table(self.degenerate))
+
+    def _protocols(self, doc: Document) -> None:
+        """How the trials were trained, against the README's protocol and the baseline runs'."""
+        done = complete_trials(self.frames.trials)
+        differs = P.differences(done, batch_size=False)
+        if differs:
+            doc.text(
+                strong("The trials do not follow the README's protocol"),
+                f": {'; '.join(differs)}.",
+            )
+        unlike = P.between(done, self.claim_base) if len(self.claim_base) else []
+        if unlike:
+            doc.text(
+                strong("The trials and the baseline runs they are compared with differ in "),
+                strong(", ".join(unlike)),
+                ": the comparison below is between different protocols.",
+            )
+
+    def _how_compared(self, found: pd.DataFrame) -> tuple[Inline, ...]:
+        """How a trial is compared with the baseline, with the numbers of runs on each side."""
+        if self.claim_base.empty:
+            return (
+                "No trained baseline run with the script's β in the selection, so no trial "
+                "is compared with the baseline.",
+            )
+        confirmed = int((run_counts(found) > 1).sum())
+        base = self.claim_base
+        sides = ", ".join(
+            f"{LABELS[key]} {stats.describe(stats.summarize(base[key]))}"
+            for key, _ in CLAIMS
+            if key in base
+        )
+        return (
+            f"Each is compared with the baseline (β = {base['beta'].iloc[0]:g}, the weight the "
+            f"seed's script used; its {len(base)} trained runs: {sides}). A trial's runs are "
+            f"its own and its confirmation runs with other seeds ({confirmed} of the "
+            f"{len(self.front)} trials were confirmed); each difference is tested with "
+            f"{stats.TEST_NAME} and called better or worse only when the test finds it, "
+            f"otherwise {stats.NOT_DISTINGUISHABLE}. A trial with one run is too few to test.",
+        )
 
     def figures_section(self, doc: Document) -> None:
         doc.heading("3. Figures")
@@ -240,8 +331,9 @@ class Writer:
         self.figure(
             doc,
             F.FIG_TRADEOFF,
-            "Sparsity / reconstruction trade-off: every complete trial, the Pareto front, the "
-            "baseline (mean ± sd)",
+            "Sparsity / reconstruction trade-off: every complete trial (coloured by its probe "
+            "accuracy), the degenerate ones as grey crosses, kept off the Pareto front, the front "
+            "and the baseline (mean ± sd)",
             lambda: figures.plot_tradeoff(trials, self.front, self.base),
         )
         self.figure(
@@ -251,11 +343,14 @@ class Writer:
             "fraction, and the learning rate by batch size",
             lambda: figures.plot_hyperparameters(trials, self.base),
         )
+        complete = int(trials["trial_state"].eq("COMPLETE").sum())
+        caveat = importance_caveat(complete)
         self.figure(
             doc,
             F.FIG_IMPORTANCES,
-            "Parameter importances: Optuna's evaluator on the study, for each objective",
-            self._importances,
+            "Parameter importances: Optuna's evaluator on the study, for each objective"
+            + (f", {caveat}" if caveat else ""),
+            lambda: self._importances(complete, caveat),
         )
         self.figure(
             doc,
@@ -272,7 +367,7 @@ class Writer:
             self._reconstructions,
         )
 
-    def _importances(self) -> Figure:
+    def _importances(self, complete: int, caveat: str) -> Figure:
         study = self.frames.study
         if study is None:
             raise figures.NothingToPlot("no study in the selection")
@@ -280,14 +375,13 @@ class Writer:
             found = sweep.param_importances(self.storage, study)
         except ValueError as err:
             raise figures.NothingToPlot(str(err)) from None
-        complete = int(self.frames.trials["trial_state"].eq("COMPLETE").sum())
         if found is None:
             raise figures.NothingToPlot(
                 f"importances need at least {sweep.MIN_IMPORTANCE_TRIALS} complete trials and "
                 f"the study has {complete}"
             )
         self.table(F.TABLE_IMPORTANCES, found)
-        return figures.plot_importances(found, complete)
+        return figures.plot_importances(found, complete, caveat)
 
     def _reconstructions(self) -> Figure:
         picks = []
@@ -312,32 +406,10 @@ class Writer:
                 )
             return figures.plot_reconstructions(grids)
 
-    def reproducibility(self, doc: Document, command: str) -> None:
-        doc.heading("4. Reproducibility")
-        runs = self.frames.runs
-        measured = runs[runs["role"].isin([ROLE_BASELINE, ROLE_TRIAL, ROLE_OTHER])]
-        rows = []
-        for what, tag in PROVENANCE:
-            values = column(measured, names.tag_column(tag)).fillna("not recorded").value_counts()
-            rows += [{"what": what, "value": v, "runs": int(n)} for v, n in sorted(values.items())]
-        if rows:
-            doc.text("What the selected runs were made with (from their tags):")
-            table = pd.DataFrame(rows)
-            self.table(F.TABLE_PROVENANCE, table)
-            doc.table(table)
-        commands = column(measured, names.tag_column(names.TAG_COMMAND)).dropna().value_counts()
-        if len(commands):
-            doc.text("The commands that made them (runs per command):")
-            doc.code("\n".join(f"{c}    # {n} runs" for c, n in sorted(commands.items())))
-        versions = {"python": platform.python_version(), **{p: _version(p) for p in VERSIONS}}
-        doc.text(
-            "This report was built with "
-            + ", ".join(f"{k} {v}" for k, v in versions.items())
-            + ", at git commit ",
-            code(tracking.environment_tags()[names.TAG_GIT_COMMIT]),
-            ", by:",
-        )
-        doc.code(command or "python analysis/report.py")
+
+def _unlike_readme(differences: list[str]) -> str:
+    """A caption's note on the runs' protocol where it is not the README's."""
+    return f" (these runs: {'; '.join(differences)})" if differences else ""
 
 
 def _described(selection: Selection, settings: tracking.Settings) -> list[Inline]:
@@ -372,10 +444,3 @@ def _listed(values: tuple[str, ...] | list[str], last: str = ", ") -> list[Inlin
             out.append(last if i == len(values) - 1 else ", ")
         out.append(code(value))
     return out
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"

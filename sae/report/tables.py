@@ -1,5 +1,6 @@
 """The report's judgements of the runs, as tables: the baseline a trial is compared with, trial
-states, the Pareto front of the sweep, the comparison in words, and the metrics runs did not log.
+states, which trials are degenerate, the Pareto front of the sweep, the best trials, and the
+metrics runs did not log.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import pandas as pd
 
 from sae import baseline as B
 from sae import metrics as M
-from sae.report.frames import STATES, Frames
+from sae.report.frames import STATES, Frames, column
 
 HEADLINE_METRICS = (M.TEST_MSE, M.CODE_ACTIVE_FRAC)
 """What a sweep trial is judged on: both minimised."""
@@ -18,6 +19,8 @@ BEST_SHOWN = 4
 LABELS = {
     M.TEST_MSE: "test MSE",
     M.CODE_ACTIVE_FRAC: "code active fraction",
+    M.CODE_L0: "code L0",
+    M.PROBE_ACCURACY: "probe accuracy",
     M.EPOCH_MSE: "train MSE",
     M.EPOCH_LOSS: "training loss",
     M.README_TEST_LOSS: "testing loss",
@@ -38,11 +41,6 @@ def trained_baseline(frames: Frames) -> pd.DataFrame:
     return runs[B.trained(runs)]
 
 
-def reference(frames: Frames) -> dict[str, float] | None:
-    """The baseline a trial is compared with (``sae.baseline.reference``)."""
-    return B.reference(finished_baseline(frames))
-
-
 def complete_trials(trials: pd.DataFrame, also: tuple[str, ...] = ()) -> pd.DataFrame:
     """The COMPLETE trials that logged both HEADLINE_METRICS (and the columns ``also``)."""
     done = trials[trials["trial_state"].eq("COMPLETE")]
@@ -56,10 +54,37 @@ def trial_states(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"state": order, "trials": [int(counts[s]) for s in order]})
 
 
-def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
-    """The COMPLETE trials that no other complete trial beats on both test MSE and code active
-    fraction (both minimised), by increasing test MSE."""
+def degenerate_reasons(runs: pd.DataFrame) -> pd.Series:
+    """Why each run is degenerate, or None: its tag when it carries one (``true`` with its
+    reason tag, ``false``), else ``metrics.degenerate_reason`` of the metrics it logged."""
+    tags, tagged = column(runs, "degenerate"), column(runs, "degenerate_reason")
+    keys = [key for key in M.EVAL_METRICS if key in runs]
+    reasons = []
+    for index, tag in tags.items():
+        if tag == "true":
+            why = tagged[index]
+            reasons.append(why if isinstance(why, str) and why else "flagged degenerate")
+        elif tag == "false":
+            reasons.append(None)
+        else:
+            values = runs.loc[index, keys]
+            reasons.append(M.degenerate_reason(values[values.notna()].to_dict()))
+    return pd.Series(reasons, index=runs.index, dtype=object)
+
+
+def degenerate_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The COMPLETE trials that are degenerate, with their reason (column ``reason``)."""
     done = complete_trials(trials)
+    reasons = degenerate_reasons(done)
+    out = done[reasons.notna()].assign(reason=reasons[reasons.notna()])
+    return out.sort_values(["trial_number", "run_id"])
+
+
+def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
+    """The COMPLETE trials, degenerate ones left out, that no other such trial beats on both test
+    MSE and code active fraction (both minimised), by increasing test MSE."""
+    done = complete_trials(trials)
+    done = done[degenerate_reasons(done).isna()]
     done = done.sort_values([*HEADLINE_METRICS, "trial_number", "run_id"])
     keep, best_active, best_mse = [], np.inf, np.nan
     for index, mse, active in zip(
@@ -81,29 +106,26 @@ def spread_along(front: pd.DataFrame, k: int = BEST_SHOWN) -> pd.DataFrame:
     return front.iloc[picks]
 
 
-def compare_in_words(values: dict[str, float], ref: dict[str, float]) -> str:
-    """For instance "code active fraction 0.21 vs 0.58 (64% lower), test MSE 0.0061 vs 0.0049
-    (24% higher)"; a ratio of 2 or more is said as "n times higher"."""
-    parts = []
-    for key in (M.CODE_ACTIVE_FRAC, M.TEST_MSE):
-        ours, theirs = values[key], ref[key]
-        if pd.isna(ours):
-            parts.append(f"{LABELS[key]} not logged")
-            continue
-        ratio = ours / theirs if theirs else 1.0
-        change = round(100 * (ratio - 1))
-        if change == 0:
-            how = "the same"
-        elif ratio >= 2:
-            how = f"{ratio:.1f} times higher"
-        else:
-            how = f"{abs(change)}% {'higher' if change > 0 else 'lower'}"
-        parts.append(f"{LABELS[key]} {ours:.2g} vs {theirs:.2g} ({how})")
-    return ", ".join(parts)
+def degenerate_table(degenerate: pd.DataFrame) -> pd.DataFrame:
+    """The degenerate trials for display: parameters, the two objectives and the reason."""
+    return pd.DataFrame(
+        {
+            "trial": degenerate["trial_number"],
+            "beta": degenerate["beta"],
+            "lr": degenerate["lr"],
+            "batch size": degenerate["batch_size"],
+            LABELS[M.TEST_MSE]: degenerate[M.TEST_MSE],
+            LABELS[M.CODE_ACTIVE_FRAC]: degenerate[M.CODE_ACTIVE_FRAC],
+            "why degenerate": degenerate["reason"],
+            "run": degenerate["run_id"].str[:8],
+        }
+    ).reset_index(drop=True)
 
 
-def best_table(front: pd.DataFrame, ref: dict[str, float] | None) -> pd.DataFrame:
-    """The best trials for display: parameters, the two objectives, the comparison in words."""
+def best_table(front: pd.DataFrame, runs: pd.Series, against: pd.Series) -> pd.DataFrame:
+    """The best trials for display: parameters, metrics, how many runs each has (its own and its
+    confirmation runs: ``runs``, by run id) and the comparison with the baseline (``against``)."""
+    degenerate = degenerate_reasons(front)
     table = pd.DataFrame(
         {
             "trial": front["trial_number"],
@@ -112,9 +134,11 @@ def best_table(front: pd.DataFrame, ref: dict[str, float] | None) -> pd.DataFram
             "batch size": front["batch_size"],
             LABELS[M.TEST_MSE]: front[M.TEST_MSE],
             LABELS[M.CODE_ACTIVE_FRAC]: front[M.CODE_ACTIVE_FRAC],
-            "against the baseline": [
-                compare_in_words(t, ref) if ref else "no baseline" for _, t in front.iterrows()
-            ],
+            LABELS[M.CODE_L0]: front[M.CODE_L0],
+            LABELS[M.PROBE_ACCURACY]: front[M.PROBE_ACCURACY],
+            "degenerate": np.where(degenerate.notna(), "yes", "no"),
+            "runs": front["run_id"].map(runs).astype("Int64"),
+            "against the baseline": front["run_id"].map(against),
             "run": front["run_id"].str[:8],
         }
     )
