@@ -267,3 +267,14 @@ def test_report_cli__no_password_in_any_file_artifact_or_console_line(
     for where, data in [*files.items(), *artifacts.items(), ("stdout", out), ("stderr", err)]:
         data = data if isinstance(data, bytes) else data.encode()
         assert SECRET.encode() not in data, where
+
+
+# The synthetic store.
+
+
+def test_synthetic_store__has_a_degenerate_trial_and_a_confirmed_one(store):
+    frames = report.load_frames(store[1], report.Selection(study="s1"))
+    assert list(report.degenerate_trials(frames.trials)["trial_number"]) == [1]
+    assert set(frames.confirmations["confirm_trial"]) == {0}
+    assert len(frames.confirmations) == 2
+    assert not set(report.pareto_front(frames.trials)["trial_number"]) & {1}

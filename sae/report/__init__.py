@@ -13,7 +13,7 @@ it is swapped in).
 """
 
 from sae.report.build import Report, build_report, check_name
-from sae.report.claims import IMPORTANCE_TRIALS, claims
+from sae.report.claims import IMPORTANCE_TRIALS
 from sae.report.files import (
     FIG_BASELINE,
     FIG_CURVES,
@@ -84,7 +84,6 @@ __all__ = [
     "Selection",
     "build_report",
     "check_name",
-    "claims",
     "degenerate_reasons",
     "degenerate_trials",
     "finished_baseline",

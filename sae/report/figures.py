@@ -192,25 +192,23 @@ def epoch_ticks(axis: Axis) -> None:
 
 def log_ticks(axis: Axis, values: pd.Series) -> None:
     """A log axis with a few short labels (``3e-4``, ``1e-3``), more per decade the fewer decades
-    the values span, and no labels on the minor ticks (which crowded a narrow range)."""
+    the values span, and none on the minor ticks: matplotlib labels those on a narrow range, in
+    long scientific notation, where they overlapped."""
     values = values[values > 0].dropna()
     decades = float(np.log10(values.max() / values.min())) if len(values) else 0.0
-    if decades < 0.5:
-        subs: tuple[float, ...] = tuple(range(1, 10))
-    elif decades < 1.2:
-        subs = (1.0, 2.0, 5.0)
-    elif decades < 2.5:
-        subs = (1.0, 3.0)
+    if decades < 0.5:  # too narrow for round values: three evenly spaced ones
+        axis.set_major_locator(MaxNLocator(nbins=3))
     else:
-        subs = (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
+        subs = (1.0, 2.0, 5.0) if decades < 1.2 else (1.0, 3.0) if decades < 2.5 else (1.0,)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(_short))
     axis.set_minor_formatter(NullFormatter())
 
 
 def _short(value: float, _pos: int | None = None) -> str:
-    mantissa, exponent = f"{value:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    """``3e-4``, ``1.5e-3``, ``1.05e-3``: three significant digits at most."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def plot_tradeoff(trials: pd.DataFrame, front: pd.DataFrame, base: pd.DataFrame) -> Figure:
