@@ -8,8 +8,9 @@ the same tables and the same figure bytes. Every text the report writes is redac
 
 frames (the runs), tables (the judgements), claims (trials against the baseline, with n and
 spread), protocol (the runs' protocol against the README's), figures (seaborn), document (the
-Jinja2 rendering), sections (what the report says), files (what it writes), build (where and how
-it is swapped in).
+Jinja2 rendering), sections (what the report says), gallery (its figures), provenance (its
+reproducibility section), output and files (what it writes), build (where and how it is swapped
+in).
 """
 
 from sae.report.build import Report, build_report, check_name

@@ -17,6 +17,7 @@ from sae.report import files as F
 from sae.report.document import Document
 from sae.report.figures import style
 from sae.report.frames import Frames, Selection, load_frames
+from sae.report.gallery import figures_section
 from sae.report.provenance import reproducibility
 from sae.report.sections import Writer
 
@@ -119,7 +120,7 @@ def _write(
         writer.overview(doc, selection)
         writer.baseline_section(doc)
         writer.sweep_section(doc)
-        writer.figures_section(doc)
+        figures_section(writer, doc)
     reproducibility(writer, doc, frames.runs, command)
     writer.table(F.TABLE_RUNS, frames.runs)
     writer.table(F.TABLE_CURVES, frames.curves)

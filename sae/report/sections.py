@@ -1,18 +1,16 @@
-"""The report's sections, in order: overview, baseline, sweep, figures, reproducibility. Each
-adds its paragraphs and tables to the document and writes its CSV tables and PNG figures.
+"""The report's text sections, in order: overview, baseline, sweep (the figures are in
+``gallery``, reproducibility in ``provenance``). Each adds its paragraphs and tables to the
+document and writes its CSV tables and PNG figures.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from sae import baseline as B
-from sae import metrics as M
-from sae import names, stats, sweep, tracking
+from sae import names, stats, tracking
 from sae.report import figures
 from sae.report import files as F
 from sae.report import protocol as P
@@ -21,7 +19,6 @@ from sae.report.claims import (
     baseline_runs,
     claims,
     claims_table,
-    importance_caveat,
     run_counts,
     verdicts,
 )
@@ -36,7 +33,6 @@ from sae.report.frames import (
 )
 from sae.report.output import Output
 from sae.report.tables import (
-    BEST_SHOWN,
     HEADLINE_METRICS,
     LABELS,
     best_table,
@@ -313,98 +309,6 @@ class Writer(Output):
             f"{stats.TEST_NAME} and called better or worse only when the test finds it, "
             f"otherwise {stats.NOT_DISTINGUISHABLE}. A trial with one run is too few to test.",
         )
-
-    def figures_section(self, doc: Document) -> None:
-        doc.heading("3. Figures")
-        frames, trials = self.frames, self.frames.trials
-        if frames.runs.empty:
-            doc.text("No runs, so no figures.")
-            return
-        self.figure(
-            doc,
-            F.FIG_CURVES,
-            "Learning curves: train and test MSE per epoch, the baseline (mean and range over "
-            "the seeds that trained) "
-            f"against up to {BEST_SHOWN} Pareto-optimal trials",
-            lambda: figures.plot_learning_curves(frames.curves, self.base, self.shown),
-        )
-        self.figure(
-            doc,
-            F.FIG_TRADEOFF,
-            "Sparsity / reconstruction trade-off: every complete trial (coloured by its probe "
-            "accuracy), the degenerate ones as grey crosses, kept off the Pareto front, the front "
-            "and the baseline (mean ± sd)",
-            lambda: figures.plot_tradeoff(trials, self.front, self.base),
-        )
-        self.figure(
-            doc,
-            F.FIG_HYPERPARAMETERS,
-            "Effect of each hyperparameter: β against test MSE and against the code's active "
-            "fraction, and the learning rate by batch size",
-            lambda: figures.plot_hyperparameters(trials, self.base),
-        )
-        complete = int(trials["trial_state"].eq("COMPLETE").sum())
-        caveat = importance_caveat(complete)
-        self.figure(
-            doc,
-            F.FIG_IMPORTANCES,
-            "Parameter importances: Optuna's evaluator on the study, for each objective"
-            + (f", {caveat}" if caveat else ""),
-            lambda: self._importances(complete, caveat),
-        )
-        self.figure(
-            doc,
-            F.FIG_LAYERS,
-            "Per-layer sparsity: active fraction of each layer for the baseline and the best "
-            "trials",
-            lambda: figures.plot_layer_sparsity(self.base, self.shown),
-        )
-        self.figure(
-            doc,
-            F.FIG_RECONSTRUCTIONS,
-            "Reconstructions: the last epoch's grid of the baseline and of the best trials, from "
-            "the runs' artifacts",
-            self._reconstructions,
-        )
-
-    def _importances(self, complete: int, caveat: str) -> Figure:
-        study = self.frames.study
-        if study is None:
-            raise figures.NothingToPlot("no study in the selection")
-        try:
-            found = sweep.param_importances(self.storage, study)
-        except ValueError as err:
-            raise figures.NothingToPlot(str(err)) from None
-        if found is None:
-            raise figures.NothingToPlot(
-                f"importances need at least {sweep.MIN_IMPORTANCE_TRIALS} complete trials and "
-                f"the study has {complete}"
-            )
-        self.table(F.TABLE_IMPORTANCES, found)
-        return figures.plot_importances(found, complete, caveat)
-
-    def _reconstructions(self) -> Figure:
-        picks = []
-        for _, group in self.base[B.trained(self.base)].groupby("beta", sort=True):
-            picks.append(group.iloc[0])
-        picks += [t for _, t in self.shown.iterrows()]
-        grids = []
-        # inside the build folder, like everything the report writes, and gone before it is done
-        with tempfile.TemporaryDirectory(prefix=F.DOWNLOADS, dir=self.folder) as tmp:
-            for i, run in enumerate(picks):
-                path = tracking.latest_image(self.settings, run["run_id"])
-                if path is None:
-                    continue
-                local = tracking.download_artifact(self.settings, run["run_id"], path, f"{tmp}/{i}")
-                seed = f", seed {run['seed']}" if run["role"] == ROLE_BASELINE else ""
-                grids.append(
-                    (
-                        f"{run['label']}{seed}: test MSE {run[M.TEST_MSE]:.4g}, "
-                        f"code active fraction {run[M.CODE_ACTIVE_FRAC]:.2f}",
-                        local,
-                    )
-                )
-            return figures.plot_reconstructions(grids)
 
 
 def _unlike_readme(differences: list[str]) -> str:
