@@ -84,25 +84,30 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     assert "training loss became nan" in run.data.tags["optuna.reason"]
 
 
-def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_path):
-    """The cap excludes the trial with the lowest test MSE, and a slow learner is pruned. Before,
-    this test used a cap every trial met and never saw a prune."""
+def test_sweep__constrained_objective_excludes_infeasible_and_degenerate_trials_and_prunes(
+    tmp_path,
+):
+    """The cap excludes the trial with the lowest test MSE, a dead model is never the best
+    feasible trial though it meets the cap, and a slow learner is pruned. Before, this test used
+    a cap every trial met and never saw a prune; then its best feasible trial had a dead code."""
     cfg = sweep_config(
         objective="constrained",
         trials=6,
-        max_active_frac=0.25,
+        max_active_frac=0.1,
         pruner="median",
-        batch_sizes=(50,),
+        batch_sizes=(10,),
         lr_range=(1e-5, 1e-1),
+        beta_range=(1e-6, 1.0),
     )
     storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
     study = sweep.open_study(storage, cfg, sweep.build_space(cfg), epochs=3)
     # (lr, beta): measured on this tiny data, test MSE / active fraction after 3 epochs are about
-    # 0.087/0.36 (best MSE, infeasible), 0.090/0.0 (best feasible), 0.102/0.13, 0.095/0.48
-    # (infeasible), 0.102/0.06; the sixth barely learns at lr 1e-4 and is pruned.
-    for lr, beta in [(1e-2, 1e-3), (1e-2, 1e-1), (5e-3, 1e-2), (3e-3, 1e-6), (2e-2, 1e-4)]:
-        study.enqueue_trial({"lr": lr, "beta": beta, "batch_size": 50})
-    study.enqueue_trial({"lr": 1e-4, "beta": 1e-6, "batch_size": 50})
+    # 0.0045/0.23 (best MSE, infeasible), 0.0046/0.15 (infeasible), 0.042/0.07 (the best
+    # feasible), 0.058/0.02 (enc2 dead) and 0.060/0.0 (enc3 dead); the sixth barely learns at
+    # lr 1e-4 and is pruned.
+    for lr, beta in [(3e-3, 1e-6), (3e-3, 1e-3), (2e-2, 1e-3), (1e-2, 1e-2), (1e-3, 3e-2)]:
+        study.enqueue_trial({"lr": lr, "beta": beta, "batch_size": 10})
+    study.enqueue_trial({"lr": 1e-4, "beta": 1e-6, "batch_size": 10})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run_sweep(sweep_base(tmp_path, epochs=3), cfg, log=lambda _m: None)
@@ -112,11 +117,17 @@ def test_sweep__constrained_objective_excludes_infeasible_trials_and_prunes(tmp_
     assert len(result.study.directions) == 1
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5 + [TrialState.PRUNED]
     feasible = [t for t in trials[:5] if t.user_attrs[names.ATTR_CONSTRAINT] <= 0]
-    assert [t.number for t in feasible] == [1, 2, 4]
-    for t in trials[:5]:  # the samplers read the constraint the trial set
-        assert t.constraints == {"code_active_frac": t.user_attrs[names.ATTR_CONSTRAINT]}
+    assert [t.number for t in feasible] == [2, 3, 4]
+    degenerate = [t.number for t in trials[:5] if t.user_attrs[names.ATTR_DEGENERATE]]
+    assert degenerate == [3, 4]
+    for t in trials[:5]:  # the samplers read the constraints the trial set
+        assert t.constraints == {
+            "code_active_frac": t.user_attrs[names.ATTR_CONSTRAINT],
+            "degenerate": 1.0 if t.number in degenerate else -1.0,
+        }
     assert min(trials[:5], key=lambda t: t.value).number == 0  # lowest MSE, but infeasible
-    assert list(result.best["number"]) == [1]
+    assert list(result.best["number"]) == [2]
+    assert [t.number for t in sweep.best_trials(result.study)] == [2]
     mlflow = client(tmp_path)
     for t in trials:
         run = mlflow.get_run(t.user_attrs[names.ATTR_RUN_ID])

@@ -4,42 +4,73 @@ import dataclasses
 from typing import NoReturn
 
 from sae import metrics as M
+from sae import stats
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.sweep import SweepConfig, SweepResult, read_space_file, run_sweep
+from sae.sweep.summary import DEGENERATE, degenerate_trials
+
+TABLE_COLUMNS = {
+    "number": "trial",
+    "beta": "beta",
+    "lr": "lr",
+    "batch_size": "batch size",
+    M.TEST_MSE: "test MSE",
+    M.CODE_L0: "code L0",
+    M.CODE_ACTIVE_FRAC: "active fraction",
+    M.PROBE_ACCURACY: "probe accuracy",
+}
+"""The console table's columns (trials frame column: header)."""
 
 
 def report(result: SweepResult, cfg: SweepConfig) -> None:
     trials = result.trials
     states = trials["state"].value_counts().to_dict() if len(trials) else {}
-    print(
-        f"\nstudy {cfg.study_name!r}: {len(trials)} trials {states}, {result.seconds / 60:.1f} min"
-    )
-    title = "Pareto-optimal trials" if cfg.objective == "pareto" else "best feasible trial"
-    columns = [
-        "number",
-        "beta",
-        "lr",
-        "batch_size",
-        M.TEST_MSE,
-        M.CODE_ACTIVE_FRAC,
-        "mlflow_run_id",
-    ]
+    counted = ", ".join(f"{n} {state}" for state, n in states.items())
+    minutes = result.seconds / 60
+    print(f"\nstudy {cfg.study_name!r}: {len(trials)} trials ({counted}), {minutes:.1f} min")
+    title = "best feasible trial" if cfg.objective == "constrained" else "Pareto-optimal trials"
     if len(result.best):
-        print(f"\n{title} (test MSE and code active fraction on the whole test set):\n")
-        print(result.best[columns].to_markdown(index=False, floatfmt=".6g"))
+        print(f"\n{title}, each one run on the whole test set (degenerate trials left out):\n")
+        table = result.best[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+        table = table.astype(object).where(table.notna(), None)
+        print(table.to_markdown(index=False, floatfmt=".6g", missingval=""))
     else:
         print(f"\nno {title} yet")
-    if result.baseline:
-        b = result.baseline
-        print(
-            f"\nbaseline (beta 1e-4, mean of {b['runs']:.0f} tracked runs): "
-            f"test MSE {b[M.TEST_MSE]:.6g}, code active fraction {b[M.CODE_ACTIVE_FRAC]:.3g}"
-        )
-    else:
-        print("\nno tracked baseline runs to compare with: run `python experiments/baseline.py`")
+    kept_off = (
+        "kept out of the best trial" if cfg.objective == "constrained" else "kept off the front"
+    )
+    for _, row in degenerate_trials(result).iterrows():
+        print(f"trial {row['number']} degenerate, {kept_off}: {row[DEGENERATE]}")
+    _comparisons(result)
     served = result.tracking_uri.startswith(("http://", "https://"))
     print(f"\nbrowse: {result.tracking_uri if served else 'python experiments/ui.py --dashboard'}")
     print(f"the study's parent run: {result.parent_run_id}; Optuna storage: {result.storage}")
+
+
+def _comparisons(result: SweepResult) -> None:
+    """Each front trial against the tracked baseline runs: n, mean ± sd, Welch's verdict."""
+    runs = result.baseline_runs
+    if runs is None or runs.empty:
+        print("\nno tracked baseline runs to compare with: run `python experiments/baseline.py`")
+        return
+    beta = f"beta {runs['beta'].iloc[0]:g}, " if "beta" in runs else ""
+    print(
+        f"\ncompared with the tracked baseline ({beta}{len(runs)} runs that trained; "
+        f"{stats.TEST_NAME}):"
+    )
+    once = []
+    for c in result.comparisons:
+        if not c.confirmed:
+            once.append(str(c.trial))
+            continue
+        print(f"trial {c.trial}, seeds {', '.join(str(s) for s in c.seeds)}:")
+        for line in c.lines():
+            print(f"  {line}")
+    if once:
+        print(
+            f"trial{'s' if len(once) > 1 else ''} {', '.join(once)}: one run each (n=1), too few "
+            "to call better or worse than the baseline (confirm them with --confirm)"
+        )
 
 
 def main() -> None:

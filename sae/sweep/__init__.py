@@ -5,10 +5,14 @@ Each trial is nested under one MLflow parent run per study. The study lives in a
 can share it, and with a database URL so can several machines.
 
 config (SweepConfig), space, study (storage, sampler, pruner), recovery (finished and interrupted
-trials), objective, workers, summary, run (run_sweep), importances (for the report).
+trials), objective, workers, front (degenerate trials kept off it, best trials), confirm (front
+trials trained with more seeds, compared with the baseline), summary, run (run_sweep),
+importances (for the report).
 """
 
 from sae.sweep.config import SweepConfig, read_space_file
+from sae.sweep.confirm import CONFIRM_SEEDS, FrontComparison
+from sae.sweep.front import best_trials, degenerate_reasons
 from sae.sweep.importances import MIN_IMPORTANCE_TRIALS, param_importances
 from sae.sweep.recovery import (
     MAX_RETRIES,
@@ -22,12 +26,16 @@ from sae.sweep.study import make_storage, open_study
 from sae.sweep.summary import SweepResult
 
 __all__ = [
+    "CONFIRM_SEEDS",
+    "FrontComparison",
     "MAX_RETRIES",
     "MIN_IMPORTANCE_TRIALS",
     "SweepConfig",
     "SweepResult",
+    "best_trials",
     "build_space",
     "counts_as_finished",
+    "degenerate_reasons",
     "finished_count",
     "make_storage",
     "open_study",

@@ -21,9 +21,12 @@ from sae.errors import one_line
 from sae.names import (
     ATTR_ACTIVE,
     ATTR_CONSTRAINT,
+    ATTR_DEGENERATE,
     ATTR_FAIL_REASON,
     ATTR_FAILED,
+    ATTR_L0,
     ATTR_NON_FINITE,
+    ATTR_PROBE,
     ATTR_RUN_ID,
     ATTR_TEST_MSE,
     ATTR_WORKER,
@@ -39,7 +42,7 @@ from sae.runner import train_run
 from sae.sweep.config import SweepConfig
 from sae.sweep.recovery import worker_id
 from sae.sweep.space import build_space, suggest
-from sae.train import Callback, NonFiniteLossError, Splits
+from sae.train import Callback, DeadNetworkError, NonFiniteLossError, Splits
 
 
 class _Report(Callback):
@@ -111,6 +114,11 @@ def make_objective(
             reason = str(err)
             trial.set_user_attr(ATTR_NON_FINITE, True)
             raise
+        except DeadNetworkError as err:  # decided by the seed and model before any step
+            reason = str(err)
+            trial.set_user_attr(ATTR_FAILED, True)
+            trial.set_user_attr(ATTR_DEGENERATE, reason)
+            raise
         except Exception as err:
             reason = one_line(err)
             trial.set_user_attr(ATTR_FAILED, True)
@@ -128,14 +136,30 @@ def _describe_trial(number: int, sweep: SweepConfig, params: dict[str, Any]) -> 
 
 
 def _objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, float]) -> Any:
-    """The objective value(s) from the last epoch's evaluation; a non-finite one is an error."""
+    """The objective value(s) from the last epoch's evaluation; a non-finite one is an error.
+
+    Every completed trial also gets the constraint ATTR_DEGENERATE: 1 (infeasible) when the model
+    collapsed (``metrics.degenerate_reason``), -1 otherwise, so no sampler or front counts it.
+    """
     mse, active = final[M.TEST_MSE], final[M.CODE_ACTIVE_FRAC]
     if not (math.isfinite(mse) and math.isfinite(active)):
         raise NonFiniteLossError(f"test MSE {mse} or active fraction {active} is not finite")
+    degenerate = M.degenerate_reason(final) or ""
     trial.set_user_attr(ATTR_ACTIVE, active)
     trial.set_user_attr(ATTR_TEST_MSE, mse)
+    trial.set_user_attr(ATTR_DEGENERATE, degenerate)
+    if M.CODE_L0 in final:
+        trial.set_user_attr(ATTR_L0, final[M.CODE_L0])
+    probe = final.get(M.PROBE_ACCURACY)
+    if probe is not None:
+        trial.set_user_attr(ATTR_PROBE, probe)
+    trial.set_constraint(ATTR_DEGENERATE, 1.0 if degenerate else -1.0)
     if sweep.objective == "pareto":
         return mse, active
+    if sweep.objective == "pareto-probe":
+        if probe is None or not math.isfinite(probe):
+            raise ValueError(f"the objective pareto-probe needs a probe accuracy, got {probe}")
+        return mse, active, probe
     excess = active - sweep.max_active_frac
     trial.set_user_attr(ATTR_CONSTRAINT, excess)
     trial.set_constraint(ATTR_ACTIVE, excess)  # named as the user attribute of the fraction

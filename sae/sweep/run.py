@@ -1,5 +1,5 @@
-"""The sweep as a whole: open or resume the study and its parent run, run the workers, log the
-summary.
+"""The sweep as a whole: open or resume the study and its parent run, run the workers, confirm
+front trials with more seeds, log the summary.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import optuna
+import torch
 from optuna.distributions import BaseDistribution
 from tqdm import tqdm
 
@@ -17,12 +18,13 @@ from sae.config import Config
 from sae.names import REASON_INTERRUPTED, STUDY_PARENT_RUN, TAG_KIND, TAG_STUDY
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
+from sae.sweep.confirm import run_confirmations
 from sae.sweep.recovery import finished_count, recover_interrupted
 from sae.sweep.space import build_space, describe_space
 from sae.sweep.study import make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
 from sae.sweep.workers import Context, run_processes, run_worker
-from sae.train import load_splits, resolve_device
+from sae.train import Splits, load_splits, resolve_device
 
 
 def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
@@ -38,6 +40,8 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
     space = build_space(cfg)
+    if cfg.objective == "pareto-probe" and not base.train.probe:
+        raise ValueError("--objective pareto-probe maximises the probe's accuracy: drop --no-probe")
     storage_url = cfg.storage or settings.optuna_storage
     shown = redact(storage_url)
     storage = make_storage(storage_url)
@@ -73,36 +77,68 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         threads = max(1, cores // cfg.workers) if cfg.workers > 1 else base.train.threads
         deadline = time.time() + cfg.timeout if cfg.timeout else None
         ctx = Context(base, cfg, settings, storage_url, parent, threads=threads, deadline=deadline)
+        every_thread = torch.get_num_threads()  # run_worker takes this process's share
         try:
-            with (
-                signals.interrupts_deferred(),
-                tqdm(total=cfg.trials, desc="trials", unit="trial") as bar,
-            ):
+            with signals.interrupts_deferred():
+                with tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
 
-                def progress(done: int) -> None:
-                    bar.update(max(0, min(done, cfg.trials) - bar.n))
+                    def progress(done: int) -> None:
+                        bar.update(max(0, min(done, cfg.trials) - bar.n))
 
-                if cfg.workers > 1:
-                    run_processes(ctx, cfg.workers, study, storage, mlflow, progress)
-                # The parent finishes what lost workers left (and is the only worker with one).
-                run_worker(ctx, progress, splits)
+                    if cfg.workers > 1:
+                        run_processes(ctx, cfg.workers, study, storage, mlflow, progress)
+                    # The parent finishes what lost workers left (the only worker with one).
+                    run_worker(ctx, progress, splits)
+                torch.set_num_threads(every_thread)  # the workers are done
+                _confirm(base, cfg, study, settings, experiment, splits, storage_url, log)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as signals.RunKilled
             recover_interrupted(study, storage, mlflow, reason=REASON_INTERRUPTED, ours=True)
             raise
         finally:
-            result = summarize(study, parent, settings, shown, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            result = summarize(study, parent, settings, shown, seconds, experiment)
             log_summary(mlflow, result, cfg)
     return result
 
 
+def _confirm(
+    base: Config,
+    cfg: SweepConfig,
+    study: optuna.Study,
+    settings: tracking.Settings,
+    experiment: str,
+    splits: Splits,
+    storage_url: str,
+    log: Callable[[str], None],
+) -> None:
+    """The confirmation runs, once the study has its trials (not after a --timeout stop). Under
+    the storage's lock, so two commands that finish together do not train the same run twice."""
+    if cfg.confirm == 0:
+        return
+    if finished_count(study) < cfg.trials:
+        log(f"no confirmation runs yet: they follow once the study has {cfg.trials} trials")
+        return
+    with locks.store_lock(storage_url, f"sae: confirm {cfg.study_name}"):
+        run_confirmations(base, cfg, study, settings, experiment, splits, log)
+
+
 def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config) -> str:
     """The parent run's description in the MLflow UI: the goal, the space, the search."""
-    goal = (
-        "minimise test MSE and code active fraction (Pareto front)"
-        if cfg.objective == "pareto"
-        else f"minimise test MSE with code active fraction <= {cfg.max_active_frac:g}"
+    goal = {
+        "pareto": "minimise test MSE and code active fraction (Pareto front)",
+        "pareto-probe": "minimise test MSE and code active fraction and maximise the linear "
+        "probe's accuracy (3-objective Pareto front)",
+        "constrained": f"minimise test MSE with code active fraction <= {cfg.max_active_frac:g}",
+    }[cfg.objective]
+    confirm = (
+        f" The {cfg.confirm} front trials spread along it are trained again with 2 more seeds "
+        "each (nested under their trial's run), and compared with the baseline with n and "
+        "a Welch t-test."
+        if cfg.confirm
+        else ""
     )
     return (
         f"Optuna study {cfg.study_name!r}: {goal}; {describe_space(space)}; {cfg.sampler} "
-        f"sampler; {base.train.epochs} epochs per trial. Each trial is a nested run."
+        f"sampler; {base.train.epochs} epochs per trial. Each trial is a nested run; "
+        f"degenerate trials (a collapsed or dead model) are kept off the front.{confirm}"
     )

@@ -64,8 +64,8 @@ def make_sampler(
     deterministic without repeating one.
     """
     seed = int(np.random.SeedSequence([cfg.sampler_seed, worker, history]).generate_state(1)[0])
-    # The constrained objective sets its constraint on each trial (Trial.set_constraint), which
-    # both samplers read; Optuna 5 deprecated the constraints_func argument for it.
+    # Each trial sets its constraints (Trial.set_constraint: degenerate, and the active fraction
+    # when constrained), which the samplers read; Optuna 5 deprecated constraints_func for it.
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler == "nsga2":
@@ -74,7 +74,7 @@ def make_sampler(
 
 
 def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
-    if cfg.objective == "pareto" or cfg.pruner == "none":
+    if len(cfg.directions) > 1 or cfg.pruner == "none":  # Optuna prunes single objectives only
         return optuna.pruners.NopPruner()
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
@@ -93,7 +93,6 @@ def open_study(
     worker: int = 0,
 ) -> optuna.Study:
     """Create the study, or load it when it exists with the same search space and objective."""
-    directions = ["minimize", "minimize"] if cfg.objective == "pareto" else ["minimize"]
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     if cfg.study_name in existing:
         study = optuna.load_study(
@@ -119,7 +118,7 @@ def open_study(
         storage=storage,
         sampler=make_sampler(cfg, worker),
         pruner=make_pruner(cfg, epochs),
-        directions=directions,
+        directions=cfg.directions,
         load_if_exists=True,  # another worker may create it between our look and here
     )
     study.set_user_attr(STUDY_SPACE, space_json(space))

@@ -1,8 +1,8 @@
-"""A study's summary: the trials table, the best trials, Optuna's plots, on the parent run."""
+"""A study's summary: the trials table, the best trials, the confirmation runs and the
+comparisons with the baseline, Optuna's plots, on the parent run."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,22 +11,29 @@ from typing import Any
 import optuna
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from sae import metrics as M
 from sae import tracking
-from sae.baseline import tracked_reference
+from sae.baseline import tracked_reference_runs
 from sae.names import (
     ATTR_ACTIVE,
-    ATTR_CONSTRAINT,
+    ATTR_DEGENERATE,
     ATTR_FAIL_REASON,
+    ATTR_L0,
+    ATTR_PROBE,
     ATTR_RETRY_OF,
     ATTR_RUN_ID,
     ATTR_TEST_MSE,
 )
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
+from sae.sweep.confirm import FrontComparison, compare_front, confirmations_frame
+from sae.sweep.front import best_trials, degenerate_reasons
 from sae.sweep.recovery import finished_count
+
+DEGENERATE = "degenerate"
+"""The trials frame's column of why a COMPLETE trial is degenerate ("" when it is not)."""
 
 
 @dataclass
@@ -34,10 +41,18 @@ class SweepResult:
     study: optuna.Study
     parent_run_id: str
     trials: pd.DataFrame
-    """One row per trial: number, state, params, test MSE, active fraction, run id."""
+    """One row per trial: number, state, params, test MSE, active fraction, L0, probe accuracy,
+    degenerate (the reason), run id."""
     best: pd.DataFrame
-    """The Pareto-optimal trials (pareto) or the best feasible trial (constrained)."""
-    baseline: dict[str, float] | None
+    """The Pareto-optimal trials (pareto, pareto-probe) or the best feasible trial (constrained),
+    never a degenerate one; sorted by test MSE."""
+    baseline_runs: pd.DataFrame | None
+    """The tracked baseline runs that trained with the script's beta, one row per run, metric
+    columns by key; None when there are none."""
+    confirmations: pd.DataFrame
+    """confirm.csv: one row per run of a confirmed trial (``confirm.CONFIRM_COLUMNS``)."""
+    comparisons: list[FrontComparison]
+    """Each front trial against the baseline runs, confirmed ones first."""
     tracking_uri: str
     """Where the runs are, for display: credentials redacted."""
     storage: str
@@ -45,7 +60,10 @@ class SweepResult:
     seconds: float
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, degenerate: dict[int, str] | None = None) -> pd.DataFrame:
+    """One row per trial; ``degenerate`` (``front.degenerate_reasons``) gives the degenerate
+    column of the COMPLETE trials that carry no reason of their own (an older study's)."""
+    degenerate = degenerate or {}
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append(
@@ -55,39 +73,58 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 **{name: t.params.get(name) for name in ("beta", "lr", "batch_size")},
                 M.TEST_MSE: t.user_attrs.get(ATTR_TEST_MSE),
                 M.CODE_ACTIVE_FRAC: t.user_attrs.get(ATTR_ACTIVE),
+                M.CODE_L0: t.user_attrs.get(ATTR_L0),
+                M.PROBE_ACCURACY: t.user_attrs.get(ATTR_PROBE),
+                DEGENERATE: t.user_attrs.get(ATTR_DEGENERATE, degenerate.get(t.number, "")),
                 "retry_of": t.user_attrs.get(ATTR_RETRY_OF),
                 "reason": t.user_attrs.get(ATTR_FAIL_REASON, ""),
                 "seconds": t.duration.total_seconds() if t.duration else None,
                 "mlflow_run_id": t.user_attrs.get(ATTR_RUN_ID),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for key in NUMERIC:
+        if key in frame:
+            frame[key] = pd.to_numeric(frame[key])
+    return frame
 
 
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto front (two objectives) or the best feasible trial (constrained)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return []
-    if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: t.values[0])
-    feasible = [t for t in complete if t.user_attrs.get(ATTR_CONSTRAINT, math.inf) <= 0]
-    return [min(feasible, key=lambda t: t.value)] if feasible else []
+NUMERIC = (M.TEST_MSE, M.CODE_ACTIVE_FRAC, M.CODE_L0, M.PROBE_ACCURACY)
+
+
+def degenerate_trials(result: SweepResult) -> pd.DataFrame:
+    """The COMPLETE trials judged degenerate, kept off the front: number and reason."""
+    trials = result.trials
+    if trials.empty:
+        return trials
+    complete = trials[trials["state"].eq("COMPLETE") & trials[DEGENERATE].fillna("").ne("")]
+    return complete[["number", DEGENERATE]]
 
 
 def summarize(
-    study: optuna.Study, parent: str, settings: tracking.Settings, storage: str, seconds: float
+    study: optuna.Study,
+    parent: str,
+    settings: tracking.Settings,
+    storage: str,
+    seconds: float,
+    experiment: str,
 ) -> SweepResult:
-    trials = trials_frame(study)
-    best_numbers = [t.number for t in best_trials(study)]
+    """The study's summary; its trials' and confirmation runs are read from ``experiment``."""
+    degenerate = degenerate_reasons(study, tracking.client(settings))
+    trials = trials_frame(study, degenerate)
+    best_numbers = [t.number for t in best_trials(study, degenerate)]
     best = trials[trials["number"].isin(best_numbers)] if len(trials) else trials
     best = best.sort_values(M.TEST_MSE) if len(best) else best
+    confirmations = confirmations_frame(settings, experiment, study.study_name)
+    baseline_runs = tracked_reference_runs(settings)
     return SweepResult(
         study=study,
         parent_run_id=parent,
         trials=trials,
         best=best,
-        baseline=tracked_reference(settings),
+        baseline_runs=baseline_runs,
+        confirmations=confirmations,
+        comparisons=compare_front(best, confirmations, baseline_runs),
         tracking_uri=redact(settings.tracking_uri),
         storage=storage,
         seconds=seconds,
@@ -103,30 +140,38 @@ def log_summary(mlflow: MlflowClient, result: SweepResult, cfg: SweepConfig) -> 
         for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
     }
     metrics["trials/finished"] = float(finished_count(study))
-    if len(result.best):
+    metrics["trials/degenerate"] = float(len(degenerate_trials(result)))
+    if len(result.best):  # the lowest test MSE of the front
         top = result.best.iloc[0]
-        metrics["best/test_mse"] = float(top[M.TEST_MSE])
-        metrics["best/code_active_frac"] = float(top[M.CODE_ACTIVE_FRAC])
+        for name, key in BEST_METRICS.items():
+            if pd.notna(top.get(key)):
+                metrics[name] = float(top[key])
     metrics["sweep/seconds"] = result.seconds
-    tracking.log_summary(
-        mlflow,
-        result.parent_run_id,
-        metrics,
-        {
-            "trials.csv": trials,
-            ("pareto_front.csv" if cfg.objective == "pareto" else "best_trial.csv"): result.best,
-        },
-        figures := plots(study),
-    )
+    front = "best_trial.csv" if cfg.objective == "constrained" else "pareto_front.csv"
+    tables = {"trials.csv": trials, front: result.best}
+    if len(result.confirmations):
+        tables["confirm.csv"] = result.confirmations
+    figures = plots(study, cfg.objective_names)
+    tracking.log_summary(mlflow, result.parent_run_id, metrics, tables, figures)
     import matplotlib.pyplot as plt
 
     for figure in figures.values():
         plt.close(figure)
 
 
-def plots(study: optuna.Study) -> dict[str, Any]:
+BEST_METRICS = {
+    "best/test_mse": M.TEST_MSE,
+    "best/code_active_frac": M.CODE_ACTIVE_FRAC,
+    "best/code_l0": M.CODE_L0,
+    "best/probe_accuracy": M.PROBE_ACCURACY,
+}
+"""The parent run's figures of the front trial with the lowest test MSE."""
+
+
+def plots(study: optuna.Study, objective_names: list[str]) -> dict[str, Any]:
     """Optuna's plots as matplotlib figures; a plot that the study cannot support yet is left out
-    (for example importances before two trials have completed)."""
+    (for example importances before two trials have completed). Optuna draws the trials that
+    its constraints call infeasible (degenerate ones) apart on the Pareto front plot."""
     from optuna.visualization import matplotlib as ovm
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -146,7 +191,7 @@ def plots(study: optuna.Study) -> dict[str, Any]:
     }
     if pareto:
         makers["plots/pareto_front.png"] = lambda: ovm.plot_pareto_front(
-            study, target_names=["test MSE", "code active fraction"]
+            study, target_names=objective_names
         )
     figures = {}
     for path, make in makers.items():

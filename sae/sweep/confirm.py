@@ -1,0 +1,254 @@
+"""Claims with their uncertainty (``--confirm K``): K front trials trained again with two more
+seeds each, as child runs of their trial's run, and every front trial compared with the tracked
+baseline runs as n, mean ± sd and a Welch verdict (``sae.stats``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial
+
+from sae import metrics as M
+from sae import stats, tracking
+from sae.config import Config
+from sae.errors import one_line
+from sae.names import (
+    ATTR_CONFIRM,
+    ATTR_RUN_ID,
+    KIND_CONFIRM,
+    TAG_CONFIRM_TRIAL,
+    TAG_CONFIRM_TRIAL_RUN,
+    TAG_DEGENERATE_REASON,
+    TAG_DESCRIPTION,
+    TAG_KIND,
+    TAG_STUDY,
+    TAG_TRIAL_NUMBER,
+    param_column,
+    tag_column,
+)
+from sae.runner import train_run
+from sae.sweep.config import SweepConfig
+from sae.sweep.front import best_trials, degenerate_reasons, spread_along
+from sae.train import Splits, alive_seeds
+
+CONFIRM_SEEDS = 2
+"""Seeds each confirmed trial is trained with besides its own: n = 3 with the trial's run."""
+CONFIRM_COLUMNS = (
+    "trial",
+    "seed",
+    "source",
+    "run_id",
+    "status",
+    M.TEST_MSE,
+    M.CODE_ACTIVE_FRAC,
+    M.CODE_L0,
+    M.PROBE_ACCURACY,
+    "degenerate",
+)
+"""confirm.csv: one row per run of a confirmed trial; source is ``trial`` (its own run, the base
+seed) or ``confirm``."""
+COMPARED = (
+    (M.TEST_MSE, "test MSE", True),
+    (M.CODE_L0, "code L0", True),
+    (M.PROBE_ACCURACY, "probe accuracy", False),
+)
+"""(metric, label, lower is better) of each comparison with the baseline."""
+DONE = ("FINISHED", "FAILED")
+"""A confirmation run in one of these states is not trained again: FAILED is the outcome of the
+trial's parameters with that seed, as a trial's own failure is. KILLED (interrupted) and a
+RUNNING run left by a process that died are trained again."""
+
+
+def run_name(trial: int, seed: int) -> str:
+    return f"trial-{trial:03d}-seed{seed}"
+
+
+def run_confirmations(
+    base: Config,
+    cfg: SweepConfig,
+    study: optuna.Study,
+    settings: tracking.Settings,
+    experiment: str,
+    splits: Splits,
+    log: Callable[[str], None],
+) -> None:
+    """Train the ``cfg.confirm`` front trials that ``spread_along`` picks with the first
+    CONFIRM_SEEDS seeds after the base seed that are alive at initialisation, one line each.
+
+    A (trial, seed) with a run in DONE is skipped, so a second command trains nothing; a run that
+    fails is one line and the rest go on; Ctrl-C or SIGTERM ends the run in flight KILLED (it is
+    trained again next time) and is raised. The trial's confirmation runs end up in the study's
+    user attribute ATTR_CONFIRM, ``{"trial number": [run ids]}`` (a finished trial's own
+    attributes cannot change).
+    """
+    mlflow = tracking.client(settings)
+    chosen = spread_along(best_trials(study, degenerate_reasons(study, mlflow)), cfg.confirm)
+    if not chosen:
+        return
+    seeds, skipped = alive_seeds(
+        CONFIRM_SEEDS, base.model, splits.train, start=base.train.seed + 1, skip=[base.train.seed]
+    )
+    if skipped:
+        passed = ", ".join(f"{seed} ({why})" for seed, why in sorted(skipped.items()))
+        log(f"confirmation seeds {_listed(seeds)}; passed over, dead at initialisation: {passed}")
+    found = confirmations_frame(settings, experiment, study.study_name)
+    runs = found[found["source"] == "confirm"]
+    for run_id in runs.loc[runs["status"] == "RUNNING", "run_id"]:  # its process died: redone
+        tracking.set_run_status(mlflow, run_id, "KILLED")
+    ended = runs[runs["status"].isin(DONE)]
+    done = {(int(t), int(s)) for t, s in zip(ended["trial"], ended["seed"], strict=True)}
+    todo = [(t, s) for t in chosen for s in seeds if (t.number, s) not in done]
+    numbers = _listed(t.number for t in chosen)
+    log(
+        f"confirming front trials {numbers} with seeds {_listed(seeds)}: "
+        f"{len(todo)} runs to train, {len(chosen) * len(seeds) - len(todo)} done before"
+    )
+    for i, (trial, seed) in enumerate(todo, 1):
+        started = time.perf_counter()
+        head = f"confirm {i}/{len(todo)}: trial {trial.number} seed {seed}"
+        try:
+            final = _train(base, cfg, trial, seed, experiment, splits)
+        except Exception as err:
+            log(f"{head} FAIL: {one_line(err)}")
+            continue
+        log(f"{head}: {_figures(final)}, {time.perf_counter() - started:.0f} s")
+    found = confirmations_frame(settings, experiment, study.study_name)
+    finished = found[(found["source"] == "confirm") & (found["status"] == "FINISHED")]
+    ids = {str(int(t)): list(g["run_id"]) for t, g in finished.groupby("trial")}
+    study.set_user_attr(ATTR_CONFIRM, json.dumps(ids, sort_keys=True))
+
+
+def _train(
+    base: Config,
+    cfg: SweepConfig,
+    trial: FrozenTrial,
+    seed: int,
+    experiment: str,
+    splits: Splits,
+) -> dict[str, float]:
+    """One confirmation run: the trial's parameters with ``seed``, a child of the trial's run."""
+    trial_run = trial.user_attrs[ATTR_RUN_ID]
+    run_cfg = dataclasses.replace(
+        base,
+        train=dataclasses.replace(base.train, **trial.params, seed=seed),
+        tracking=dataclasses.replace(base.tracking, experiment=experiment),
+    )
+    tried = ", ".join(f"{name} {value:.3g}" for name, value in trial.params.items())
+    outcome = train_run(
+        run_cfg,
+        kind=KIND_CONFIRM,
+        run_name=run_name(trial.number, seed),
+        tags={
+            TAG_STUDY: cfg.study_name,
+            TAG_CONFIRM_TRIAL: str(trial.number),
+            TAG_CONFIRM_TRIAL_RUN: trial_run,
+            TAG_DESCRIPTION: f"Trial {trial.number} of study `{cfg.study_name}` ({tried}) "
+            f"trained again with seed {seed}, to measure its spread over seeds.",
+        },
+        parent_run_id=trial_run,
+        splits=splits,
+    )
+    return outcome.result.final
+
+
+def _figures(final: dict[str, float]) -> str:
+    text = f"test MSE {final.get(M.TEST_MSE, float('nan')):.4g}"
+    if M.CODE_L0 in final:
+        text += f", code L0 {final[M.CODE_L0]:.3g}"
+    if M.PROBE_ACCURACY in final:
+        text += f", probe accuracy {final[M.PROBE_ACCURACY]:.3f}"
+    reason = M.degenerate_reason(final)
+    return text + (f" (degenerate: {reason})" if reason else "")
+
+
+def _listed(numbers) -> str:  # noqa: ANN001
+    return ", ".join(str(n) for n in numbers)
+
+
+def confirmations_frame(settings: tracking.Settings, experiment: str, study: str) -> pd.DataFrame:
+    """CONFIRM_COLUMNS for every confirmation run of ``study`` in ``experiment`` and the run of
+    each trial that has one, sorted by trial, source (the trial's own first) and seed."""
+    runs = tracking.runs_frame(settings, [experiment])
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in CONFIRM_COLUMNS})
+    kind, in_study = tag_column(TAG_KIND), tag_column(TAG_STUDY)
+    if runs.empty or in_study not in runs or kind not in runs:
+        return empty
+    runs = runs[runs[in_study] == study]
+    confirm = runs[runs[kind] == KIND_CONFIRM]
+    if confirm.empty:
+        return empty
+    confirm = confirm.assign(trial=confirm[tag_column(TAG_CONFIRM_TRIAL)], source="confirm")
+    number = tag_column(TAG_TRIAL_NUMBER)
+    trial_runs = runs[runs["run_id"].isin(set(confirm[tag_column(TAG_CONFIRM_TRIAL_RUN)]))]
+    trial_runs = trial_runs.assign(trial=trial_runs.get(number), source="trial")
+    both = pd.concat([trial_runs, confirm], ignore_index=True)
+    out = pd.DataFrame(
+        {
+            "trial": pd.to_numeric(both["trial"]).astype("int64"),
+            "seed": pd.to_numeric(both[param_column("train", "seed")]).astype("int64"),
+            "source": both["source"],
+            "run_id": both["run_id"],
+            "status": both["status"],
+        }
+    )
+    for key in CONFIRM_COLUMNS[5:-1]:
+        out[key] = pd.to_numeric(both[key]) if key in both else float("nan")
+    reasons = both.get(tag_column(TAG_DEGENERATE_REASON))
+    out["degenerate"] = "" if reasons is None else reasons.fillna("").astype(str)
+    out = out.sort_values(["trial", "source", "seed"], ascending=[True, False, True])
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class FrontComparison:
+    """A front trial against the baseline runs: one ``stats.Comparison`` per COMPARED metric."""
+
+    trial: int
+    seeds: tuple[int, ...]
+    """The seeds of its FINISHED runs when it was confirmed; empty when its figures are its one
+    run's."""
+    comparisons: tuple[tuple[str, stats.Comparison], ...]
+    """(label, comparison) in COMPARED order."""
+
+    @property
+    def confirmed(self) -> bool:
+        return len(self.seeds) > 1
+
+    def lines(self) -> list[str]:
+        lower = {label: lower for _, label, lower in COMPARED}
+        return [stats.in_words(label, c, lower[label]) for label, c in self.comparisons]
+
+
+def compare_front(
+    front: pd.DataFrame, confirmations: pd.DataFrame, baseline_runs: pd.DataFrame | None
+) -> list[FrontComparison]:
+    """Each front trial (a row of the trials frame) against ``baseline_runs``: its FINISHED
+    confirmation rows with its own run when it was confirmed, else its one run (n=1, never
+    called better or worse); confirmed trials first, each group in the front's order."""
+    out = []
+    finished = confirmations[confirmations["status"] == "FINISHED"]
+    for _, row in front.iterrows():
+        mine = finished[finished["trial"] == row["number"]]
+        if mine.empty:
+            mine = pd.DataFrame([{key: row.get(key) for key, _, _ in COMPARED}])
+            seeds: tuple[int, ...] = ()
+        else:
+            seeds = tuple(int(s) for s in mine["seed"])
+        comparisons = tuple(
+            (label, stats.compare(_values(mine, key), _values(baseline_runs, key)))
+            for key, label, _ in COMPARED
+        )
+        out.append(FrontComparison(int(row["number"]), seeds, comparisons))
+    return sorted(out, key=lambda c: not c.confirmed)
+
+
+def _values(frame: pd.DataFrame | None, key: str) -> list[float]:
+    if frame is None or key not in frame:
+        return []
+    return [float(v) for v in pd.to_numeric(frame[key]) if pd.notna(v)]
