@@ -2,6 +2,7 @@
 run, resumable; and every front trial compared with the baseline as n, mean ± sd and Welch."""
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -185,4 +186,12 @@ def test_compare_front__one_run_is_never_better_or_worse_three_can_be():
         "(n=3 vs n=0: too few to test)"
     )
     assert all("(n=1) vs" in line and "too few to test" in line for line in four.lines())
+    # no spread on one side (a probe at 1.0 on every seed): a verdict, and no scipy warning
+    confirmations[M.PROBE_ACCURACY] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (seven, _) = sweep_confirm.compare_front(
+            front, confirmations, baseline.assign(**{M.PROBE_ACCURACY: [0.9, 0.91, 0.92]})
+        )
+    assert seven.lines()[2].startswith("probe accuracy 1 ± 0 (n=3) vs 0.91 ± 0.01 (n=3): better")
     assert not any(" better" in line or " worse" in line for line in four.lines())
