@@ -98,7 +98,8 @@ degenerate trials are infeasible (their constraint of that name is 1), so never 
 ATTR_L0 = "code_l0"
 ATTR_PROBE = "probe_accuracy"
 ATTR_CONFIRM = "confirm_run_ids"
-"""JSON list of the trial's confirmation runs (other seeds), set by ``--confirm``."""
+"""A STUDY user attribute (a finished trial takes no new attribute): JSON object mapping each
+confirmed trial's number to the run ids of its confirmation runs, set by ``--confirm``."""
 ATTR_TEST_MSE = "test_mse"
 ATTR_ACTIVE = "code_active_frac"
 

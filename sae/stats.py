@@ -5,6 +5,7 @@ noise (Welch's t-test at 5%), in one place for the console, the report and the R
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,7 +76,11 @@ def compare(ours: Iterable[float], theirs: Iterable[float], alpha: float = ALPHA
     a, b = summarize(x), summarize(y)
     p = math.nan
     if a.n >= 2 and b.n >= 2 and (a.sd > 0 or b.sd > 0):
-        p = float(scipy_stats.ttest_ind(x, y, equal_var=False).pvalue)
+        with warnings.catch_warnings():
+            # scipy warns of precision loss when one side has no spread (a probe at 1.0 on every
+            # seed); the p-value still holds, and a warning would break the console's lines
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(scipy_stats.ttest_ind(x, y, equal_var=False).pvalue)
     direction = NOT_DISTINGUISHABLE
     if math.isfinite(p) and p < alpha:
         direction = "lower" if a.mean < b.mean else "higher"

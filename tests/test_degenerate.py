@@ -127,3 +127,15 @@ def test_fit__the_script_order_changes_only_the_order(tmp_path):
     assert a[M.TEST_MSE] != b[M.TEST_MSE]
     assert fit(script, splits).final[M.TEST_MSE] == b[M.TEST_MSE]
     assert isinstance(make_order("seeded", 1).train(5), torch.Tensor)
+
+
+def test_compare__no_spread_on_one_side_gives_a_verdict_and_no_warning():
+    import warnings
+
+    from sae import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = stats.compare([1.0, 1.0, 1.0], [0.90, 0.92, 0.91, 0.93])
+    assert stats.verdict(c, lower_is_better=False) == "better"
+    assert stats.verdict(stats.compare([0.9], [0.8, 0.85])).startswith("not distinguishable")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -241,14 +240,10 @@ def compare_front(
             seeds: tuple[int, ...] = ()
         else:
             seeds = tuple(int(s) for s in mine["seed"])
-        with warnings.catch_warnings():
-            # scipy warns of precision loss when a side has no spread (a probe at 1.0 on every
-            # seed); the verdict still holds, and a warning would break the console's lines
-            warnings.simplefilter("ignore", RuntimeWarning)
-            comparisons = tuple(
-                (label, stats.compare(_values(mine, key), _values(baseline_runs, key)))
-                for key, label, _ in COMPARED
-            )
+        comparisons = tuple(
+            (label, stats.compare(_values(mine, key), _values(baseline_runs, key)))
+            for key, label, _ in COMPARED
+        )
         out.append(FrontComparison(int(row["number"]), seeds, comparisons))
     return sorted(out, key=lambda c: not c.confirmed)
 
