@@ -106,16 +106,23 @@ def spread_along(front: pd.DataFrame, k: int = BEST_SHOWN) -> pd.DataFrame:
     return front.iloc[picks]
 
 
+def _trial_columns(trials: pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns every table of trials starts with: number, parameters, the two objectives."""
+    return {
+        "trial": trials["trial_number"],
+        "beta": trials["beta"],
+        "lr": trials["lr"],
+        "batch size": trials["batch_size"],
+        LABELS[M.TEST_MSE]: trials[M.TEST_MSE],
+        LABELS[M.CODE_ACTIVE_FRAC]: trials[M.CODE_ACTIVE_FRAC],
+    }
+
+
 def degenerate_table(degenerate: pd.DataFrame) -> pd.DataFrame:
     """The degenerate trials for display: parameters, the two objectives and the reason."""
     return pd.DataFrame(
         {
-            "trial": degenerate["trial_number"],
-            "beta": degenerate["beta"],
-            "lr": degenerate["lr"],
-            "batch size": degenerate["batch_size"],
-            LABELS[M.TEST_MSE]: degenerate[M.TEST_MSE],
-            LABELS[M.CODE_ACTIVE_FRAC]: degenerate[M.CODE_ACTIVE_FRAC],
+            **_trial_columns(degenerate),
             "why degenerate": degenerate["reason"],
             "run": degenerate["run_id"].str[:8],
         }
@@ -128,12 +135,7 @@ def best_table(front: pd.DataFrame, runs: pd.Series, against: pd.Series) -> pd.D
     degenerate = degenerate_reasons(front)
     table = pd.DataFrame(
         {
-            "trial": front["trial_number"],
-            "beta": front["beta"],
-            "lr": front["lr"],
-            "batch size": front["batch_size"],
-            LABELS[M.TEST_MSE]: front[M.TEST_MSE],
-            LABELS[M.CODE_ACTIVE_FRAC]: front[M.CODE_ACTIVE_FRAC],
+            **_trial_columns(front),
             LABELS[M.CODE_L0]: front[M.CODE_L0],
             LABELS[M.PROBE_ACCURACY]: front[M.PROBE_ACCURACY],
             "degenerate": np.where(degenerate.notna(), "yes", "no"),
