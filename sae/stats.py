@@ -15,6 +15,15 @@ ALPHA = 0.05
 """Significance level of every comparison: Welch's two-sided t-test (unequal variances)."""
 TEST_NAME = "Welch's t-test, two-sided, at 5%"
 NOT_DISTINGUISHABLE = "not distinguishable"
+IMPORTANCE_TRIALS = 20
+"""Parameter importances from fewer complete trials than this are marked as indicative only."""
+
+
+def importance_caveat(complete: int) -> str:
+    """``from 6 trials: indicative only, fewer than 20``; empty from IMPORTANCE_TRIALS on."""
+    if complete >= IMPORTANCE_TRIALS:
+        return ""
+    return f"from {complete} trials: indicative only, fewer than {IMPORTANCE_TRIALS}"
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,10 @@ def test_compare__no_spread_on_one_side_gives_a_verdict_and_no_warning():
         c = stats.compare([1.0, 1.0, 1.0], [0.90, 0.92, 0.91, 0.93])
     assert stats.verdict(c, lower_is_better=False) == "better"
     assert stats.verdict(stats.compare([0.9], [0.8, 0.85])).startswith("not distinguishable")
+
+
+def test_importance_caveat__below_twenty_complete_trials_only():
+    from sae import stats
+
+    assert stats.importance_caveat(6) == "from 6 trials: indicative only, fewer than 20"
+    assert stats.importance_caveat(stats.IMPORTANCE_TRIALS) == ""

@@ -264,8 +264,8 @@ def test_report__confirmation_runs_are_a_role_of_their_own(built):
 
 def test_importances__fewer_than_20_trials_carry_the_caveat_in_text_and_title(built):
     caveat = "from 5 trials: indicative only, fewer than 20"
-    assert claims.importance_caveat(5) == caveat
-    assert claims.importance_caveat(claims.IMPORTANCE_TRIALS) == ""
+    assert stats.importance_caveat(5) == caveat
+    assert stats.importance_caveat(stats.IMPORTANCE_TRIALS) == ""
     assert f"for each objective, {caveat}" in built.markdown.read_text()
     assert (built.folder / report.FIG_IMPORTANCES).exists()
     found = pd.read_csv(built.folder / report.TABLE_IMPORTANCES)

@@ -14,7 +14,6 @@ in).
 """
 
 from sae.report.build import Report, build_report, check_name
-from sae.report.claims import IMPORTANCE_TRIALS
 from sae.report.files import (
     FIG_BASELINE,
     FIG_CURVES,
@@ -53,6 +52,7 @@ from sae.report.tables import (
     finished_baseline,
     pareto_front,
 )
+from sae.stats import IMPORTANCE_TRIALS
 
 __all__ = [
     "CURVE_METRICS",

@@ -14,7 +14,6 @@ from sae.report.tables import LABELS
 
 CLAIMS = ((M.TEST_MSE, True), (M.CODE_ACTIVE_FRAC, True), (M.PROBE_ACCURACY, False))
 """What a trial is compared with the baseline on, each with whether lower is better."""
-IMPORTANCE_TRIALS = 20
 """Parameter importances from fewer complete trials than this are indicative only."""
 CLAIM_COLUMNS = (
     "trial",
@@ -118,10 +117,3 @@ def verdicts(found: pd.DataFrame) -> pd.Series:
 def run_counts(found: pd.DataFrame) -> pd.Series:
     """How many runs each best trial has (its own and its confirmations), by its run id."""
     return found.groupby("run", sort=False)["trial n"].max()
-
-
-def importance_caveat(complete: int) -> str:
-    """``from 6 trials: indicative only, fewer than 20``; empty from IMPORTANCE_TRIALS on."""
-    if complete >= IMPORTANCE_TRIALS:
-        return ""
-    return f"from {complete} trials: indicative only, fewer than {IMPORTANCE_TRIALS}"

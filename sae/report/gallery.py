@@ -12,11 +12,11 @@ from sae import metrics as M
 from sae import sweep, tracking
 from sae.report import figures
 from sae.report import files as F
-from sae.report.claims import importance_caveat
 from sae.report.document import Document
 from sae.report.frames import ROLE_BASELINE
 from sae.report.sections import Writer
 from sae.report.tables import BEST_SHOWN
+from sae.stats import importance_caveat
 
 
 def figures_section(w: Writer, doc: Document) -> None:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sae import metrics as M
-from sae import tracking
+from sae import stats, tracking
 from sae.baseline import tracked_reference_runs
 from sae.names import (
     ATTR_ACTIVE,
@@ -205,5 +205,8 @@ def plots(study: optuna.Study, objective_names: list[str]) -> dict[str, Any]:
             continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         fig.set_size_inches(10, 6)
+        caveat = stats.importance_caveat(len(complete))
+        if path == "plots/param_importances.png" and caveat:
+            ax.set_title(f"{ax.get_title()} ({caveat})")
         figures[path] = fig
     return figures
