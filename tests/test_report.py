@@ -49,7 +49,7 @@ BASELINE_RUNS = (("script", 0), ("script", 1), ("readme", 0))
 """(beta source, which of the two seeds alive at initialisation) of each tiny baseline run."""
 CONFIRM_RUNS = 2
 """The tiny sweep confirms one front trial with two more seeds."""
-BUILT_AT = re.compile(rb"(, at git commit (?:`|<code>))(?:[0-9a-f]{40}|unknown)")
+BUILT_AT = re.compile(rb"(, at git commit (?:`|<code>))(?:[0-9a-f]{40}(?:\+dirty)?|unknown)")
 """The report's own line "built with ..., at git commit `<sha>`", in Markdown or HTML."""
 
 

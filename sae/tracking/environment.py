@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import shlex
 import subprocess
@@ -25,16 +26,26 @@ def environment_tags() -> dict[str, str]:
     }
 
 
+@functools.cache
 def _git_commit() -> str:
+    """The commit of the code this process runs: read once, when the process first asks (a
+    commit made while a long sweep runs is not the code it loaded), with ``+dirty`` when tracked
+    files differed from it then."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(
+        ["git", *args],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    )
+    return out.stdout.strip()
