@@ -1,5 +1,6 @@
 """experiments/train.py as a user runs it: a subprocess, tiny data, a temporary SQLite store."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ from helpers import tiny_data
 from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
-from sae import names
+from sae import names, tracking
+from sae.config import Config
 
 TRAIN = Path(__file__).resolve().parents[1] / "experiments" / "train.py"
 
@@ -54,7 +56,12 @@ def test_train_script__tracks_a_run_that_the_client_reads_back(tmp_path):
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "e2e-run"
     assert run.data.params["train.epochs"] == "2"
-    assert run.data.params["data.manifest"] == data.manifest
+    # params are the dozen fields that define a run; the whole config is config.json
+    assert set(run.data.params) == set(tracking.config_params(Config()))
+    saved = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))).read_text()
+    )
+    assert saved["data"]["manifest"] == data.manifest
     assert 0 < run.data.metrics[M.TEST_MSE] < 1
     assert run.data.tags[names.TAG_KIND] == "train"
     assert "train.py --root" in run.data.tags[names.TAG_COMMAND]

@@ -2,6 +2,7 @@ import dataclasses
 import os
 import signal
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -113,9 +114,14 @@ def test_run__logged_metric_values_are_the_runs_own_history(finished):
         assert finished.run.data.metrics[key] == expected[-1][1], key
 
 
-def test_run__logs_whole_config_environment_and_dataset(finished):
+def test_run__logs_defining_params_environment_and_dataset(finished):
+    """Params are the dozen fields that define a run (no tracking settings, no constants), with
+    the values the run used; the whole config is config.json (checked below)."""
     cfg, run = finished.cfg, finished.run
-    assert run.data.params == {k: tracking.param_value(v) for k, v in cfg.flat().items()}
+    flat = cfg.flat()
+    keys = {names.param(section, name) for section, name in tracking.RUN_PARAMS}
+    assert run.data.params == {k: tracking.param_value(flat[k]) for k in keys}
+    assert 10 <= len(keys) <= 14 and not any(k.startswith("tracking.") for k in run.data.params)
     tags = run.data.tags
     for key in (
         names.TAG_GIT_COMMIT,
@@ -177,6 +183,34 @@ def test_reconstruction_grid__images_over_reconstructions():
     grid = tracking.reconstruction_grid(SparseAutoencoder(), images)
     assert grid.dtype == np.uint8 and grid.shape == (2 * 30 + 2, 4 * 30 + 2, 3)
     assert np.array_equal(grid[2:30, 2:30, 0], images[0].numpy())
+
+
+def test_log_model__pt2_loads_without_pickle_and_reconstructs_the_same(store, monkeypatch, caplog):
+    """The model is saved with torch.export (MLflow's "pt2" format): no warning that a pickled
+    model can run code, loading works with pickle deserialization disallowed, and the loaded
+    graph gives the trained module's reconstructions for any batch size."""
+    from sae.model import SparseAutoencoder
+
+    cfg = _cfg(store)
+    settings = tracking.load_settings(cfg.tracking.config_file)
+    client = tracking.client(settings)
+    experiment_id = tracking.ensure_experiment(settings, "models")
+    run_id = client.create_run(experiment_id).info.run_id
+    torch.manual_seed(3)
+    model = SparseAutoencoder().eval()
+    with caplog.at_level("WARNING", logger="mlflow"):
+        uri = tracking.log_model(client, run_id, experiment_id, model, cfg)
+    assert not [r for r in caplog.records if "pickle" in r.getMessage().lower()]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    loaded = mlflow.pytorch.load_model(uri)
+    assert not isinstance(loaded, SparseAutoencoder)  # a graph: no sae code was unpickled
+    for batch in (1, 3, 64):
+        images = torch.rand(batch, 1, 28, 28)
+        with torch.inference_mode():
+            assert torch.equal(loaded(images), model(images)[0])
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    assert sorted(p.name for p in (local / "data").iterdir()) == ["model.pt2"]
 
 
 class Raise(Callback):
@@ -339,3 +373,11 @@ def test_interrupts__a_signal_during_a_gc_callback_is_not_lost():
         with pytest.raises(signals.RunKilled, match="received signal 15"):
             signals.check_interrupted()
     signals.check_interrupted()  # the block is left: nothing pending any more
+
+
+def test_config_params__kl_penalty_logs_rho_and_amp_is_logged_when_on(store):
+    cfg = _cfg(store)
+    assert "train.rho" not in tracking.config_params(cfg)
+    train = dataclasses.replace(cfg.train, penalty="kl", rho=0.05, amp=True)
+    params = tracking.config_params(dataclasses.replace(cfg, train=train))
+    assert params["train.rho"] == "0.05" and params["train.amp"] == "True"

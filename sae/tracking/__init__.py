@@ -23,7 +23,7 @@ from sae.tracking.figures import (
 )
 from sae.tracking.lifecycle import run_lifecycle, tracked_run
 from sae.tracking.models import log_model
-from sae.tracking.params import param_value
+from sae.tracking.params import RUN_PARAMS, config_params, param_value
 from sae.tracking.readback import (
     CURVE_COLUMNS,
     RUN_COLUMNS,
@@ -83,6 +83,8 @@ __all__ = [
     "log_summary",
     "open_parent_run",
     "param_value",
+    "RUN_PARAMS",
+    "config_params",
     "reconstruction_file",
     "reconstruction_grid",
     "require_store",
