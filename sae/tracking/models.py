@@ -1,4 +1,10 @@
-"""The trained model as an MLflow logged model, loadable from the run's ``model_uri`` tag."""
+"""The trained model as an MLflow logged model, loadable from the run's ``model_uri`` tag.
+
+It is saved in MLflow's ``pt2`` format (``torch.export``): a graph and its weights, so loading it
+runs no pickled code and needs no ``sae`` package, and MLflow prints no warning about pickle.
+``mlflow.pytorch.load_model`` gives back a module that maps a batch of images (N, 1, 28, 28),
+any N, to their reconstructions.
+"""
 
 from __future__ import annotations
 
@@ -19,18 +25,20 @@ from sae.redact import redact_values
 from sae.tracking.artifacts import CONFIG_FILE, MODEL_NAME
 from sae.tracking.params import config_params
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-"""The ``sae`` package, saved beside the model: unpickling it needs ``sae.model``."""
+EXAMPLE_BATCH = 2
+"""The input example's batch: ``torch.export`` makes a size-1 dimension static, so an example of
+one image would fix the batch size of the saved graph to 1."""
 
 
 def log_model(
     client: MlflowClient, run_id: str, experiment_id: str, model: SparseAutoencoder, cfg: Config
 ) -> str:
-    """Log the model (single-tensor output) with a signature, an input example and its config,
-    as an MLflow logged model of run ``run_id``; returns its URI, ``models:/<model id>``."""
+    """Log the model (single-tensor output) in the ``pt2`` format with a signature, an input
+    example and its config, as an MLflow logged model of run ``run_id``; returns its URI,
+    ``models:/<model id>``."""
     wrapped = Reconstructor(copy.deepcopy(model)).to("cpu", memory_format=torch.contiguous_format)
     wrapped.eval()
-    example = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    example = np.zeros((EXAMPLE_BATCH, 1, 28, 28), dtype=np.float32)
     with torch.inference_mode():
         output = wrapped(torch.from_numpy(example)).numpy()
     signature = mlflow.models.infer_signature(example, output)
@@ -56,8 +64,7 @@ def log_model(
                 signature=signature,
                 input_example=example,
                 extra_files=[str(config)],
-                code_paths=[str(_PACKAGE)],
-                serialization_format="pickle",
+                serialization_format="pt2",
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
             )
             client.log_model_artifacts(logged.model_id, str(local))
