@@ -14,6 +14,8 @@ from sae.redact import redact
 
 DEFAULT_SETTINGS_FILE = "mlflow.yaml"
 _SETTINGS_KEYS = {"tracking_uri", "artifact_location", "experiments", "optuna_storage"}
+ARTIFACTS_BESIDE_DATABASE = "mlartifacts"
+"""The artifact folder beside a SQLite database named by --tracking-uri or MLFLOW_TRACKING_URI."""
 
 
 class SettingsError(ValueError):
@@ -22,7 +24,14 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Where runs go: read from mlflow.yaml, overridden by MLFLOW_TRACKING_URI and flags."""
+    """Where runs go: read from mlflow.yaml, overridden by MLFLOW_TRACKING_URI and flags.
+
+    Artifacts follow a local database named outside the file: when the tracking URI comes from
+    ``--tracking-uri`` or MLFLOW_TRACKING_URI and is a ``sqlite:///FILE`` other than the file's,
+    ``artifact_location`` is ``mlartifacts/`` beside FILE; otherwise it is the file's. Either way
+    it only places new experiments: an experiment keeps the artifact location it was created
+    with (MLflow's rule). ``optuna_storage`` never follows the tracking URI: ``--storage`` moves it.
+    """
 
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str = "mlartifacts"
@@ -43,7 +52,9 @@ def load_settings(
     """Read ``path``; relative store paths in it are taken relative to the file's folder.
 
     Precedence for the tracking URI: the ``tracking_uri`` argument (a flag), then the
-    MLFLOW_TRACKING_URI environment variable, then the file.
+    MLFLOW_TRACKING_URI environment variable, then the file; a relative ``sqlite:///`` path is
+    relative to the file's folder wherever it comes from. The artifact location follows a local
+    SQLite database named by the flag or the environment (see ``Settings``).
     """
     path = Path(path)
     if not path.is_file():
@@ -73,14 +84,16 @@ def load_settings(
         raise SettingsError(f"{path}: key 'experiments' must map kinds to experiment names")
 
     base = path.resolve().parent
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or raw.get("tracking_uri")
-    uri = uri or defaults.tracking_uri
+    file_uri = _anchored(raw.get("tracking_uri") or defaults.tracking_uri, base)
+    override = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = _anchored(override, base) if override else file_uri
     check_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(base / uri.removeprefix("sqlite:///"))
     artifacts = raw.get("artifact_location", defaults.artifact_location)
     if "://" not in artifacts:
         artifacts = (base / artifacts).resolve().as_uri()
+    database = sqlite_file(uri)
+    if override and uri != file_uri and database is not None:
+        artifacts = (database.parent / ARTIFACTS_BESIDE_DATABASE).as_uri()
     storage = raw.get("optuna_storage", defaults.optuna_storage)
     if "://" not in storage:
         storage = str((base / storage).resolve())
@@ -90,6 +103,15 @@ def load_settings(
         experiments=dict(experiments),
         optuna_storage=storage,
     )
+
+
+def _anchored(uri: str, base: Path) -> str:
+    """``uri`` with a relative ``sqlite:///`` path made absolute from ``base`` (an in-memory
+    database, ``sqlite:///:memory:``, has no path)."""
+    path = uri.removeprefix("sqlite:///")
+    if path == uri or path.startswith(("/", ":memory:")) or not path.split("?")[0]:
+        return uri
+    return "sqlite:///" + str(base / path)
 
 
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file")
