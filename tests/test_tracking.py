@@ -15,7 +15,7 @@ from sae import metrics as M
 from sae import names, signals, tracking
 from sae.config import Config
 from sae.runner import train_run
-from sae.tracking import tracker
+from sae.tracking import system, tracker
 from sae.train import Callback
 
 
@@ -74,8 +74,47 @@ def finished(store):
 def test_run__logs_exactly_the_declared_metric_keys(finished):
     run = finished.run
     expected = set(M.TRAIN_STEP_METRICS) | set(M.EPOCH_METRICS) | set(M.EVAL_METRICS)
-    assert set(run.data.metrics) == expected | set(M.FINAL_METRICS)
+    ours = {k for k in run.data.metrics if not k.startswith(system.PREFIX)}
+    assert ours == expected | set(M.FINAL_METRICS)
     assert run.info.status == "FINISHED"
+
+
+def test_run__has_system_metrics_even_when_shorter_than_the_sampling_interval(finished):
+    """MLflow's monitor samples every 5 s and drops the last partial period when it stops; the
+    tiny run takes about a second, so what it shows is the adapter's last sample."""
+    keys = {k for k in finished.run.data.metrics if k.startswith(system.PREFIX)}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= keys
+    history = _client(finished.cfg).get_metric_history(
+        finished.run.info.run_id, "system/cpu_utilization_percentage"
+    )
+    assert len(history) >= 1 and all(0 <= m.value <= 100 for m in history)
+
+
+def test_system_metrics__off_by_mlflows_switch_and_a_broken_monitor_never_fails_the_run(
+    store, monkeypatch, caplog
+):
+    cfg = _cfg(store)
+    client = _client(cfg)
+    experiment_id = tracking.ensure_experiment(
+        tracking.load_settings(cfg.tracking.config_file), "sm"
+    )
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    off = client.create_run(experiment_id).info.run_id
+    with tracking.run_lifecycle(client, off):
+        pass
+    assert not client.get_run(off).data.metrics
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")
+    import mlflow.system_metrics.system_metrics_monitor as monitor_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no psutil here")
+
+    monkeypatch.setattr(monitor_module, "SystemMetricsMonitor", broken)
+    run_id = client.create_run(experiment_id).info.run_id
+    with caplog.at_level("WARNING"), tracking.run_lifecycle(client, run_id):
+        pass
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert any("no system metrics" in r.getMessage() for r in caplog.records)
 
 
 def test_run__is_tagged_degenerate_with_its_reason_and_says_so_in_its_description(finished):
@@ -104,6 +143,8 @@ def test_run__logged_metric_values_are_the_runs_own_history(finished):
     assert [step for step, _ in finished.logged] == [2, 4, 6, 8]
     assert len(finished.history) == 2
     for key in finished.run.data.metrics:
+        if key.startswith(system.PREFIX):
+            continue  # the machine's, not fit()'s
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         if key in M.TRAIN_STEP_METRICS:
             expected = [(step, metrics[key]) for step, metrics in finished.logged]

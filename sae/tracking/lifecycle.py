@@ -18,6 +18,7 @@ from sae.tracking.environment import environment_tags
 from sae.tracking.params import config_params, log_params
 from sae.tracking.settings import Settings
 from sae.tracking.store import client, ensure_experiment
+from sae.tracking.system import system_metrics
 from sae.tracking.tracker import Tracker, mark_degenerate
 from sae.train import DeadNetworkError
 
@@ -31,11 +32,13 @@ def run_lifecycle(
     FINISHED on success; KILLED on Ctrl-C or SIGTERM (``RunKilled``); FINISHED too for the
     exceptions in ``finish_on`` (an early stop such as a pruned trial); FAILED on any other
     exception, with its one-line message as the ``error`` tag. The exception is re-raised; the
-    run is always terminated, never left RUNNING. Yields the run id.
+    run is always terminated, never left RUNNING. System metrics are logged on the run while
+    the block runs (``sae.tracking.system``). Yields the run id.
     """
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        yield run_id
+        with system_metrics(client, run_id):
+            yield run_id
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:  # RunKilled included
         status = RunStatus.to_string(RunStatus.KILLED)
