@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Experiment
 from mlflow.tracking import MlflowClient
 
 from sae.errors import reason
 from sae.locks import database_lock
 from sae.names import EXPERIMENT_KIND, TAG_EXPERIMENT_KIND
 from sae.redact import redact
+from sae.tracking import views
 from sae.tracking.settings import Settings, sqlite_file
 
 # MLflow's own artifact progress bars would interleave with ours on every logged model (read
@@ -98,22 +100,29 @@ def client(settings: Settings) -> MlflowClient:
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created with the configured artifact location if new, and
-    labelled as model training (``TAG_EXPERIMENT_KIND``)."""
+    """The id of experiment ``name``, created with the configured artifact location if new,
+    labelled as model training (``TAG_EXPERIMENT_KIND``) and, unless it holds only benchmark or
+    report runs, carrying the MLflow UI's landing view (``views.save_experiment_view``), which an
+    experiment made before it gets here too."""
     mlflow_client = client(settings)
+    landing = name not in (settings.experiment("benchmarks"), settings.experiment("report"))
     found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        if found.tags.get(TAG_EXPERIMENT_KIND) is None:  # made before the tag, or elsewhere
-            mlflow_client.set_experiment_tag(
-                found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND
-            )
-        return found.experiment_id
+    if found is None:
+        found = _create_experiment(mlflow_client, settings, name)
+    if found.tags.get(TAG_EXPERIMENT_KIND) is None:  # made before the tag, or elsewhere
+        mlflow_client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
+    if landing:
+        views.save_experiment_view(mlflow_client, found.experiment_id, found.tags)
+    return found.experiment_id
+
+
+def _create_experiment(mlflow_client: MlflowClient, settings: Settings, name: str) -> Experiment:
     # A tracking server chooses (and serves) artifact locations itself: a local folder named
     # here would only exist on the machine that created the experiment.
     served = settings.tracking_uri.startswith(("http://", "https://"))
     location = None if served else settings.artifact_location.rstrip("/") + "/" + name
     try:
-        return mlflow_client.create_experiment(
+        experiment_id = mlflow_client.create_experiment(
             name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND}
         )
     except mlflow.exceptions.MlflowException:
@@ -121,7 +130,8 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:
             raise
-        return found.experiment_id
+        return found
+    return mlflow_client.get_experiment(experiment_id)
 
 
 def require_store(settings: Settings) -> None:
