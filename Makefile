@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: sweep baseline test lint data
+.PHONY: sweep baseline demo test lint data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ sweep: $(VENV)/.installed
 # Replicate the published 10-epoch baseline (the table in the README).
 baseline: $(VENV)/.installed
 	$(PY) experiments/baseline.py --seeds 5
+
+# A first picture in five minutes: a short baseline, sweep and report on a subset, in demo/,
+# then the MLflow UI and optuna-dashboard on them until Ctrl-C.
+demo: $(VENV)/.installed
+	$(PY) experiments/demo.py
 
 data: $(VENV)/.installed
 	$(PY) -m sae.data fetch

@@ -1,0 +1,233 @@
+"""A first picture in five minutes: a short baseline, sweep and report on a subset of MNIST, in
+stores of their own under demo/, then the MLflow UI and optuna-dashboard on them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sae.cli import ArgumentParser, fail, run_main
+from sae.errors import first_line
+
+MARKER = ".sae-demo"
+"""The file that says a folder is the demo's: only a folder holding it is ever deleted."""
+SETTINGS_FILE = "mlflow.yaml"
+SETTINGS = (
+    "# Written by the demo (make demo): its own stores, all in this folder, rewritten each run.\n"
+    "# Browse them again: python experiments/ui.py --config-file {folder}/mlflow.yaml --dashboard\n"
+    "tracking_uri: sqlite:///mlflow.db\n"
+    "artifact_location: mlartifacts\n"
+    "optuna_storage: optuna.journal\n"
+)
+INTERRUPTED = {130: 130, -signal.SIGINT: 130, 143: 143, -signal.SIGTERM: 143}
+"""A child's exit status after Ctrl-C or SIGTERM, and the demo's own exit status then."""
+
+
+class DemoError(ValueError):
+    """The demo cannot go on; one line for the user."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo trains and where its stores go."""
+
+    folder: str = "demo"
+    """the demo's own folder (stores, logs, report): deleted and made again on every run;
+    refused when it holds anything the demo did not make"""
+    root: str | None = None
+    """data root; unset means the commands' own (data, or SAE_DATA_ROOT)"""
+    manifest: str | None = None
+    """JSON file of expected IDX sizes and digests; unset means canonical MNIST"""
+    train_size: int = 10_000
+    """training images of every run (the first N of MNIST's 60,000)"""
+    test_size: int = 2_000
+    """test images of every run (the first N of MNIST's 10,000)"""
+    epochs: int = 3
+    """epochs of every run"""
+    seeds: int = 2
+    """baseline seeds per beta"""
+    trials: int = 8
+    """sweep trials"""
+    confirm: int = 0
+    """front trials the sweep trains again with 2 more seeds (see sae-sweep --confirm)"""
+    ui: bool = True
+    """start the MLflow UI and optuna-dashboard at the end (--no-ui: stop after the report)"""
+
+    def __post_init__(self) -> None:
+        for name in ("train_size", "test_size", "epochs", "seeds", "trials"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.confirm < 0:
+            raise ValueError("--confirm must be >= 0")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command the demo runs: its name (also its log's), what it does, and its argv."""
+
+    name: str
+    what: str
+    argv: list[str]
+
+
+def prepare_folder(folder: Path) -> None:
+    """Make ``folder`` the demo's, empty but for its marker and settings file.
+
+    A folder made by an earlier demo (it holds ``MARKER``) is deleted first; any other folder
+    with something in it is refused, as are a link, a file, and a folder holding the working
+    folder: the demo deletes only what it made.
+    """
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise DemoError(f"{folder} is not a folder the demo made: pass --folder NEW_FOLDER")
+    if Path.cwd().resolve().is_relative_to(folder.resolve()):
+        raise DemoError(f"{folder} holds the working folder: pass --folder NEW_FOLDER")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / MARKER).is_file():
+            raise DemoError(
+                f"{folder}/ holds files not made by the demo (no {MARKER} in it): "
+                "move them away or pass --folder NEW_FOLDER"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by sae-demo: deleted and made again on every run\n")
+    (folder / SETTINGS_FILE).write_text(SETTINGS.format(folder=folder))
+
+
+def steps(opts: DemoOptions, folder: Path) -> list[Step]:
+    """The demo's commands, in order; the UI comes after them (``ui_command``)."""
+    sae = [sys.executable, "-m", "sae"]
+    settings = ["--config-file", str(folder / SETTINGS_FILE)]
+    data = [
+        *(["--root", opts.root] if opts.root else []),
+        *(["--manifest", opts.manifest] if opts.manifest else []),
+        *("--train-size", str(opts.train_size), "--test-size", str(opts.test_size)),
+        *("--epochs", str(opts.epochs)),
+    ]
+    confirm = f", {opts.confirm} confirmed" if opts.confirm else ""
+    return [
+        Step(
+            "baseline",
+            f"2 betas x {opts.seeds} seed{'s' if opts.seeds > 1 else ''}",
+            [*sae, "baseline", "--seeds", str(opts.seeds), *data, *settings],
+        ),
+        Step(
+            "sweep",
+            f"{opts.trials} trials{confirm}",
+            [*sae, "sweep", "--trials", str(opts.trials), "--confirm", str(opts.confirm)]
+            + [*data, *settings],
+        ),
+        Step(
+            "report",
+            f"in {folder / 'reports'}",
+            [*sae, "report", "--output-dir", str(folder / "reports"), *settings],
+        ),
+    ]
+
+
+def ui_command(folder: Path) -> list[str]:
+    """``sae-ui`` with the dashboard, on the demo's stores."""
+    settings = ["--config-file", str(folder / SETTINGS_FILE)]
+    return [sys.executable, "-m", "sae", "ui", "--dashboard", *settings]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the demo's commands: the user's, but not a MLFLOW_TRACKING_URI, which
+    would send the demo's runs to the user's own store instead of the demo's."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def wait_through_interrupts(process: subprocess.Popen[Any]) -> int:
+    """Wait for ``process`` to end; returns its exit status.
+
+    Ctrl-C reaches the child too (same process group), which ends its run KILLED: the demo waits
+    for that instead of leaving it behind. SIGTERM, which only the demo receives, is passed on.
+    """
+
+    def forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def log_reason(log: Path) -> str:
+    """Why a command failed, from its log: its ``error:`` line (every command ends with one),
+    else its last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    return first_line((errors or lines or ["no output"])[-1])
+
+
+def run_step(step: Step, number: str, logs: Path) -> float:
+    """Run ``step`` with its output in ``logs/<name>.log``, on one console line that ends with
+    its time; seconds taken. Raises DemoError (or exits 130/143 when interrupted)."""
+    log = logs / f"{step.name}.log"
+    print(f"{number} {step.name:<8} {step.what:<32}", end=" ", flush=True)
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            step.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+        )
+        code = wait_through_interrupts(process)
+    seconds = time.perf_counter() - started
+    print(f"{seconds:.0f} s" if code == 0 else "")
+    if code in INTERRUPTED:
+        fail(f"interrupted during the {step.name}; its log: {log}", INTERRUPTED[code])
+    if code != 0:
+        raise DemoError(f"{step.name} failed (exit {code}): {log_reason(log)} (log: {log})")
+    return seconds
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__)
+    parser.add_dataclass("demo", DemoOptions())
+    opts: DemoOptions = parser.parse_args().demo
+    folder = Path(opts.folder)
+    prepare_folder(folder)
+    logs = folder / "logs"
+    logs.mkdir()
+    epochs = f"{opts.epochs} epoch{'s' if opts.epochs > 1 else ''}"
+    print(
+        f"demo: every run {epochs} on {opts.train_size:,} training / {opts.test_size:,} test "
+        f"images; stores in {folder}/, logs in {logs}/"
+    )
+    plan = steps(opts, folder)
+    total = 0.0
+    for i, step in enumerate(plan, 1):
+        total += run_step(step, f"[{i}/{len(plan)}]", logs)
+    print(f"{'total':<47} {total:.0f} s")
+    for line in (logs / "report.log").read_text().splitlines():
+        if line.startswith(("report:", "html:")):
+            print(line)
+    command = f"python experiments/ui.py --config-file {folder / SETTINGS_FILE} --dashboard"
+    if not opts.ui:
+        print(f"browse: {command}")
+        return
+    print(f"starting the MLflow UI and optuna-dashboard ({command}); Ctrl-C stops them")
+    sys.stdout.flush()
+    code = wait_through_interrupts(subprocess.Popen(ui_command(folder), env=child_env()))
+    if code not in (0, *INTERRUPTED):  # its own error line is on the console already
+        raise SystemExit(1)
+
+
+def run() -> NoReturn:
+    """``sae-demo``."""
+    run_main(main)

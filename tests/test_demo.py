@@ -1,0 +1,124 @@
+"""experiments/demo.py: baseline, sweep and report in stores of its own, and the folder it owns."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import tiny_data
+from mlflow.tracking import MlflowClient
+
+from sae import sweep
+from sae.commands import demo
+
+DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.py"
+
+
+def _demo(cwd: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The demo as a user runs it, from ``cwd``, without the UI."""
+    return subprocess.run(
+        [sys.executable, str(DEMO), "--no-ui", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env or {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+
+
+def _tiny(tmp_path: Path) -> list[str]:
+    data = tiny_data(tmp_path / "data", n_train=40, n_test=20)
+    return [
+        *("--root", data.root, "--manifest", data.manifest),
+        *("--train-size", "40", "--test-size", "20", "--epochs", "1"),
+        *("--seeds", "1", "--trials", "2"),
+    ]
+
+
+def test_demo__tiny_run_fills_its_own_stores_and_report_and_exits_0(tmp_path):
+    user_store = tmp_path / "user.db"  # the user's own store: the demo must not write there
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{user_store}"}
+    result = _demo(tmp_path, *_tiny(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for number, step in (("[1/3]", "baseline"), ("[2/3]", "sweep"), ("[3/3]", "report")):
+        (line,) = [line for line in lines if line.startswith(f"{number} {step} ")]
+        assert line.endswith(" s")  # each step's time
+    assert any(line.startswith("total ") and line.endswith(" s") for line in lines)
+    assert "browse: python experiments/ui.py --config-file demo/mlflow.yaml" in result.stdout
+
+    folder = tmp_path / "demo"
+    assert (folder / "reports" / "latest" / "report.md").is_file()
+    assert (folder / "reports" / "latest" / "report.html").is_file()
+    assert not user_store.exists() and not (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    baseline = client.get_experiment_by_name("sae-baseline")
+    assert len(client.search_runs([baseline.experiment_id])) == 2  # 2 betas x 1 seed
+    for experiment in client.search_experiments():
+        if experiment.name != "Default":
+            assert experiment.artifact_location.startswith((folder / "mlartifacts").as_uri())
+    study = optuna.load_study(
+        study_name="sae-sweep", storage=sweep.make_storage(str(folder / "optuna.journal"))
+    )
+    assert len(study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 2
+
+
+def test_demo__failing_step_ends_it_in_one_line_naming_the_step(tmp_path):
+    data = tiny_data(tmp_path / "data", n_train=40, n_test=20)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _demo(tmp_path, "--root", str(empty), "--manifest", data.manifest)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: baseline failed (exit 1): ")
+    assert "missing" in line and "log: demo/logs/baseline.log" in line
+    assert "[2/3]" not in result.stdout and not (tmp_path / "demo" / "optuna.journal").exists()
+
+
+def test_demo__refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "notes.txt").write_text("mine")
+    result = _demo(tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: demo/ holds files not made by the demo (no .sae-demo in it)")
+    assert (tmp_path / "demo" / "notes.txt").read_text() == "mine"
+
+
+def test_prepare_folder__a_rerun_starts_from_an_empty_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("demo")
+    demo.prepare_folder(folder)
+    (folder / "mlflow.db").write_text("an earlier demo's store")
+    (folder / "logs").mkdir()
+    demo.prepare_folder(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER, demo.SETTINGS_FILE]
+    assert "tracking_uri: sqlite:///mlflow.db" in (folder / demo.SETTINGS_FILE).read_text()
+
+
+def test_prepare_folder__takes_an_empty_folder(tmp_path):
+    (tmp_path / "demo").mkdir()
+    demo.prepare_folder(tmp_path / "demo")
+    assert (tmp_path / "demo" / demo.MARKER).is_file()
+
+
+@pytest.mark.parametrize("kind", ["link", "file", "working folder"])
+def test_prepare_folder__refuses_what_it_must_not_delete(tmp_path, monkeypatch, kind):
+    target = tmp_path / "target"
+    target.mkdir()
+    demo.prepare_folder(target)  # the demo's own: only the way in is wrong
+    folder = tmp_path / "demo"
+    if kind == "link":
+        folder.symlink_to(target)
+    elif kind == "file":
+        folder.write_text("a file")
+    else:
+        folder = target
+        (target / "inner").mkdir()
+        monkeypatch.chdir(target / "inner")
+    before = sorted(p.name for p in target.iterdir())
+    with pytest.raises(demo.DemoError, match="pass --folder NEW_FOLDER"):
+        demo.prepare_folder(folder)
+    assert sorted(p.name for p in target.iterdir()) == before
