@@ -111,3 +111,14 @@ STUDY_OBJECTIVE = "objective"
 # Why a trial failed, when it was not its own doing (it is retried).
 REASON_INTERRUPTED = "interrupted"
 REASON_WORKER_DIED = "worker process died"
+
+# Links between the stores and the registered model (issue 13): the sweep's own section.
+ATTR_RUN_URL = "mlflow_run_url"
+"""A trial's MLflow run page (``views.run_url`` at the UI's default address), beside
+ATTR_RUN_ID; its optuna-dashboard note links the same page."""
+TAG_REGISTERED_MODEL = "registered_model"
+"""On a sweep's parent run: the model version registered for the study,
+``models:/<name>/<version>``."""
+TAG_REGISTERED_ALIAS = "registered_model_alias"
+"""On a sweep's parent run: ``models:/<name>@<alias>``, the study's alias, which follows the
+study's chosen model when a resume chooses another."""

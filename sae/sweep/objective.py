@@ -40,6 +40,7 @@ from sae.names import (
 from sae.redact import redact
 from sae.runner import train_run
 from sae.sweep.config import SweepConfig
+from sae.sweep.notes import link_trial
 from sae.sweep.recovery import worker_id
 from sae.sweep.space import build_space, suggest
 from sae.train import Callback, DeadNetworkError, NonFiniteLossError, Splits
@@ -76,10 +77,14 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> Any:
         run_id: list[str] = []
+        run_name = f"trial-{trial.number:03d}"
 
         def started(rid: str) -> None:
             run_id.append(rid)
             trial.set_user_attr(ATTR_RUN_ID, rid)
+            # now, while the trial runs: a finished trial takes no attribute and no note
+            experiment_id = mlflow.get_run(rid).info.experiment_id
+            link_trial(trial, mlflow.tracking_uri, experiment_id, rid, run_name)
 
         state, reason = "FAIL", ""
         try:
@@ -89,7 +94,7 @@ def make_objective(
             outcome = train_run(
                 cfg,
                 kind="sweep",
-                run_name=f"trial-{trial.number:03d}",
+                run_name=run_name,
                 tags={
                     TAG_STUDY: sweep.study_name,
                     TAG_TRIAL_NUMBER: str(trial.number),

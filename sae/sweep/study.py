@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning
 
 from sae import journal, locks
 from sae.errors import reason
@@ -112,6 +113,8 @@ def open_study(
                 f"study {cfg.study_name!r} exists with a different search space "
                 f"({attrs[STUDY_SPACE]}); pass the same ranges or --study-name NEW"
             )
+        if study.metric_names is None:  # a study from before the names were set
+            name_objectives(study, cfg)
         return study
     study = optuna.create_study(
         study_name=cfg.study_name,
@@ -123,4 +126,13 @@ def open_study(
     )
     study.set_user_attr(STUDY_SPACE, space_json(space))
     study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
+    name_objectives(study, cfg)
     return study
+
+
+def name_objectives(study: optuna.Study, cfg: SweepConfig) -> None:
+    """Name the study's objective values (``cfg.objective_names``), as optuna-dashboard and
+    Optuna's plots show them instead of "Objective 0"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # experimental since Optuna 3.2
+        study.set_metric_names(cfg.objective_names)
