@@ -1,8 +1,10 @@
 """experiments/demo.py: baseline, sweep and report in stores of its own, and the folder it owns."""
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -122,3 +124,24 @@ def test_prepare_folder__refuses_what_it_must_not_delete(tmp_path, monkeypatch, 
     with pytest.raises(demo.DemoError, match="pass --folder NEW_FOLDER"):
         demo.prepare_folder(folder)
     assert sorted(p.name for p in target.iterdir()) == before
+
+
+def test_wait_through_interrupts__passes_sigterm_on_and_waits_for_the_child(tmp_path):
+    """A service manager stops the demo with SIGTERM, which only the demo receives: the command
+    it runs (the UI's servers, a training run) must hear it and end on its own terms."""
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-c"),
+            "import pathlib, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+            f"pathlib.Path({str(ready)!r}).touch()\n"
+            "time.sleep(60)\n",
+        ]
+    )
+    while not ready.exists():
+        assert child.poll() is None
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert demo.wait_through_interrupts(child) == 143
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler given back
