@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -141,6 +142,7 @@ def test_wait_through_interrupts__passes_sigterm_on_and_waits_for_the_child(tmp_
     )
     while not ready.exists():
         assert child.poll() is None
+        time.sleep(0.01)
     before = signal.getsignal(signal.SIGTERM)
     threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
     assert demo.wait_through_interrupts(child) == 143
