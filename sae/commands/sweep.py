@@ -7,7 +7,9 @@ from sae import metrics as M
 from sae import stats
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.sweep import SweepConfig, SweepResult, read_space_file, run_sweep
+from sae.sweep.notes import served, ui_address, ui_hint
 from sae.sweep.summary import DEGENERATE, degenerate_trials
+from sae.tracking import views
 
 TABLE_COLUMNS = {
     "number": "trial",
@@ -42,8 +44,26 @@ def report(result: SweepResult, cfg: SweepConfig) -> None:
     for _, row in degenerate_trials(result).iterrows():
         print(f"trial {row['number']} degenerate, {kept_off}: {row[DEGENERATE]}")
     _comparisons(result)
-    served = result.tracking_uri.startswith(("http://", "https://"))
-    print(f"\nbrowse: {result.tracking_uri if served else 'python experiments/ui.py --dashboard'}")
+    _closing(result, cfg)
+
+
+def _closing(result: SweepResult, cfg: SweepConfig) -> None:
+    """Where to look next: the UI, the study's landing view, the registered model."""
+    uri = result.tracking_uri
+    address = ui_address(uri)
+    if served(uri):
+        print(f"\nbrowse: {address} (the tracking server's UI)")
+    else:
+        print("\nbrowse: python experiments/ui.py --dashboard (the MLflow UI and optuna-dashboard)")
+    if result.experiment_id:
+        key = views.study_view_key(cfg.study_name)
+        print(
+            f"the study's trials, lowest test MSE first: "
+            f"{views.view_url(address, result.experiment_id, key)}"
+        )
+        print(f"  ({ui_hint(uri)})")
+    if result.registered:
+        print(f'the chosen model: mlflow.pytorch.load_model("{result.registered}")')
     print(f"the study's parent run: {result.parent_run_id}; Optuna storage: {result.storage}")
 
 

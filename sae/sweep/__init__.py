@@ -4,10 +4,11 @@ Each trial is nested under one MLflow parent run per study. The study lives in a
 (a journal file by default), so rerunning the same command resumes it, several worker processes
 can share it, and with a database URL so can several machines.
 
-config (SweepConfig), space, study (storage, sampler, pruner), recovery (finished and interrupted
-trials), objective, workers, front (degenerate trials kept off it, best trials), confirm (front
-trials trained with more seeds, compared with the baseline), summary, run (run_sweep),
-importances (for the report).
+config (SweepConfig), space, study (storage, sampler, pruner, objective names), recovery
+(finished and interrupted trials), objective, notes (each trial's link to its MLflow run, the
+study's note in optuna-dashboard), workers, front (degenerate trials kept off it, best trials),
+confirm (front trials trained with more seeds, compared with the baseline), summary, registry (the
+chosen model in MLflow's model registry), run (run_sweep), importances (for the report).
 """
 
 from sae.sweep.config import SweepConfig, read_space_file

@@ -10,20 +10,25 @@ from collections.abc import Callable
 
 import optuna
 import torch
+from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution
 from tqdm import tqdm
 
 from sae import locks, signals, tracking
 from sae.config import Config
-from sae.names import REASON_INTERRUPTED, STUDY_PARENT_RUN, TAG_KIND, TAG_STUDY
+from sae.errors import one_line
+from sae.names import REASON_INTERRUPTED, STUDY_PARENT_RUN, TAG_DESCRIPTION, TAG_KIND, TAG_STUDY
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
 from sae.sweep.confirm import run_confirmations
+from sae.sweep.notes import note_study
 from sae.sweep.recovery import finished_count, recover_interrupted
+from sae.sweep.registry import register_chosen
 from sae.sweep.space import build_space, describe_space
 from sae.sweep.study import make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
 from sae.sweep.workers import Context, run_processes, run_worker
+from sae.tracking import views
 from sae.train import Splits, load_splits, resolve_device
 
 
@@ -68,6 +73,12 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         else:
             tracking.set_run_status(mlflow, parent, "RUNNING")
             log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
+        run = mlflow.get_run(parent)
+        experiment_id = run.info.experiment_id
+        # The parent's description (as it was written) is the study's note in optuna-dashboard;
+        # the study's landing view lists its trials in the MLflow UI.
+        note_study(study, run.data.tags.get(TAG_DESCRIPTION, ""))
+        views.save_study_view(mlflow, experiment_id, cfg.study_name)
     # The parent ends FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED, its summary logged first.
     with tracking.run_lifecycle(mlflow, parent):
         retries = recover_interrupted(study, storage, mlflow)
@@ -96,9 +107,27 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
             raise
         finally:
             seconds = time.perf_counter() - started
-            result = summarize(study, parent, settings, shown, seconds, experiment)
+            result = summarize(study, parent, settings, shown, seconds, experiment, experiment_id)
             log_summary(mlflow, result, cfg)
+        result.registered = _register(mlflow, result, experiment, storage_url, log)
     return result
+
+
+def _register(
+    mlflow: MlflowClient,
+    result: SweepResult,
+    experiment: str,
+    storage_url: str,
+    log: Callable[[str], None],
+) -> str | None:
+    """Register the study's chosen model; a failure is one line, never the sweep's. Under the
+    storage's lock, so two commands that finish together add one version, not two."""
+    try:
+        with locks.store_lock(storage_url, f"sae: register {result.study.study_name}"):
+            return register_chosen(mlflow, result, experiment, log)
+    except Exception as err:  # the registry's store, server or permissions: the sweep stands
+        log(f"no model registered: {one_line(err)}")
+        return None
 
 
 def _confirm(

@@ -58,6 +58,10 @@ class SweepResult:
     storage: str
     """The Optuna storage, for display: credentials redacted."""
     seconds: float
+    experiment_id: str = ""
+    """The MLflow experiment of the parent run and the trials."""
+    registered: str | None = None
+    """``models:/<name>@<alias>`` of the study's chosen model in the registry, else None."""
 
 
 def trials_frame(study: optuna.Study, degenerate: dict[int, str] | None = None) -> pd.DataFrame:
@@ -90,6 +94,20 @@ def trials_frame(study: optuna.Study, degenerate: dict[int, str] | None = None) 
 
 
 NUMERIC = (M.TEST_MSE, M.CODE_ACTIVE_FRAC, M.CODE_L0, M.PROBE_ACCURACY)
+WHOLE = ("number", "batch_size", "retry_of")
+"""Columns of whole numbers, which missing values (a failed trial's) turn to floats."""
+TRIALS_TABLE = "trials.json"
+"""The trials frame as MLflow's table artifact on the parent run (``MlflowClient.log_table``)."""
+
+
+def table_of(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials frame for ``log_table``: whole numbers as such (``10``, not ``10.0``); a
+    missing value, as every NaN, is written null."""
+    table = trials.copy()
+    for key in WHOLE:
+        if key in table:
+            table[key] = pd.to_numeric(table[key]).astype("Int64")
+    return table
 
 
 def degenerate_trials(result: SweepResult) -> pd.DataFrame:
@@ -108,6 +126,7 @@ def summarize(
     storage: str,
     seconds: float,
     experiment: str,
+    experiment_id: str = "",
 ) -> SweepResult:
     """The study's summary; its trials' and confirmation runs are read from ``experiment``."""
     degenerate = degenerate_reasons(study, tracking.client(settings))
@@ -128,6 +147,7 @@ def summarize(
         tracking_uri=redact(settings.tracking_uri),
         storage=storage,
         seconds=seconds,
+        experiment_id=experiment_id,
     )
 
 
@@ -153,6 +173,8 @@ def log_summary(mlflow: MlflowClient, result: SweepResult, cfg: SweepConfig) -> 
         tables["confirm.csv"] = result.confirmations
     figures = plots(study, cfg.objective_names)
     tracking.log_summary(mlflow, result.parent_run_id, metrics, tables, figures)
+    # The same table as MLflow's own table artifact, which its UI lays out as a table.
+    mlflow.log_table(result.parent_run_id, table_of(trials), artifact_file=TRIALS_TABLE)
     import matplotlib.pyplot as plt
 
     for figure in figures.values():
