@@ -26,11 +26,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae import tracking
-from sae.redact import has_secret, redact
-from sae.tracking import Settings
+from mlflow.entities import Experiment, Run
 
-MLFLOW_PORT = 5000
+from sae import tracking
+from sae.metrics import TEST_MSE
+from sae.names import TAG_STUDY
+from sae.redact import has_secret, redact
+from sae.tracking import Settings, views
+
+MLFLOW_PORT = views.DEFAULT_UI_PORT
+"""The port links in other stores assume (optuna-dashboard's trial notes)."""
+STUDY_LINKS = 5
+"""How many studies' views ``experiment_links`` prints per experiment, the most recent."""
 DASHBOARD_PORT = 8080
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
@@ -326,23 +333,48 @@ def connect_host(host: str) -> str:
 
 
 def experiment_links(settings: Settings, url: str) -> list[str]:
-    """One line per experiment in the store (checked to exist first): name, run count, page."""
+    """One line per experiment in the store (checked to exist first): name, run count and its
+    landing page (``landing_url``), then a line per study with a saved view, the most recent
+    ``STUDY_LINKS`` of them."""
     client = tracking.client(settings)
     lines = []
     for experiment in client.search_experiments(order_by=["name"]):
-        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        runs = client.search_runs(
+            [experiment.experiment_id], max_results=1000, order_by=["attributes.start_time DESC"]
+        )
         if experiment.name == "Default" and not runs:
             continue
         count = f"{len(runs)}{'+' if len(runs) == 1000 else ''} runs"
-        page = experiment_url(url, experiment.experiment_id)
-        lines.append(f"  {experiment.name:<16} {count:>10}  {page}")
+        lines.append(f"  {experiment.name:<16} {count:>10}  {landing_url(url, experiment, runs)}")
+        lines += study_links(url, experiment, runs)
     return lines
 
 
-def experiment_url(url: str, experiment_id: str) -> str:
-    """An experiment's runs page. MLflow 3's UI opens on its GenAI view unless told otherwise; the
-    query switches it to the model-training view (which it then remembers in the browser)."""
-    return f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning"
+def landing_url(url: str, experiment: Experiment, runs: list[Run]) -> str:
+    """The experiment's saved landing view; in a store older than those, its trained runs sorted
+    by test MSE through the URL; its plain runs page when no run was trained (benchmarks)."""
+    experiment_id = experiment.experiment_id
+    if views.SHARED_VIEW_TAG + views.EXPERIMENT_VIEW in experiment.tags:
+        return views.view_url(url, experiment_id, views.EXPERIMENT_VIEW)
+    if any(TEST_MSE in run.data.metrics for run in runs):
+        return views.sorted_url(url, experiment_id)
+    return views.runs_page(url, experiment_id)
+
+
+def study_links(url: str, experiment: Experiment, runs: list[Run]) -> list[str]:
+    """A line per study of ``runs`` (newest first) whose view is saved: at most STUDY_LINKS, then
+    a line counting the others (the UI's Views menu lists them all)."""
+    studies = dict.fromkeys(r.data.tags[TAG_STUDY] for r in runs if TAG_STUDY in r.data.tags)
+    keys = {s: views.study_view_key(s) for s in studies}
+    saved = [s for s in studies if views.SHARED_VIEW_TAG + keys[s] in experiment.tags]
+    lines = [  # the links in the experiments' column
+        f"    study {study:<19}  {views.view_url(url, experiment.experiment_id, keys[study])}"
+        for study in saved[:STUDY_LINKS]
+    ]
+    if (older := len(saved) - STUDY_LINKS) > 0:
+        noun = "study" if older == 1 else "studies"
+        lines.append(f"    {older} older {noun}: in the UI's Views menu")
+    return lines
 
 
 def serve(
@@ -396,6 +428,12 @@ def serve(
         if dashboard:
             storage = redact(settings.optuna_storage)
             log(f"Optuna dashboard: {servers[1].url}  (storage {storage})")
+            if mlflow_port != MLFLOW_PORT:
+                log(
+                    f"note: the dashboard's trial links point at {views.DEFAULT_UI_URL}, the "
+                    f"default port, not this UI: free port {MLFLOW_PORT} (`lsof -i :{MLFLOW_PORT}` "
+                    "names what holds it) and start this again without --port to follow them"
+                )
         log(f"server logs in {logs}; Ctrl-C stops {'both' if dashboard else 'it'}")
 
     run_until_stopped(servers, announce, log)

@@ -1,16 +1,19 @@
 """`experiments/ui.py`: its checks, and what a person sees through it in a real browser.
 
-The browser test logs a tiny baseline run and a 2-trial sweep into a temporary store, starts the
-UI with the project's own command, and drives headless Chromium (Playwright with the system
-Chromium) through the runs, a trial's metrics and reconstruction image, the Optuna dashboard and
-the report's HTML page. Screenshots go to reports/screenshots/ui (or $SAE_SCREENSHOT_DIR).
-Without Chromium it skips, except under CI=true, where it fails.
+The browser tests log a tiny baseline run and a 2-trial sweep into a temporary store, start the
+UI once with the project's own command (the ``served`` fixture: add a check as one more test
+taking it and ``page``, above the last test, which stops it), and drive headless Chromium
+(Playwright with the system Chromium) through the printed landing links, a trial's metrics and
+reconstruction image, the Optuna dashboard and the report's HTML page. Screenshots go to
+reports/screenshots/ui (or $SAE_SCREENSHOT_DIR). Without Chromium they skip, except under
+CI=true, where they fail.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import runpy
 import secrets
 import shutil
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import helpers_postgres
@@ -27,9 +31,13 @@ import optuna
 import pytest
 from helpers import build_config
 from helpers_proc import ArgvWatch, Command, live_in_group
+from helpers_sweep import empty_store
+from mlflow.tracking import MlflowClient
 
-from sae import baseline, report, tracking, ui
+from sae import baseline, names, report, tracking, ui
+from sae import metrics as M
 from sae.sweep import SweepConfig, run_sweep
+from sae.tracking import views
 
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "experiments" / "ui.py"
@@ -99,6 +107,47 @@ def test_mlflow_command__stores_reach_the_servers_through_their_environment(tmp_
     assert ui.dashboard_env(settings.optuna_storage) == {
         ui.STORAGE_ENV: str(tmp_path / "optuna.journal")
     }
+
+
+def test_experiment_links__the_landing_view_else_sorted_by_the_url_and_the_latest_studies(
+    tmp_path,
+):
+    """An experiment with its landing view links to it; one from an older store to its trained
+    runs sorted through the URL; one without a trained run (benchmarks) to its runs page. Below
+    the sweep's, the studies with a saved view, most recent first, STUDY_LINKS of them."""
+    empty_store(tmp_path / "mlflow.db")
+    settings = tracking.Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(settings.tracking_uri)
+    ids = {name: client.create_experiment(name) for name in ("bench", "older", "sweep")}
+
+    def run(experiment: str, start: int, mse: float | None = None, **tags: str) -> None:
+        run_id = client.create_run(ids[experiment], start_time=start, tags=tags).info.run_id
+        if mse is not None:
+            client.log_metric(run_id, M.TEST_MSE, mse)
+
+    run("bench", 1)
+    run("older", 1, 0.1)
+    views.save_experiment_view(client, ids["sweep"])
+    for i in range(ui.STUDY_LINKS + 2):  # study 6 has no saved view, 0 is the oldest
+        study = f"s {i}"
+        run("sweep", 1000 + 10 * i, **{names.TAG_STUDY: study})  # its parent run
+        run("sweep", 1001 + 10 * i, 0.1, **{names.TAG_STUDY: study})
+        if i < ui.STUDY_LINKS + 1:
+            views.save_study_view(client, ids["sweep"], study)
+    url = "http://127.0.0.1:5123"
+    key = views.study_view_key
+    studies = [
+        f"    study s {i}{' ' * 16}  {views.view_url(url, ids['sweep'], key(f's {i}'))}"
+        for i in range(ui.STUDY_LINKS, 0, -1)
+    ]
+    bench = f"{url}/#/experiments/{ids['bench']}/runs?workflowType=machine_learning"
+    assert ui.experiment_links(settings, url) == [
+        f"  bench                1 runs  {bench}",
+        f"  older                1 runs  {views.sorted_url(url, ids['older'])}",
+        f"  sweep               14 runs  {views.view_url(url, ids['sweep'], 'objectives')}",
+        *studies,
+        "    1 older study: in the UI's Views menu",
+    ]
 
 
 def test_is_loopback__only_addresses_no_other_machine_reaches():
@@ -227,18 +276,42 @@ def store(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def running_ui(store) -> Iterator[Command]:
-    """``experiments/ui.py --dashboard`` as a user starts it, on free ports; stopped by Ctrl-C,
-    and whatever happens, none of its servers left running (found by their process groups)."""
+@dataclass
+class Served:
+    """``experiments/ui.py --dashboard`` running on the module's store, and what it printed."""
+
+    command: Command
+    mlflow: str
+    """The MLflow UI's address."""
+    board: str
+    """optuna-dashboard's address."""
+    links: dict[str, str]
+    """Each experiment's printed link, by name."""
+    studies: dict[str, str]
+    """Each study's printed link, by name."""
+
+
+@pytest.fixture(scope="module")
+def served(store) -> Iterator[Served]:
+    """``experiments/ui.py --dashboard`` as a user starts it, on free ports, once for every check
+    of the module; whatever happens, none of its servers left running (found by their process
+    groups). ``test_ui__ctrl_c_stops_the_ui_and_both_servers``, the module's last, stops it."""
     command = _ui(store / "mlflow.yaml")
     try:
-        yield command
+        command.wait_for(r"Ctrl-C stops both")
+        printed = "\n".join(command.lines)
+        yield Served(
+            command,
+            mlflow=re.search(r"MLflow UI: (http://127\.0\.0\.1:\d+)", printed).group(1),
+            board=re.search(r"Optuna dashboard: (http://127\.0\.0\.1:\d+)", printed).group(1),
+            links=dict(re.findall(r"^  (\S+) +\d+\+? runs  (\S+)$", printed, re.M)),
+            studies=dict(re.findall(r"^    study (.+?) +(http\S+)$", printed, re.M)),
+        )
     finally:
         command.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     executable = _chromium()
     from playwright.sync_api import Error, sync_playwright
@@ -256,42 +329,132 @@ def browser():
             chromium.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A new browser page, as a new user's: nothing remembered from an earlier check."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
 def _shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
-def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, running_ui, browser):
-    url = running_ui.wait_for(r"MLflow UI: (http://127\.0\.0\.1:\d+)").group(1)
-    sweep_page = running_ui.wait_for(r"sae-sweep\s+3 runs\s+(\S+)").group(1)
-    baseline_page = running_ui.wait_for(r"sae-baseline\s+1 runs\s+(\S+)").group(1)
-    board = running_ui.wait_for(r"Optuna dashboard: (http://127\.0\.0\.1:\d+)").group(1)
-    running_ui.wait_for(r"Ctrl-C stops both")
+def _close_assistant(page) -> None:
+    """Close the assistant panel a new browser shows (it remembers): room for the runs table."""
+    page.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name="Close").wait_for(state="detached")
 
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    # MLflow 3 opens on its GenAI view; the printed links ask for the model-training view, and a
-    # user clicks "Model training" once, which the UI remembers for every later page.
-    page.goto(url)
+
+def _grid(page, run_name: str) -> tuple[list[str], list[str], list[float]]:
+    """The runs table once ``run_name`` shows: its data columns (MLflow's column ids, in the
+    order shown), and its run names and test MSEs from the top row down."""
+    page.get_by_text(run_name, exact=True).first.wait_for()
+    last = views.OBJECTIVE_COLUMNS[-1]  # AG Grid renders columns only in view, in any DOM order
+    page.locator(f"[role=columnheader][col-id='{last}']").wait_for(timeout=10_000)
+    headers = page.evaluate(
+        "() => [...document.querySelectorAll('[role=columnheader][col-id][aria-colindex]')]"
+        ".map(c => [Number(c.getAttribute('aria-colindex')), c.getAttribute('col-id')])"
+    )
+    columns = [c for _, c in sorted(headers) if "`" in c]
+    cells = page.evaluate(
+        "() => [...document.querySelectorAll('[role=gridcell][col-id]')].map(c => "
+        "[Number(c.closest('[role=row]').getAttribute('row-index')), c.getAttribute('col-id'),"
+        " c.innerText])"
+    )
+    rows: dict[int, dict[str, str]] = {}
+    for row, column, text in cells:
+        rows.setdefault(row, {})[column] = text
+    ordered = [rows[i] for i in sorted(rows)]
+    names_ = [r["attributes.`Run Name`"].splitlines()[-1] for r in ordered]
+    return columns, names_, [float(r[views.ORDER_BY]) for r in ordered]
+
+
+def _trained_runs(store: Path, experiment: str, study: str | None = None) -> list[str]:
+    """The names of the experiment's runs that have a test MSE, best first, from the store."""
+    settings = tracking.load_settings(store / "mlflow.yaml")
+    client = tracking.client(settings)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    search = views.study_filter(study) if study else views.TRAINED_RUNS
+    runs = client.search_runs([experiment_id], search, order_by=[f"{views.ORDER_BY} ASC"])
+    return [r.info.run_name for r in runs]
+
+
+def test_landing_links__objective_columns_and_trained_runs_best_test_mse_first(store, served, page):
+    """Each printed link opens its saved view: the objective columns, first and in order, instead
+    of the UI's Source, Models and Dataset; the trials listed flat (none hidden under a parent
+    run) and sorted by test MSE, best first; the view named in the UI's Views menu."""
+    assert {"sae-baseline", "sae-sweep"} <= set(served.links)
+    assert list(served.studies) == ["sae-sweep"]
+    expected = {
+        served.links["sae-sweep"]: _trained_runs(store, "sae-sweep"),
+        served.studies["sae-sweep"]: _trained_runs(store, "sae-sweep", "sae-sweep"),
+        served.links["sae-baseline"]: _trained_runs(store, "sae-baseline"),
+    }
+    assert len(expected[served.links["sae-sweep"]]) == 2  # the trials, not the parent run
+    for link, runs in expected.items():
+        assert views.SHARE_KEY_PARAM in link
+        page.goto(link)
+        if link == served.links["sae-sweep"]:  # the first
+            page.get_by_text(runs[-1], exact=True).first.wait_for()
+            _close_assistant(page)
+        columns, shown, mse = _grid(page, runs[-1])
+        data = [c for c in columns if not c.startswith("attributes.")]
+        assert data[: len(views.OBJECTIVE_COLUMNS)] == list(views.OBJECTIVE_COLUMNS)
+        assert "attributes.`Run Name`" in columns  # the UI's own column ids, as read here
+        assert not {"attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`"} & set(
+            columns
+        )
+        assert shown == runs
+        assert mse == sorted(mse)
+        page.get_by_text("best test MSE first").first.wait_for()  # the Views menu's title
+        if link == served.links["sae-sweep"]:
+            _shot(page, "experiment")
+
+
+def test_landing_link__its_charts_open_on_l0_against_test_mse(served, page):
+    page.goto(served.links["sae-sweep"])
+    page.get_by_text("trial-000", exact=True).first.wait_for()
+    _close_assistant(page)
+    page.locator("label", has=page.locator("input[value=CHART]")).click()  # the chart view
+    page.get_by_text("Objectives", exact=True).first.wait_for()  # the first section
+    page.get_by_text(f"{M.CODE_L0} vs. {M.TEST_MSE}", exact=True).first.wait_for()  # its chart
+    _shot(page, "charts")
+
+
+def test_ui__says_where_the_dashboard_links_point_when_not_on_the_default_port(served):
+    """The dashboard's trial links assume the UI's default address; on another port, one line
+    says so and how to free the port."""
+    assert not served.mlflow.endswith(f":{ui.MLFLOW_PORT}")
+    note = [line for line in served.command.lines if line.startswith("note: ")]
+    assert note == [
+        f"note: the dashboard's trial links point at {views.DEFAULT_UI_URL}, the default port, "
+        f"not this UI: free port {ui.MLFLOW_PORT} (`lsof -i :{ui.MLFLOW_PORT}` names what holds "
+        "it) and start this again without --port to follow them"
+    ]
+
+
+def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, served, page):
+    # A trial's page keeps the model-training side only once the user chose it: the links'
+    # workflowType opens their page on it, but the UI remembers only a click on its toggle.
+    page.goto(served.mlflow)
     page.get_by_text("Model training", exact=True).first.click()
 
     # The baseline run, listed by its readable name.
-    page.goto(baseline_page)
+    page.goto(served.links["sae-baseline"])
     page.get_by_text("baseline-beta0.0001-seed1").first.wait_for()
+    _close_assistant(page)
 
-    # The sweep: the study's parent run, its two trials nested below it once expanded.
-    page.goto(sweep_page)
-    parent = page.get_by_role("row").filter(has_text="study-sae-sweep")
-    parent.first.wait_for()
-    assert page.get_by_text("trial-000").count() == 0  # nested: hidden under the parent
-    parent.get_by_role("button").first.click()
-    page.get_by_text("trial-000").first.wait_for()
-    page.get_by_text("trial-001").first.wait_for()
-    page.get_by_role("button", name="Close").click()  # the assistant panel, for the screenshot
-    _shot(page, "experiment")
-
-    # A trial: its metrics, grouped by namespace, and its description.
-    page.get_by_text("trial-000").first.click()
+    # A trial, from the sweep's landing view: its metrics, grouped by namespace, and its
+    # description.
+    page.goto(served.links["sae-sweep"])
+    page.get_by_text("trial-000", exact=True).first.click()
     page.get_by_text("Trial 0 of study").first.wait_for()
     assert page.get_by_text("Evaluation runs").count() == 0  # still the model-training view
     for metric in ("test/mse", "train_epoch/loss", "sparsity/enc3/hoyer", "perf/images_per_s"):
@@ -309,7 +472,7 @@ def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, r
     _shot(page, "artifact")
 
     # The Optuna dashboard on the sweep's storage.
-    page.goto(board)
+    page.goto(served.board)
     page.get_by_text("sae-sweep").first.wait_for()
     _shot(page, "dashboard")
 
@@ -323,10 +486,14 @@ def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, r
     assert broken == 0
     _shot(page, "report")
 
-    # Ctrl-C stops the UI and both servers.
-    groups = running_ui.note_groups()
-    ports = [int(u.rsplit(":", 1)[1]) for u in (url, board)]
-    assert running_ui.stop() == 0
+
+# Checks on the served store go above: this one stops it.
+
+
+def test_ui__ctrl_c_stops_the_ui_and_both_servers(served):
+    groups = served.command.note_groups()
+    ports = [int(u.rsplit(":", 1)[1]) for u in (served.mlflow, served.board)]
+    assert served.command.stop() == 0
     assert not any(_listening(port) for port in ports)
     assert not any(live_in_group(group) for group in groups)
-    assert running_ui.lines[-1] == "stopping"
+    assert served.command.lines[-1] == "stopping"

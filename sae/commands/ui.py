@@ -19,7 +19,7 @@ class UIOptions:
     allow_remote_without_login: bool = False
     """bind a --host other than loopback although the UI has no login"""
     port: int = ui.MLFLOW_PORT
-    """MLflow UI port; a free one if taken"""
+    """MLflow UI port; a free one if taken (the dashboard's trial links assume the default)"""
     dashboard: bool = False
     """also start optuna-dashboard"""
     dashboard_port: int = ui.DASHBOARD_PORT
