@@ -36,7 +36,7 @@ def _tiny(tmp_path: Path) -> list[str]:
     return [
         *("--root", data.root, "--manifest", data.manifest),
         *("--train-size", "40", "--test-size", "20", "--epochs", "1"),
-        *("--seeds", "1", "--trials", "2"),
+        *("--seeds", "1", "--trials", "2", "--confirm", "0"),
     ]
 
 

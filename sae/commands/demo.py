@@ -55,8 +55,9 @@ class DemoOptions:
     """baseline seeds per beta"""
     trials: int = 8
     """sweep trials"""
-    confirm: int = 0
-    """front trials the sweep trains again with 2 more seeds (see sae-sweep --confirm)"""
+    confirm: int = 1
+    """front trials the sweep trains again with 2 more seeds, so that their comparison with the
+    baseline has n=3 (see sae-sweep --confirm)"""
     ui: bool = True
     """start the MLflow UI and optuna-dashboard at the end (--no-ui: stop after the report)"""
 
