@@ -12,6 +12,7 @@ CI=true, where they fail.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import runpy
@@ -182,11 +183,11 @@ def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path, monkeypatch
     assert out == ""
 
 
-def _ui(config_file: Path, *flags: str, **popen) -> Command:
+def _ui(config_file: Path, *flags: str, port: int = 0, **popen) -> Command:
     return Command(
         [
             *(sys.executable, str(UI), "--config-file", str(config_file), "--dashboard"),
-            *("--port", str(ui.free_port("127.0.0.1", 0))),
+            *("--port", str(port or ui.free_port("127.0.0.1", 0))),
             *("--dashboard-port", str(ui.free_port("127.0.0.1", 0)), *flags),
         ],
         **popen,
@@ -264,14 +265,26 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A temporary store holding one baseline run, a 2-trial sweep, and the report on both."""
+def mlflow_port() -> int:
+    """The port the module's MLflow UI will be served on, chosen before the sweep runs so that
+    the trials' links in optuna-dashboard point at it (a user's point at the default port)."""
+    return ui.free_port("127.0.0.1", 0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, mlflow_port) -> Path:
+    """A temporary store holding one baseline run, a 2-trial sweep with its models (the chosen
+    one registered), and the report on both. The tiny noise images make every run degenerate;
+    here they count as not, so that the sweep has a front and a model to register."""
     folder = tmp_path_factory.mktemp("ui-store")
     config_file = _write_settings(folder)
     cfg = build_config(folder, track=True, epochs=2)
-    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, log_model=False))
-    baseline.run_baseline(cfg, seeds=[1], betas={"script": 1e-4})
-    run_sweep(cfg, SweepConfig(trials=2, batch_sizes=(50, 100)), log=lambda _m: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(M, "FVU_DEGENERATE", math.inf)
+        patch.setattr(views, "DEFAULT_UI_URL", f"http://127.0.0.1:{mlflow_port}")
+        baseline.run_baseline(cfg, seeds=[1], betas={"script": 1e-4})
+        sweep = SweepConfig(trials=2, batch_sizes=(50, 100), confirm=0)
+        run_sweep(cfg, sweep, log=lambda _m: None)
     report.build_report(tracking.load_settings(config_file), name="report", output_dir=folder)
     return folder
 
@@ -292,11 +305,11 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(store) -> Iterator[Served]:
+def served(store, mlflow_port) -> Iterator[Served]:
     """``experiments/ui.py --dashboard`` as a user starts it, on free ports, once for every check
     of the module; whatever happens, none of its servers left running (found by their process
     groups). ``test_ui__ctrl_c_stops_the_ui_and_both_servers``, the module's last, stops it."""
-    command = _ui(store / "mlflow.yaml")
+    command = _ui(store / "mlflow.yaml", port=mlflow_port)
     try:
         command.wait_for(r"Ctrl-C stops both")
         printed = "\n".join(command.lines)
@@ -485,6 +498,63 @@ def test_ui__runs_metrics_images_dashboard_and_report_in_a_real_browser(store, s
     broken = page.evaluate("[...document.images].filter(i => i.naturalWidth === 0).length")
     assert broken == 0
     _shot(page, "report")
+
+
+def _run_page(served: Served, page, store: Path, run_name: str) -> str:
+    """Open ``run_name``'s page of the sweep on the model-training side; returns its run id."""
+    client = tracking.client(tracking.load_settings(store / "mlflow.yaml"))
+    experiment = client.get_experiment_by_name("sae-sweep").experiment_id
+    (run,) = client.search_runs([experiment], f"attributes.run_name = '{run_name}'")
+    page.goto(served.mlflow)
+    page.get_by_text("Model training", exact=True).first.click()
+    page.goto(views.run_url(served.mlflow, experiment, run.info.run_id))
+    return run.info.run_id
+
+
+def test_run_page__the_system_metrics_tab_charts_the_machine_during_the_run(store, served, page):
+    """MLflow's system metrics (CPU, memory, disk, network) on every run: the tab the issue found
+    empty. The tiny trial takes a second or two, under the 5 s sampling interval."""
+    _run_page(served, page, store, "trial-001")
+    page.get_by_text("Trial 1 of study").first.wait_for()
+    page.get_by_role("tab", name="System metrics").click()
+    # the first charts of the tab (the others render as they scroll into view)
+    for chart in ("cpu_utilization_percentage", "disk_usage_percentage"):
+        page.get_by_text(chart, exact=True).first.wait_for()
+    _shot(page, "system_metrics")
+
+
+def test_registry__the_studys_chosen_model_is_a_version_under_the_studys_alias(store, served, page):
+    """The sweep registered its chosen trial's model: version 1 of the experiment's registered
+    model, aliased to the study, its description naming the trial."""
+    settings = tracking.load_settings(store / "mlflow.yaml")
+    client = tracking.client(settings)
+    (version,) = client.search_model_versions("name = 'sae-sweep'")
+    assert str(client.get_model_version_by_alias("sae-sweep", "study-sae-sweep").version) == "1"
+    trial = version.tags[names.TAG_TRIAL_NUMBER]
+    page.goto(f"{served.mlflow}/#/models/sae-sweep")
+    page.get_by_text("Version 1", exact=True).first.wait_for()
+    page.get_by_text("study-sae-sweep").first.wait_for()  # the alias
+    page.goto(f"{served.mlflow}/#/models/sae-sweep/versions/1")
+    page.get_by_text(f"trial {trial}").first.wait_for()  # its description names the trial
+    _shot(page, "model")
+
+
+def test_dashboard__objective_names_and_each_trials_note_links_to_its_run(store, served, page):
+    """optuna-dashboard names the objectives as the sweep does (not "Objective 0") and each
+    trial's note holds a link that opens the trial's run in the MLflow UI."""
+    page.goto(f"{served.board}/dashboard/studies/0")
+    page.get_by_text("test MSE", exact=True).first.wait_for()
+    page.get_by_text("code active fraction", exact=True).first.wait_for()
+    assert page.get_by_text("Objective 0").count() == 0
+    page.goto(f"{served.board}/dashboard/studies/0/trials")
+    link = page.get_by_role("link", name="trial-000").first
+    href = link.get_attribute("href")
+    run_id = _run_page(served, page, store, "trial-000")
+    assert href == page.url and href.endswith(run_id)  # the note's link is the run's page
+    page.goto(f"{served.board}/dashboard/studies/0/trials")
+    _shot(page, "dashboard_trial")
+    page.goto(href)
+    page.get_by_text("Trial 0 of study").first.wait_for()
 
 
 # Checks on the served store go above: this one stops it.
