@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-# MLflow params: the config, flattened as ``section.field`` (``Config.flat``).
+# MLflow params: config fields as ``section.field`` (``Config.flat``); a run logs the dozen that
+# define it (``sae.tracking.params.RUN_PARAMS``), its config.json the rest.
 
 
 def param(section: str, name: str) -> str:
