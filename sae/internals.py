@@ -7,6 +7,10 @@ Everything else in the suite uses public APIs. Each call here has a test
   the public client reads one history per (run, metric), which is what we fall back to.
 - Optuna has no public way to set a user attribute on a trial of another process (a worker that
   died) before failing it with the public ``study.tell``: its storage methods do that.
+- MLflow logs system metrics publicly only on a fluent-API run
+  (``mlflow.start_run(log_system_metrics=True)``); the suite's runs are opened with the client,
+  so ``system_metrics_monitor`` builds the monitor behind that switch for a run id, and
+  ``publish_last_sample`` logs what it gathered after its last sample (``sae.tracking.system``).
 """
 
 from __future__ import annotations
@@ -53,3 +57,21 @@ def set_trial_user_attr(
     study_id = storage.get_study_id_from_name(study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
     storage.set_trial_user_attr(trial_id, key, value)
+
+
+def system_metrics_monitor(run_id: str, interval: float, tracking_uri: str) -> Any:
+    """MLflow's system-metrics monitor for run ``run_id`` (not started), continuing the run's
+    steps when it has system metrics already (a resumed run)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    return SystemMetricsMonitor(
+        run_id, sampling_interval=interval, resume_logging=True, tracking_uri=tracking_uri
+    )
+
+
+def publish_last_sample(monitor: Any) -> None:
+    """After ``monitor.finish()``: one more sample, averaged with what the monitor gathered since
+    it last published (it drops that part when it stops), logged at the next step."""
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()

@@ -46,3 +46,20 @@ def test_set_trial_user_attr__reaches_a_running_trial_of_another_handle(tmp_path
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.user_attrs == {"fail_reason": "worker process died"}
     assert trial.state == optuna.trial.TrialState.FAIL
+
+
+def test_system_metrics_monitor__logs_the_machine_on_a_client_run_and_its_last_sample(tmp_path):
+    """The monitor behind mlflow.start_run(log_system_metrics=True), built for a run id: a run
+    much shorter than its interval gets nothing from it alone, and one sample from
+    publish_last_sample, at step 0; a resumed run continues at step 1."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    for step in (0, 1):
+        monitor = internals.system_metrics_monitor(run_id, 60.0, client.tracking_uri)
+        monitor.start()
+        monitor.finish()
+        history = client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+        assert [m.step for m in history] == list(range(step))
+        internals.publish_last_sample(monitor)
+        history = client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+        assert [m.step for m in history] == list(range(step + 1))

@@ -3,8 +3,8 @@ own monitor: the adapter for runs opened with the client.
 
 MLflow's public switch for system metrics is ``mlflow.start_run(log_system_metrics=True)``, a
 fluent-API run; the suite opens every run with the client and an explicit run id, so it drives
-the monitor class behind that switch (``SystemMetricsMonitor``) itself: one small adapter, here,
-with its test. Two things are added to MLflow's behaviour:
+the monitor class behind that switch (``SystemMetricsMonitor``) itself, through the adapter for
+non-public calls (``sae.internals``). Two things are added to MLflow's behaviour:
 
 - the monitor publishes one sample per ``interval``, and drops what it gathered since the last one
   when it stops, so a run shorter than ``interval`` would show an empty System metrics tab; the
@@ -21,8 +21,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from mlflow.tracking import MlflowClient
+
+from sae import internals
 
 INTERVAL_S = 5.0
 """Seconds between two samples: a 10-epoch trial (about 100 s on 2 CPU cores) gets about 20."""
@@ -54,17 +57,10 @@ def system_metrics(
             _finish(monitor)
 
 
-def _start(client: MlflowClient, run_id: str, interval: float):  # noqa: ANN202
+def _start(client: MlflowClient, run_id: str, interval: float) -> Any:
     logging.getLogger(_MONITOR_LOGGER).setLevel(logging.WARNING)
     try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-        monitor = SystemMetricsMonitor(
-            run_id,
-            sampling_interval=interval,
-            resume_logging=True,  # a resumed run (the sweep's parent) continues its steps
-            tracking_uri=client.tracking_uri,
-        )
+        monitor = internals.system_metrics_monitor(run_id, interval, client.tracking_uri)
         monitor.start()
     except Exception as err:  # psutil missing, a store that refuses: the run goes on without
         _log.warning("no system metrics for run %s: %s", run_id, err)
@@ -72,11 +68,9 @@ def _start(client: MlflowClient, run_id: str, interval: float):  # noqa: ANN202
     return monitor
 
 
-def _finish(monitor) -> None:  # noqa: ANN001
+def _finish(monitor: Any) -> None:
     try:
         monitor.finish()
-        monitor.collect_metrics()  # what the run did since the monitor's last sample
-        monitor.publish_metrics(monitor.aggregate_metrics())
-        monitor.mlflow_logger.flush()
+        internals.publish_last_sample(monitor)  # what the run did since the last sample
     except Exception as err:
         _log.warning("the last system metrics were not logged: %s", err)
