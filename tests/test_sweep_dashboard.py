@@ -244,3 +244,15 @@ def test_note_study__written_when_missing_never_over_a_note_already_there():
     assert note_study(study, "first") is True
     assert note_study(study, "second") is False  # a resume, or a note written by hand
     assert optuna_dashboard.get_note(study) == "first"
+
+
+def test_ui_command__names_the_settings_file_and_storage_the_sweep_was_given(tmp_path):
+    """The closing line's browse command opens the sweep's own stores: the default command for
+    the project's mlflow.yaml, the settings file and storage otherwise (never a password)."""
+    from sae.commands.sweep import UI_COMMAND, ui_command
+
+    assert ui_command("mlflow.yaml", None) == UI_COMMAND
+    assert ui_command("demo/mlflow.yaml", None) == f"{UI_COMMAND} --config-file demo/mlflow.yaml"
+    assert ui_command("a b.yaml", "postgresql://u:secret@db/o") == (
+        f"{UI_COMMAND} --config-file 'a b.yaml' --storage 'postgresql://u:***@db/o'"
+    )

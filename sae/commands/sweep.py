@@ -1,11 +1,14 @@
 """Search beta, lr and batch size with Optuna; every trial is a tracked MLflow run."""
 
 import dataclasses
+import shlex
+from pathlib import Path
 from typing import NoReturn
 
 from sae import metrics as M
-from sae import stats
+from sae import stats, tracking
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
+from sae.redact import redact
 from sae.sweep import SweepConfig, SweepResult, read_space_file, run_sweep
 from sae.sweep.notes import served, ui_address, ui_hint
 from sae.sweep.summary import DEGENERATE, degenerate_trials
@@ -24,7 +27,21 @@ TABLE_COLUMNS = {
 """The console table's columns (trials frame column: header)."""
 
 
-def report(result: SweepResult, cfg: SweepConfig) -> None:
+UI_COMMAND = "python experiments/ui.py --dashboard"
+
+
+def ui_command(config_file: str, storage: str | None) -> str:
+    """The command that browses these stores: the default one, with the settings file and the
+    storage where the sweep was given others (a password in the storage shown as ***)."""
+    command = UI_COMMAND
+    if Path(config_file).resolve() != Path(tracking.DEFAULT_SETTINGS_FILE).resolve():
+        command += f" --config-file {shlex.quote(config_file)}"
+    if storage:
+        command += f" --storage {shlex.quote(redact(storage))}"
+    return command
+
+
+def report(result: SweepResult, cfg: SweepConfig, browse: str = UI_COMMAND) -> None:
     trials = result.trials
     states = trials["state"].value_counts().to_dict() if len(trials) else {}
     counted = ", ".join(f"{n} {state}" for state, n in states.items())
@@ -44,17 +61,17 @@ def report(result: SweepResult, cfg: SweepConfig) -> None:
     for _, row in degenerate_trials(result).iterrows():
         print(f"trial {row['number']} degenerate, {kept_off}: {row[DEGENERATE]}")
     _comparisons(result)
-    _closing(result, cfg)
+    _closing(result, cfg, browse)
 
 
-def _closing(result: SweepResult, cfg: SweepConfig) -> None:
+def _closing(result: SweepResult, cfg: SweepConfig, browse: str) -> None:
     """Where to look next: the UI, the study's landing view, the registered model."""
     uri = result.tracking_uri
     address = ui_address(uri)
     if served(uri):
         print(f"\nbrowse: {address} (the tracking server's UI)")
     else:
-        print("\nbrowse: python experiments/ui.py --dashboard (the MLflow UI and optuna-dashboard)")
+        print(f"\nbrowse: {browse} (the MLflow UI and optuna-dashboard)")
     if result.experiment_id:
         key = views.study_view_key(cfg.study_name)
         print(
@@ -105,7 +122,7 @@ def main() -> None:
         raise ValueError("a sweep is always tracked; drop --no-track")
     base = dataclasses.replace(base, tracking=dataclasses.replace(base.tracking, run_name=None))
     result = run_sweep(base, args.sweep)
-    report(result, args.sweep)
+    report(result, args.sweep, ui_command(base.tracking.config_file, args.sweep.storage))
 
 
 def run() -> NoReturn:
