@@ -248,14 +248,14 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             epoch_sums += parts
             window_sums += parts
             if step % check_every == 0 and diverged(loss.item()):
-                raise NonFiniteLossError(_non_finite_message(epoch, step, loss.item()))
+                raise NonFiniteLossError(non_finite_message(epoch, step, loss.item()))
             for cb in callbacks:
                 cb.on_step(step)
             # periodic report
             if step % tc.log_every == 0:
                 values = (window_sums / window_steps).tolist()
                 if diverged(values[0]):
-                    raise NonFiniteLossError(_non_finite_message(epoch, step, values[0]))
+                    raise NonFiniteLossError(non_finite_message(epoch, step, values[0]))
                 for cb in callbacks:
                     cb.on_log(step, dict(zip(M.TRAIN_STEP_METRICS, values, strict=True)))
                 window_sums.zero_()
@@ -268,7 +268,7 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
         batches = math.ceil(n / tc.batch_size)
         loss_mean, mse_mean, pen_mean = (epoch_sums / batches).tolist()
         if diverged(loss_mean):
-            raise NonFiniteLossError(_non_finite_message(epoch, step, loss_mean))
+            raise NonFiniteLossError(non_finite_message(epoch, step, loss_mean))
         record = {
             M.EPOCH_LOSS: loss_mean,
             M.EPOCH_MSE: mse_mean,
@@ -278,7 +278,7 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             **M.evaluate(model, splits.test, tc, order.test(splits.test.shape[0])),
         }
         if epoch == tc.epochs and tc.probe and splits.train_labels is not None:
-            record.update(_probe(model, splits))
+            record.update(probe_metrics(model, splits))
         result.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(epoch, step, record, model)
@@ -288,7 +288,8 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     return result
 
 
-def _probe(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
+def probe_metrics(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
+    """The linear probe's test accuracy from the model's codes, and its wall time."""
     started = time.perf_counter()
     accuracy = probe_accuracy(
         encode(model, splits.train),
@@ -299,7 +300,8 @@ def _probe(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
     return {M.PROBE_ACCURACY: accuracy, M.PROBE_SECONDS: time.perf_counter() - started}
 
 
-def _non_finite_message(epoch: int, step: int, value: float) -> str:
+def non_finite_message(epoch: int, step: int, value: float) -> str:
+    """Why a run was stopped for a diverged loss, in one line naming the fix."""
     what = f"{value}" if not math.isfinite(value) else f"{value:.3g} (above {MAX_LOSS:g}: diverged)"
     return (
         f"training loss became {what} at epoch {epoch}, step {step}; "
