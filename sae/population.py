@@ -40,8 +40,8 @@ from sae.train import (
     Splits,
     dead_layer,
     diverged,
+    epoch_record,
     non_finite_message,
-    probe_metrics,
 )
 
 SHARED_FIELDS = (
@@ -249,30 +249,21 @@ def fit_population(members: Sequence[Member], splits: Splits) -> list[Outcome]:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
 
-        batches = math.ceil(n / batch)
         failed, errors = [], []
         for i, member in enumerate(live):
             cfg = members[member.index].cfg
             _unstack(params, i, member.model)
             try:
-                loss_mean, mse_mean, pen_mean = (member.epoch_sums / batches).tolist()
-                if diverged(loss_mean):
-                    raise NonFiniteLossError(non_finite_message(epoch, step, loss_mean))
-                record = {
-                    M.EPOCH_LOSS: loss_mean,
-                    M.EPOCH_MSE: mse_mean,
-                    M.EPOCH_PENALTY: pen_mean,
-                    M.PERF_IMAGES_PER_S: n / seconds,
-                    M.PERF_EPOCH_SECONDS: seconds,
-                    **M.evaluate(
-                        member.model,
-                        splits.test,
-                        cfg.train,
-                        member.order.test(splits.test.shape[0]),
-                    ),
-                }
-                if epoch == tc0.epochs and tc0.probe and splits.train_labels is not None:
-                    record.update(probe_metrics(member.model, splits))
+                record = epoch_record(
+                    member.model,
+                    splits,
+                    cfg.train,
+                    member.order,
+                    member.epoch_sums,
+                    epoch,
+                    step,
+                    seconds,
+                )
                 outcomes[member.index].result.history.append(record)
                 for cb in members[member.index].callbacks:
                     cb.on_epoch_end(epoch, step, record, member.model)

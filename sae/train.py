@@ -264,21 +264,7 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
 
-        # per-epoch evaluation
-        batches = math.ceil(n / tc.batch_size)
-        loss_mean, mse_mean, pen_mean = (epoch_sums / batches).tolist()
-        if diverged(loss_mean):
-            raise NonFiniteLossError(non_finite_message(epoch, step, loss_mean))
-        record = {
-            M.EPOCH_LOSS: loss_mean,
-            M.EPOCH_MSE: mse_mean,
-            M.EPOCH_PENALTY: pen_mean,
-            M.PERF_IMAGES_PER_S: n / seconds,
-            M.PERF_EPOCH_SECONDS: seconds,
-            **M.evaluate(model, splits.test, tc, order.test(splits.test.shape[0])),
-        }
-        if epoch == tc.epochs and tc.probe and splits.train_labels is not None:
-            record.update(probe_metrics(model, splits))
+        record = epoch_record(model, splits, tc, order, epoch_sums, epoch, step, seconds)
         result.history.append(record)
         for cb in callbacks:
             cb.on_epoch_end(epoch, step, record, model)
@@ -286,6 +272,36 @@ def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitR
     for cb in callbacks:
         cb.on_fit_end(model, result.history)
     return result
+
+
+def epoch_record(
+    model: SparseAutoencoder,
+    splits: Splits,
+    tc: TrainConfig,
+    order: object,
+    epoch_sums: torch.Tensor,
+    epoch: int,
+    step: int,
+    seconds: float,
+) -> dict[str, float]:
+    """The end of epoch ``epoch``: its mean training (loss, mse, penalty) from ``epoch_sums``,
+    its speed, the evaluation on the whole test split (in ``order``'s test order) and, at the
+    last epoch, the probe. A diverged mean loss raises NonFiniteLossError."""
+    n = splits.train.shape[0]
+    loss_mean, mse_mean, pen_mean = (epoch_sums / math.ceil(n / tc.batch_size)).tolist()
+    if diverged(loss_mean):
+        raise NonFiniteLossError(non_finite_message(epoch, step, loss_mean))
+    record = {
+        M.EPOCH_LOSS: loss_mean,
+        M.EPOCH_MSE: mse_mean,
+        M.EPOCH_PENALTY: pen_mean,
+        M.PERF_IMAGES_PER_S: n / seconds,
+        M.PERF_EPOCH_SECONDS: seconds,
+        **M.evaluate(model, splits.test, tc, order.test(splits.test.shape[0])),
+    }
+    if epoch == tc.epochs and tc.probe and splits.train_labels is not None:
+        record.update(probe_metrics(model, splits))
+    return record
 
 
 def probe_metrics(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
