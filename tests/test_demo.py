@@ -147,3 +147,30 @@ def test_wait_through_interrupts__passes_sigterm_on_and_waits_for_the_child(tmp_
     threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
     assert demo.wait_through_interrupts(child) == 143
     assert signal.getsignal(signal.SIGTERM) == before  # the handler given back
+
+
+def test_wait_through_interrupts__a_sigint_to_the_demo_alone_reaches_the_child(
+    tmp_path, monkeypatch
+):
+    """Fix: `kill -INT` to the demo alone (not its process group, as a terminal's Ctrl-C) left it
+    waiting forever on the UI, which never heard it. The child (in a session of its own here, so
+    only the demo gets the signal) now gets it after the grace period."""
+    monkeypatch.setattr(demo, "INTERRUPT_GRACE_S", 0.5)
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-c"),
+            "import pathlib, signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *_: sys.exit(130))\n"
+            f"pathlib.Path({str(ready)!r}).touch()\n"
+            "time.sleep(60)\n",
+        ],
+        start_new_session=True,
+    )
+    while not ready.exists():
+        assert child.poll() is None
+        time.sleep(0.01)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    assert demo.wait_through_interrupts(child) == 130
+    assert time.monotonic() - started < 10

@@ -28,6 +28,8 @@ SETTINGS = (
 )
 INTERRUPTED = {130: 130, -signal.SIGINT: 130, 143: 143, -signal.SIGTERM: 143}
 """A child's exit status after Ctrl-C or SIGTERM, and the demo's own exit status then."""
+INTERRUPT_GRACE_S = 10.0
+"""How long the demo gives a child to stop on a Ctrl-C of its own before it passes SIGINT on."""
 
 
 class DemoError(ValueError):
@@ -147,8 +149,11 @@ def child_env() -> dict[str, str]:
 def wait_through_interrupts(process: subprocess.Popen[Any]) -> int:
     """Wait for ``process`` to end; returns its exit status.
 
-    Ctrl-C reaches the child too (same process group), which ends its run KILLED: the demo waits
-    for that instead of leaving it behind. SIGTERM, which only the demo receives, is passed on.
+    Ctrl-C at a terminal reaches the child too (same process group), which ends its run KILLED:
+    the demo waits for that instead of leaving it behind. A SIGINT sent to the demo alone (`kill
+    -INT`) is passed on once the child has not ended within ``INTERRUPT_GRACE_S`` (sent at once, a
+    second SIGINT would cut a child's orderly stop short). SIGTERM, which only the demo receives,
+    is passed on at once.
     """
 
     def forward(signum: int, _frame: object) -> None:
@@ -160,7 +165,12 @@ def wait_through_interrupts(process: subprocess.Popen[Any]) -> int:
             try:
                 return process.wait()
             except KeyboardInterrupt:
-                continue
+                try:
+                    return process.wait(INTERRUPT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGINT)  # it did not get the first one
+                except KeyboardInterrupt:
+                    continue
     finally:
         signal.signal(signal.SIGTERM, previous)
 
