@@ -1,7 +1,9 @@
 """Benchmark the training core against the seed's own loop, and the rest of the suite.
 
-    python experiments/bench.py                  # about 4 minutes on a 2-core CPU
-    python experiments/bench.py --images 60000 --repeats 5
+    python experiments/bench.py                  # every part; the population part's 63
+                                                 # one-epoch trials take longest on a CPU
+    python experiments/bench.py --parts throughput --images 20000 --repeats 5   # a quick look
+    python experiments/bench.py --parts population --population-ks 1 2 4 8 --population-epochs 2
     python experiments/bench.py --device cuda --amp --parts throughput,eval,flops
     python experiments/bench.py --from-json gpu.json   # log figures measured on another machine
 

@@ -1,5 +1,5 @@
 """Benchmarks: the training core against the seed's own loop, tracking overhead, evaluation,
-sweep throughput, peak memory and the arithmetic bound.
+sweep throughput, peak memory, the arithmetic bound, and sweep trials trained as populations.
 
 The reference loop is written here as a user of the seed would run it: torchvision's MNIST with
 ``ToTensor``, a shuffled ``DataLoader`` of batch 100, six ReLU layers and the seed's penalty.
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sae import metrics as M
-from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig
+from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
 from sae.model import LAYER_NAMES, LAYER_SHAPES, SparseAutoencoder
+from sae.population import Member, fit_population
 from sae.train import Splits, fit, load_splits
 
 
@@ -59,8 +60,11 @@ def seed_loss(model: SeedModel, x: torch.Tensor, weight: float = 1e-4) -> torch.
     return F.mse_loss(out, x) + weight * sum(torch.mean(torch.abs(a)) for a in acts)
 
 
-def seed_loop_images_per_s(root: str, images: int, device: torch.device, seed: int = 1) -> float:
-    """Train the reference loop on the first ``images`` training images; training images/s.
+def seed_loop_images_per_s(
+    root: str, images: int | None, device: torch.device, seed: int = 1
+) -> float:
+    """Train the reference loop on the first ``images`` training images (None: a whole epoch of
+    all 60,000); training images/s.
 
     On a GPU it does what a user of the seed would: the model on the device and each batch
     copied there from the DataLoader.
@@ -70,7 +74,9 @@ def seed_loop_images_per_s(root: str, images: int, device: torch.device, seed: i
 
     torch.manual_seed(seed)
     data = datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor())
-    loader = DataLoader(Subset(data, range(images)), batch_size=100, shuffle=True)
+    if images is not None:
+        data = Subset(data, range(images))
+    loader = DataLoader(data, batch_size=100, shuffle=True)
     model = SeedModel().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     started = time.perf_counter()
@@ -80,7 +86,7 @@ def seed_loop_images_per_s(root: str, images: int, device: torch.device, seed: i
         loss.backward()
         optimizer.step()
     _synchronize(device)
-    return images / (time.perf_counter() - started)
+    return len(data) / (time.perf_counter() - started)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -193,6 +199,121 @@ def tracked_fit_seconds(cfg: Config, splits: Splits, track: bool) -> tuple[float
     return seconds - tracker.seconds_end_of_run, tracker.seconds_end_of_run
 
 
+def sweep_trial_params(count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The parameters of ``count`` trials drawn from the sweep's default space as a sweep with
+    the random sampler draws them (``suggest`` on trials of an in-memory study). The draws do not
+    depend on ``count``: the first two of four are the two of two."""
+    import optuna
+
+    from sae.sweep.config import SweepConfig
+    from sae.sweep.space import build_space, suggest
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line for the in-memory study
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    space = build_space(SweepConfig())
+    return [suggest(study.ask(), space) for _ in range(count)]
+
+
+WARM_UP_IMAGES = 1_000
+"""Images of each split in the untimed run before the populations are timed."""
+
+
+def population_figures(
+    base: Config,
+    splits: Splits,
+    ks: Sequence[int],
+    peak_gflops: float,
+    log: Callable[[str], None],
+    sampler_seed: int = 0,
+) -> dict[str, float]:
+    """Sweep trials trained as populations, for each K in ``ks``; a flat dict of figures.
+
+    K trials' parameters are drawn as the sweep draws them (``sweep_trial_params``: the same
+    draws for every K, so K=2 trains K=4's first two), made configs as the sweep makes them
+    (``base`` with the trial's beta, lr and batch size), grouped by batch size, and each group
+    trained as one population (``fit_population``) for ``base.train.epochs`` epochs, with the
+    evaluation and the probe a trial has, untracked (the tracking part measures the tracker's
+    cost). Per K (keys ``population_k{K}_...``):
+
+    - ``trials_per_hour``: K trials over the wall time of all groups, projected to the sweep's
+      epochs (``TrainConfig().epochs``, 10) by scaling the measured epochs linearly. What a trial
+      does once (its start, the probe) is scaled too, so from one measured epoch the projection
+      is on the slow side.
+    - ``images_per_s``: all members' training images over the groups' training seconds
+      (``perf/epoch_seconds``: evaluation and probe excluded).
+    - ``fraction_of_matmul_peak``: those images/s times the training FLOPs per image, over
+      ``peak_gflops``.
+    - ``groups``: batch-size groups, trained one after another; ``failed``: members that left
+      their population early (a diverged loss, a dead network), counted as trials as a sweep
+      counts them.
+
+    Then ``population_best_k`` (the most trials per hour) and, when K=1 was measured,
+    ``population_speedup_best_vs_k1``. The first trial is trained once untimed on the first
+    ``WARM_UP_IMAGES`` images of each split, so that K=1, measured first, does not pay for the
+    device's first kernels.
+    """
+    params = sweep_trial_params(max(ks), sampler_seed)
+    epochs = base.train.epochs
+    projected = TrainConfig().epochs
+    n = splits.train.shape[0]
+    train_flops = flops_per_image()["train_flops"]
+    device = splits.train.device
+
+    def members(trials: list[dict[str, Any]]) -> list[Member]:
+        return [
+            Member(dataclasses.replace(base, train=dataclasses.replace(base.train, **p)))
+            for p in trials
+        ]
+
+    head = {
+        name: getattr(splits, name)[:WARM_UP_IMAGES]
+        for name in ("train", "test", "train_labels", "test_labels")
+        if getattr(splits, name) is not None
+    }
+    fit_population(members(params[:1]), dataclasses.replace(splits, **head))
+
+    out: dict[str, float] = {}
+    for k in ks:
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for p in params[:k]:
+            groups.setdefault(p["batch_size"], []).append(p)
+        _synchronize(device)
+        started = time.perf_counter()
+        outcomes = [fit_population(members(group), splits) for group in groups.values()]
+        _synchronize(device)
+        wall = time.perf_counter() - started
+        # the members of a group share each epoch's training seconds; the longest history has
+        # every epoch the group trained
+        seconds = sum(
+            max(sum(r[M.PERF_EPOCH_SECONDS] for r in o.result.history) for o in group)
+            for group in outcomes
+        )
+        images = n * sum(len(o.result.history) for group in outcomes for o in group)
+        images_per_s = images / seconds if seconds else 0.0
+        fraction = train_flops * images_per_s / 1e9 / peak_gflops
+        failed = sum(o.error is not None for group in outcomes for o in group)
+        trials_per_hour = k * 3600 / (wall * projected / epochs)
+        key = f"population_k{k}"
+        out[f"{key}_trials_per_hour"] = trials_per_hour
+        out[f"{key}_images_per_s"] = images_per_s
+        out[f"{key}_fraction_of_matmul_peak"] = fraction
+        out[f"{key}_groups"] = len(groups)
+        out[f"{key}_failed"] = failed
+        log(
+            f"population K={k}: {k} trial(s) of {epochs} epoch(s) in {wall:.1f} s as "
+            f"{len(groups)} population(s) by batch size, {images_per_s:,.0f} training img/s "
+            f"({fraction:.2%} of matmul peak), {failed} failed; {trials_per_hour:,.0f} trials/h "
+            f"projected to {projected} epochs ({epochs} measured, scaled linearly)"
+        )
+    best = max(ks, key=lambda k: out[f"population_k{k}_trials_per_hour"])
+    out["population_best_k"] = best
+    if 1 in ks:
+        out["population_speedup_best_vs_k1"] = (
+            out[f"population_k{best}_trials_per_hour"] / out["population_k1_trials_per_hour"]
+        )
+    return out
+
+
 # Linux counts a forked child's peak memory from its parent's at the fork (exec records the old
 # address space's high-water mark), so the command is started from a small Python process.
 _MEASURE = (
@@ -237,7 +358,7 @@ def machine(device: torch.device) -> dict[str, str]:
     }
 
 
-PARTS = ("throughput", "tracking", "eval", "probe", "sweep", "memory", "flops")
+PARTS = ("throughput", "tracking", "eval", "probe", "sweep", "memory", "flops", "population")
 """The measurements ``run`` can make, in the order it makes them."""
 
 
@@ -256,24 +377,45 @@ def parse_parts(text: str) -> tuple[str, ...]:
 class BenchConfig:
     """What the benchmark measures, and on which device."""
 
-    images: int = 20_000
-    """images per throughput run (batch 100)"""
+    images: int | None = None
+    """training images of each throughput run (batch 100); unset means a whole epoch of all
+    60,000 for both loops, as a run trains: the seed loop's start-up weighs more than the
+    core's, so a shorter run flatters the speedup (a number is a quick look)"""
     repeats: int = 3
     """alternating repetitions of core and reference loop"""
     sweep_trials: int = 6
     """trials of the small sweep"""
     sweep_train_size: int = 3_000
     """training images of each trial of the small sweep"""
+    population_ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    """population sizes K: K sweep trials trained together, for each K"""
+    population_epochs: int = 1
+    """epochs each population trains; its trials per hour are projected to the sweep's 10,
+    scaled linearly"""
+    population_train_size: int | None = None
+    """training images of each population member; unset means all 60,000"""
     device: Device = "auto"
     """auto (cuda when present, else cpu), cpu or cuda"""
     amp: bool = False
-    """mixed precision in the core's training steps (CUDA only)"""
+    """mixed precision in the core's training steps (CUDA only; populations train in float32)"""
     parts: tuple[str, ...] = simple_parsing.field(default=PARTS, type=parse_parts, nargs=None)
     """comma-separated measurements to make"""
 
     def __post_init__(self) -> None:
-        if self.images < 100 or self.repeats < 1 or self.sweep_trials < 1:
-            raise ValueError("--images must be >= 100, --repeats and --sweep-trials >= 1")
+        check_types(self)
+        if self.images is not None and self.images < 100:
+            raise ValueError(f"--images must be >= 100 (or none: a whole epoch), got {self.images}")
+        for name in ("repeats", "sweep_trials", "sweep_train_size", "population_epochs"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
+        if self.population_train_size is not None and self.population_train_size < 1:
+            raise ValueError(
+                f"--population-train-size must be >= 1, got {self.population_train_size}"
+            )
+        ks = self.population_ks
+        if not ks or min(ks) < 1 or len(set(ks)) < len(ks):
+            raise ValueError(f"--population-ks needs distinct sizes >= 1, got {list(ks)}")
 
 
 def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -374,6 +516,26 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
             achieved = flops["train_flops"] * results["core_images_per_s"] / 1e9
             results["achieved_gflops"] = achieved
             results["fraction_of_matmul_peak"] = achieved / results["matmul_gflops"]
+
+    # 7. Sweep trials trained together as populations of K, as a trial trains: the default
+    # TrainConfig (probe on, float32) but for the sampled beta, lr and batch size.
+    if "population" in bench.parts:
+        base = dataclasses.replace(
+            cfg,
+            data=dataclasses.replace(cfg.data, train_size=bench.population_train_size),
+            train=TrainConfig(epochs=bench.population_epochs, device=bench.device),
+        )
+        if "matmul_gflops" not in results:
+            results["matmul_gflops"] = matmul_gflops(device)
+        results.update(
+            population_figures(
+                base,
+                load_splits(base.data, device),
+                bench.population_ks,
+                results["matmul_gflops"],
+                log,
+            )
+        )
     return results
 
 

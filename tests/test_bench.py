@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -41,3 +43,111 @@ def test_probe_seconds__measures_the_probe_against_a_ten_epoch_run(tmp_path):
     total = out["ten_epoch_run_seconds"] + out["probe_seconds"]
     assert out["probe_pct_of_10_epoch_run"] == pytest.approx(100 * out["probe_seconds"] / total)
     assert 0 <= out["probe_accuracy_after_1_epoch"] <= 1
+
+
+def _bench_parser():
+    from sae.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="bench.py")
+    parser.add_dataclass("bench", bench.BenchConfig())
+    return parser
+
+
+def test_bench_flags__parts_population_and_its_sizes_parse():
+    args = _bench_parser().parse_args(
+        ["--parts", "population", "--population-ks", "1", "2", "--population-epochs", "2"]
+    )
+    assert args.bench.parts == ("population",)
+    assert args.bench.population_ks == (1, 2)
+    assert args.bench.population_epochs == 2
+    defaults = _bench_parser().parse_args([]).bench
+    assert defaults.parts[-1] == "population" and defaults.population_ks == (1, 2, 4, 8, 16, 32)
+    assert defaults.images is None and defaults.population_train_size is None
+
+
+@pytest.mark.parametrize("ks", [(), (0,), (1, -2), (2, 2)])
+def test_bench_config__refuses_bad_population_sizes_in_one_line(ks):
+    with pytest.raises(ValueError, match=r"^--population-ks needs distinct sizes >= 1") as err:
+        bench.BenchConfig(population_ks=ks)
+    assert "\n" not in str(err.value)
+
+
+def test_bench_flags__a_population_size_below_one_is_refused_in_one_line():
+    with pytest.raises(
+        ValueError, match=r"^--population-ks needs distinct sizes >= 1, got \[1, 0\]$"
+    ):
+        _bench_parser().parse_args(["--population-ks", "1", "0"])
+
+
+def test_sweep_trial_params__the_sweep_space_and_the_same_draws_for_every_k():
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    from sae.sweep.config import SweepConfig
+
+    four = bench.sweep_trial_params(4)
+    assert bench.sweep_trial_params(2) == four[:2]
+    space = SweepConfig()
+    for params in four:
+        assert set(params) == {"beta", "lr", "batch_size"}
+        assert space.beta_range[0] <= params["beta"] <= space.beta_range[1]
+        assert space.lr_range[0] <= params["lr"] <= space.lr_range[1]
+        assert params["batch_size"] in space.batch_sizes
+
+
+def test_population_figures__k1_and_k2_on_tiny_data(tmp_path):
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    from helpers import build_config
+
+    from sae.train import load_splits
+
+    base = build_config(tmp_path, epochs=1, probe=True)
+    splits = load_splits(base.data, torch.device("cpu"))
+    lines = []
+    out = bench.population_figures(base, splits, (1, 2), peak_gflops=1.0, log=lines.append)
+    per_k = {"trials_per_hour", "images_per_s", "fraction_of_matmul_peak", "groups", "failed"}
+    assert set(out) == {f"population_k{k}_{name}" for k in (1, 2) for name in per_k} | {
+        "population_best_k",
+        "population_speedup_best_vs_k1",
+    }
+    for key, value in out.items():
+        assert math.isfinite(value), key
+        if not key.endswith("_failed"):
+            assert value > 0, key
+    assert out["population_k1_groups"] == 1 and 1 <= out["population_k2_groups"] <= 2
+    assert out["population_best_k"] in (1, 2)
+    assert len(lines) == 2 and all("scaled linearly" in line for line in lines)
+
+
+def test_run__population_part_trains_trials_configured_as_the_sweep_configures_them(
+    tmp_path, monkeypatch
+):
+    """The part's wiring: its own training-set size, the whole test split, and a trial's
+    TrainConfig (the defaults, probe on, but for the epochs) before the sampled parameters."""
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    from helpers import build_config
+
+    from sae.train import load_splits
+
+    tiny = build_config(tmp_path, epochs=1)
+    seen = {}
+
+    def load(data, device):
+        seen["data"] = data
+        return load_splits(tiny.data, device)
+
+    figures = bench.population_figures
+
+    def population(base, *args, **kwargs):
+        seen["train"] = base.train
+        return figures(base, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "load_splits", load)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 1.0)
+    monkeypatch.setattr(bench, "population_figures", population)
+    cfg = bench.BenchConfig(
+        parts=("population",), population_ks=(1, 2), population_train_size=200, device="cpu"
+    )
+    out = bench.run(cfg, str(tmp_path / "data"), log=lambda line: None)
+    assert seen["data"].train_size == 200 and seen["data"].test_size is None
+    assert seen["train"] == TrainConfig(epochs=1, device="cpu")
+    assert out["matmul_gflops"] == 1.0
+    assert {"population_k2_trials_per_hour", "population_speedup_best_vs_k1"} <= set(out)

@@ -64,6 +64,15 @@ def main() -> None:
     else:
         info = {**bench.machine(resolve_device(cfg.device)), "amp": str(cfg.amp)}
         info["parts"] = ",".join(cfg.parts)
+        # the settings the figures depend on, beside the machine
+        for name in (
+            "images",
+            "repeats",
+            "population_ks",
+            "population_epochs",
+            "population_train_size",
+        ):
+            info[name] = str(getattr(cfg, name))
         print(f"machine: {info}")
         results = bench.run(cfg, opts.root, log=print)
         output = Path(opts.output)
