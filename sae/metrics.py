@@ -8,6 +8,7 @@ feature map is > 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -151,107 +152,159 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
 
 
-@torch.inference_mode()
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+"""K models at once: images (K, B, 1, 28, 28), model k's batch at k -> the reconstructions
+(K, B, 1, 28, 28) and the six activations (K, B, C, H, W), each model's ``forward`` stacked."""
+
+
+def as_forward(model: torch.nn.Module) -> Forward:
+    """One model as a Forward over K = 1."""
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        recon, acts = model(x[0])
+        return recon[None], tuple(act[None] for act in acts)
+
+    return forward
+
+
 def evaluate(
     model: torch.nn.Module,
     images: torch.Tensor,
     cfg: TrainConfig,
     order: torch.Tensor | torch.Generator,
 ) -> dict[str, float]:
-    """Every evaluation figure (EVAL_METRICS) over the whole split ``images`` (uint8,
-    (N, 28, 28), on the device).
-
-    Batches are taken in ``order`` (a permutation of the N images, or a generator to draw one
-    from), shuffled as the seed's test loader takes them, so that the README's last-batch figure
-    can be reproduced; every other figure is independent of the order.
-    """
+    """Every evaluation figure (EVAL_METRICS) of one model: ``evaluate_many`` with K = 1."""
+    was_training = model.training
     model.eval()
-    n, b = images.shape[0], cfg.test_batch_size
-    if isinstance(order, torch.Generator):
-        order = torch.randperm(n, generator=order)
-    order = order.to(images.device)
-    n_batches = math.ceil(n / b)
-    zero = torch.zeros((), dtype=torch.float64, device=images.device)
+    try:
+        return evaluate_many(as_forward(model), images, [cfg], [order])[0]
+    finally:
+        model.train(was_training)
+
+
+@torch.inference_mode()
+def evaluate_many(
+    forward: Forward,
+    images: torch.Tensor,
+    cfgs: Sequence[TrainConfig],
+    orders: Sequence[torch.Tensor | torch.Generator],
+) -> list[dict[str, float]]:
+    """Every evaluation figure (EVAL_METRICS) of K models over the whole split ``images``
+    (uint8, (N, 28, 28), on the device), in one pass: one dict per model, in order.
+
+    Model k is scored with its own ``cfgs[k]`` (its penalty) and takes the batches in its own
+    ``orders[k]`` (a permutation of the N images, or a generator to draw one from), shuffled as
+    the seed's test loader takes them, so that the README's last-batch figure can be reproduced;
+    every other figure is independent of the order. The batch size is common to all.
+    """
+    k = len(cfgs)
+    n, b = images.shape[0], cfgs[0].test_batch_size
+    if any(cfg.test_batch_size != b for cfg in cfgs):
+        raise ValueError("models evaluated together need the same test_batch_size")
+    device = images.device
+    perms = torch.stack(
+        [
+            (torch.randperm(n, generator=o) if isinstance(o, torch.Generator) else o).to(device)
+            for o in orders
+        ]
+    )  # (K, N)
+    zero = torch.zeros(k, dtype=torch.float64, device=device)
     sq_err, pen = zero.clone(), zero.clone()
-    px_sum = torch.zeros(28 * 28, dtype=torch.float64, device=images.device)
-    px_sq = px_sum.clone()
     active = {layer: zero.clone() for layer in LAYER_NAMES}
     act_sum = {layer: zero.clone() for layer in LAYER_NAMES}
     hoyer = {layer: zero.clone() for layer in LAYER_NAMES}
     ever = {layer: None for layer in LAYER_NAMES}
-    code = _CodeStats(LAYER_SHAPES[CODE_LAYER][0], images.device)
+    code = _CodeStats(k, LAYER_SHAPES[CODE_LAYER][0], device)
     last_mse = zero
     for start in range(0, n, b):
-        x = to_float(images[order[start : start + b]])  # (B, 1, 28, 28)
-        recon, acts = model(x)
-        batch_sq = (recon - x).square().sum(dtype=torch.float64)
+        index = perms[:, start : start + b]  # (K, B)
+        x = to_float(images[index].flatten(0, 1)).unflatten(0, index.shape)  # (K, B, 1, 28, 28)
+        recon, acts = forward(x)
+        batch_sq = (recon - x).square().sum(dim=(1, 2, 3, 4), dtype=torch.float64)  # (K,)
         sq_err += batch_sq
-        last_mse = batch_sq / x.numel()
-        pen += penalty(acts, cfg).double() * x.shape[0]
-        flat = x.reshape(x.shape[0], -1).double()
-        px_sum += flat.sum(dim=0)
-        px_sq += flat.square().sum(dim=0)
+        last_mse = batch_sq / x[0].numel()
+        pens = [penalty([act[i] for act in acts], cfg) for i, cfg in enumerate(cfgs)]
+        pen += torch.stack(pens).double() * x.shape[1]
         for layer, act in zip(LAYER_NAMES, acts, strict=True):
-            unit_on = act.amax(dim=(2, 3)) > 0  # (B, C)
-            active[layer] += unit_on.double().mean(dim=1).sum()
-            act_sum[layer] += act.sum(dtype=torch.float64)
-            seen = unit_on.any(dim=0)
+            unit_on = act.amax(dim=(3, 4)) > 0  # (K, B, C)
+            active[layer] += unit_on.double().mean(dim=2).sum(dim=1)
+            act_sum[layer] += act.sum(dim=(1, 2, 3, 4), dtype=torch.float64)
+            seen = unit_on.any(dim=1)  # (K, C)
             ever[layer] = seen if ever[layer] is None else ever[layer] | seen
-            if act.shape[1] > 1:
-                hoyer[layer] += _hoyer(act.abs().mean(dim=(2, 3))).sum(dtype=torch.float64)
+            if act.shape[2] > 1:
+                hoyer[layer] += _hoyer(act.abs().mean(dim=(3, 4))).sum(dim=1, dtype=torch.float64)
             if layer == CODE_LAYER:
-                code.add(act.flatten(1))
+                code.add(act.flatten(2))
 
-    pixels = n * 28 * 28
-    mse = (sq_err / pixels).item()
-    mean_px = px_sum.sum().item() / pixels
-    variance = px_sq.sum().item() / pixels - mean_px**2
-    # around each pixel's own mean: what the best constant reconstruction (the mean image) leaves
-    pixel_variance = ((px_sq - px_sum.square() / n).sum() / pixels).item()
-    out = {
-        TEST_MSE: mse,
-        TEST_PENALTY: (pen / n).item(),
-        TEST_EXPLAINED_VARIANCE: 1 - mse / variance if variance > 0 else float("nan"),
-        TEST_FVU: mse / pixel_variance if pixel_variance > 0 else float("nan"),
-        README_TEST_LOSS: 2 * last_mse.item() / n_batches,
+    # Every per-model figure as a (K,) float64 tensor, read back in one transfer.
+    stats = {
+        TEST_MSE: sq_err / (n * 28 * 28),
+        TEST_PENALTY: pen / n,
+        README_TEST_LOSS: 2 * last_mse / math.ceil(n / b),
     }
-    out[TEST_LOSS] = out[TEST_MSE] + out[TEST_PENALTY]
     for layer in LAYER_NAMES:
         units, height, width = LAYER_SHAPES[layer]
-        out[sparsity_key(layer, ACTIVE_FRAC)] = (active[layer] / n).item()
-        out[sparsity_key(layer, MEAN_ACT)] = (act_sum[layer] / (n * units * height * width)).item()
-        out[sparsity_key(layer, DEAD_FRAC)] = 1 - ever[layer].double().mean().item()
+        stats[sparsity_key(layer, ACTIVE_FRAC)] = active[layer] / n
+        stats[sparsity_key(layer, MEAN_ACT)] = act_sum[layer] / (n * units * height * width)
+        stats[sparsity_key(layer, DEAD_FRAC)] = 1 - ever[layer].double().mean(dim=1)
         if units > 1:
-            out[sparsity_key(layer, HOYER)] = (hoyer[layer] / n).item()
-    out.update(code.result(n))
-    out[DEGENERATE] = float(degenerate_reason(out) is not None)
-    model.train()
-    return out
+            stats[sparsity_key(layer, HOYER)] = hoyer[layer] / n
+    stats.update(code.result(n))
+    rows = torch.stack(list(stats.values()), dim=1).tolist()  # K rows
+
+    variance, pixel_variance = _pixel_variances(images, b)
+    outs = []
+    for row in rows:
+        out = dict(zip(stats, row, strict=True))
+        mse = out[TEST_MSE]
+        out[TEST_LOSS] = mse + out[TEST_PENALTY]
+        out[TEST_EXPLAINED_VARIANCE] = 1 - mse / variance if variance > 0 else float("nan")
+        out[TEST_FVU] = mse / pixel_variance if pixel_variance > 0 else float("nan")
+        out[DEGENERATE] = float(degenerate_reason(out) is not None)
+        outs.append(out)
+    return outs
+
+
+def _pixel_variances(images: torch.Tensor, batch: int) -> tuple[float, float]:
+    """The variance of every pixel of uint8 ``images`` (N, 28, 28) around their mean, and around
+    each pixel's own mean (what the best constant reconstruction, the mean image, leaves)."""
+    px_sum = torch.zeros(28 * 28, dtype=torch.float64, device=images.device)
+    px_sq = px_sum.clone()
+    for start in range(0, images.shape[0], batch):
+        flat = to_float(images[start : start + batch]).flatten(1).double()  # (B, 784)
+        px_sum += flat.sum(dim=0)
+        px_sq += flat.square().sum(dim=0)
+    n = images.shape[0]
+    pixels = n * 28 * 28
+    mean_px = px_sum.sum().item() / pixels
+    variance = px_sq.sum().item() / pixels - mean_px**2
+    pixel_variance = ((px_sq - px_sum.square() / n).sum() / pixels).item()
+    return variance, pixel_variance
 
 
 class _CodeStats:
-    """Per code unit, over the images seen: on how many it fired, its smallest and largest value."""
+    """Per model and code unit, over the images seen: on how many it fired, its smallest and
+    largest value."""
 
-    def __init__(self, units: int, device: torch.device) -> None:
-        self.fired = torch.zeros(units, dtype=torch.float64, device=device)
-        self.low = torch.full((units,), math.inf, device=device)
-        self.high = torch.full((units,), -math.inf, device=device)
+    def __init__(self, models: int, units: int, device: torch.device) -> None:
+        self.fired = torch.zeros(models, units, dtype=torch.float64, device=device)
+        self.low = torch.full((models, units), math.inf, device=device)
+        self.high = torch.full((models, units), -math.inf, device=device)
 
     def add(self, code: torch.Tensor) -> None:
-        """``code``: (B, units) activations of a batch."""
-        self.fired += (code > 0).sum(dim=0, dtype=torch.float64)
-        self.low = torch.minimum(self.low, code.amin(dim=0).float())
-        self.high = torch.maximum(self.high, code.amax(dim=0).float())
+        """``code``: (K, B, units) activations of a batch."""
+        self.fired += (code > 0).sum(dim=1, dtype=torch.float64)
+        self.low = torch.minimum(self.low, code.amin(dim=1).float())
+        self.high = torch.maximum(self.high, code.amax(dim=1).float())
 
-    def result(self, n: int) -> dict[str, float]:
+    def result(self, n: int) -> dict[str, torch.Tensor]:
+        """The code's figures over ``n`` images, (K,) float64 each."""
         rate = self.fired / n
+        informative = (self.high - self.low) > INFORMATIVE_RANGE
         return {
-            CODE_L0: rate.sum().item(),
-            CODE_DENSE_FRAC: (rate > 0.5).double().mean().item(),
-            CODE_INFORMATIVE_FRAC: ((self.high - self.low) > INFORMATIVE_RANGE)
-            .double()
-            .mean()
-            .item(),
+            CODE_L0: rate.sum(dim=1),
+            CODE_DENSE_FRAC: (rate > 0.5).double().mean(dim=1),
+            CODE_INFORMATIVE_FRAC: informative.double().mean(dim=1),
         }
 
 
@@ -268,9 +321,10 @@ def code_firing_rates(
 
 
 def _hoyer(v: torch.Tensor) -> torch.Tensor:
-    """Hoyer sparsity of each row of a non-negative (B, n) matrix; all-zero rows give 1."""
-    root_n = math.sqrt(v.shape[1])
-    l1 = v.sum(dim=1)
-    l2 = v.norm(dim=1)
+    """Hoyer sparsity of each row (last dimension, n) of a non-negative tensor; all-zero rows
+    give 1."""
+    root_n = math.sqrt(v.shape[-1])
+    l1 = v.sum(dim=-1)
+    l2 = v.norm(dim=-1)
     ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-30), torch.ones_like(l1))
     return (root_n - ratio) / (root_n - 1)

@@ -10,6 +10,11 @@ same config: the same initial weights (its seed), the same batches (its own orde
 update, equal up to float32 rounding (the batched kernels add in another order), which
 ``tests/test_population.py`` bounds.
 
+At the end of each epoch the members are evaluated on the whole test split in one pass too, each
+in its own test order (``sae.metrics.evaluate_many``), and at the last epoch their codes for the
+probe come from one encoding pass (``sae.probe.encode_many``); each record is the one
+``sae.train.fit`` makes, through the same functions.
+
 Isolation: a member whose loss diverges, whose network is dead at initialisation, or whose
 callback raises (a pruned trial) leaves the population with its own error; the others go on
 unchanged. Ctrl-C (KeyboardInterrupt) still stops the whole population.
@@ -40,8 +45,9 @@ from sae.train import (
     Splits,
     dead_layer,
     diverged,
-    epoch_record,
+    evaluation_records,
     non_finite_message,
+    training_means,
 )
 
 SHARED_FIELDS = (
@@ -164,9 +170,17 @@ def fit_population(members: Sequence[Member], splits: Splits) -> list[Outcome]:
     lr = torch.tensor([members[m.index].cfg.train.lr for m in live], device=device)
     cfgs = [members[m.index].cfg.train for m in live]
 
+    encoder = _Encoder(template).to("meta")
+
+    def forward(p: dict, b: dict, x: torch.Tensor) -> tuple:
+        return functional_call(base, (p, b), (x,))
+
     def one(p: dict, b: dict, x: torch.Tensor) -> tuple:
-        recon, acts = functional_call(base, (p, b), (x,))
+        recon, acts = forward(p, b, x)
         return F.mse_loss(recon, x), acts
+
+    def encode(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(encoder, (p, b), (x,))
 
     n = splits.train.shape[0]
     batch = tc0.batch_size
@@ -249,22 +263,36 @@ def fit_population(members: Sequence[Member], splits: Splits) -> list[Outcome]:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
 
-        failed, errors = [], []
+        # The end of the epoch: each member's training means (a diverged one leaves), then one
+        # evaluation pass, and at the last epoch one encoding pass, for all the others. The model
+        # has no dropout or batch norm, so the training's forward is also the evaluation's.
+        means, failed, errors = [], [], []  # means: one per member that stays, in order
         for i, member in enumerate(live):
-            cfg = members[member.index].cfg
-            _unstack(params, i, member.model)
             try:
-                record = epoch_record(
-                    member.model,
-                    splits,
-                    cfg.train,
-                    member.order,
-                    member.epoch_sums,
-                    epoch,
-                    step,
-                    seconds,
+                means.append(
+                    training_means(splits, cfgs[i], member.epoch_sums, epoch, step, seconds)
                 )
-                outcomes[member.index].result.history.append(record)
+            except NonFiniteLossError as err:
+                failed.append(i)
+                errors.append(err)
+        if failed:
+            drop(failed, errors)
+        if not live:
+            break
+        evaluations = evaluation_records(
+            lambda x: vmap(forward)(params, buffers, x),  # x: (K, B, 1, 28, 28), a batch each
+            lambda x: vmap(encode, in_dims=(0, 0, None))(params, buffers, x),  # x: one for all
+            splits,
+            cfgs,
+            [member.order for member in live],
+            epoch,
+        )
+        failed, errors = [], []
+        for i, (member, evaluation) in enumerate(zip(live, evaluations, strict=True)):
+            _unstack(params, i, member.model)
+            record = {**means[i], **evaluation}
+            outcomes[member.index].result.history.append(record)
+            try:
                 for cb in members[member.index].callbacks:
                     cb.on_epoch_end(epoch, step, record, member.model)
             except Exception as err:
@@ -290,3 +318,11 @@ def _unstack(params: dict[str, torch.Tensor], position: int, model: SparseAutoen
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(params[name][position])
+
+
+class _Encoder(SparseAutoencoder):
+    """The autoencoder whose forward is its encoder, under the same parameter names:
+    ``functional_call`` calls a module's forward, and the probe needs the code alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)

@@ -19,9 +19,9 @@ from sae import data as sae_data
 from sae import metrics as M
 from sae.config import Config, DataConfig, ModelConfig, TrainConfig
 from sae.model import LAYER_NAMES, SparseAutoencoder
-from sae.order import make_order
+from sae.order import ScriptOrder, SeededOrder, make_order
 from sae.penalties import penalty
-from sae.probe import encode, probe_accuracy
+from sae.probe import Encoder, as_encoder, encode_many, probe_accuracy
 
 MAX_LOSS = 1e6
 """A training loss above this has diverged, like NaN: the images are in [0, 1], so a loss this
@@ -278,42 +278,79 @@ def epoch_record(
     model: SparseAutoencoder,
     splits: Splits,
     tc: TrainConfig,
-    order: object,
+    order: SeededOrder | ScriptOrder,
     epoch_sums: torch.Tensor,
     epoch: int,
     step: int,
     seconds: float,
 ) -> dict[str, float]:
-    """The end of epoch ``epoch``: its mean training (loss, mse, penalty) from ``epoch_sums``,
-    its speed, the evaluation on the whole test split (in ``order``'s test order) and, at the
-    last epoch, the probe. A diverged mean loss raises NonFiniteLossError."""
+    """fit()'s record of epoch ``epoch`` for its one model: ``training_means``, then
+    ``evaluation_records`` with K = 1."""
+    record = training_means(splits, tc, epoch_sums, epoch, step, seconds)
+    model.eval()
+    forward, encoder = M.as_forward(model), as_encoder(model)
+    record.update(evaluation_records(forward, encoder, splits, [tc], [order], epoch)[0])
+    model.train()
+    return record
+
+
+def training_means(
+    splits: Splits,
+    tc: TrainConfig,
+    epoch_sums: torch.Tensor,
+    epoch: int,
+    step: int,
+    seconds: float,
+) -> dict[str, float]:
+    """The part of epoch ``epoch``'s record taken while training: the mean training (loss, mse,
+    penalty) from ``epoch_sums`` and the speed. A diverged mean loss raises NonFiniteLossError."""
     n = splits.train.shape[0]
     loss_mean, mse_mean, pen_mean = (epoch_sums / math.ceil(n / tc.batch_size)).tolist()
     if diverged(loss_mean):
         raise NonFiniteLossError(non_finite_message(epoch, step, loss_mean))
-    record = {
+    return {
         M.EPOCH_LOSS: loss_mean,
         M.EPOCH_MSE: mse_mean,
         M.EPOCH_PENALTY: pen_mean,
         M.PERF_IMAGES_PER_S: n / seconds,
         M.PERF_EPOCH_SECONDS: seconds,
-        **M.evaluate(model, splits.test, tc, order.test(splits.test.shape[0])),
     }
-    if epoch == tc.epochs and tc.probe and splits.train_labels is not None:
-        record.update(probe_metrics(model, splits))
-    return record
 
 
-def probe_metrics(model: SparseAutoencoder, splits: Splits) -> dict[str, float]:
-    """The linear probe's test accuracy from the model's codes, and its wall time."""
+def evaluation_records(
+    forward: M.Forward,
+    encoder: Encoder,
+    splits: Splits,
+    cfgs: Sequence[TrainConfig],
+    orders: Sequence[SeededOrder | ScriptOrder],
+    epoch: int,
+) -> list[dict[str, float]]:
+    """The rest of epoch ``epoch``'s record for K models, in one pass for all: the evaluation on
+    the whole test split (model k in ``orders[k]``'s test order, with its ``cfgs[k]``) and, at
+    the last epoch, the probe. ``epochs`` and ``probe`` are common to the ``cfgs``."""
+    n_test = splits.test.shape[0]
+    records = M.evaluate_many(forward, splits.test, cfgs, [o.test(n_test) for o in orders])
+    if epoch == cfgs[0].epochs and cfgs[0].probe and splits.train_labels is not None:
+        for record, probe in zip(records, probe_metrics(encoder, splits), strict=True):
+            record.update(probe)
+    return records
+
+
+def probe_metrics(encoder: Encoder, splits: Splits) -> list[dict[str, float]]:
+    """Each of K models' linear probe test accuracy from its codes, and its wall time: an equal
+    share of encoding both splits for all K at once, plus fitting its own probe."""
     started = time.perf_counter()
-    accuracy = probe_accuracy(
-        encode(model, splits.train),
-        splits.train_labels,
-        encode(model, splits.test),
-        splits.test_labels,
-    )
-    return {M.PROBE_ACCURACY: accuracy, M.PROBE_SECONDS: time.perf_counter() - started}
+    train_codes = encode_many(encoder, splits.train)  # (K, N, 64)
+    test_codes = encode_many(encoder, splits.test)
+    share = (time.perf_counter() - started) / len(train_codes)
+    out = []
+    for train_code, test_code in zip(train_codes, test_codes, strict=True):
+        started = time.perf_counter()
+        accuracy = probe_accuracy(train_code, splits.train_labels, test_code, splits.test_labels)
+        out.append(
+            {M.PROBE_ACCURACY: accuracy, M.PROBE_SECONDS: share + time.perf_counter() - started}
+        )
+    return out
 
 
 def non_finite_message(epoch: int, step: int, value: float) -> str:

@@ -3,10 +3,11 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from sae import metrics as M
 from sae.config import TrainConfig
-from sae.model import LAYER_NAMES, LAYER_SHAPES
+from sae.model import LAYER_NAMES, LAYER_SHAPES, SparseAutoencoder
 
 
 class FixedModel(nn.Module):
@@ -125,3 +126,37 @@ def test_degenerate_reason__names_the_first_rule_broken(change, why):
     }
     reason = M.degenerate_reason({**healthy, **change})
     assert (reason is None) if why is None else (why in reason)
+
+
+def test_evaluate_many__equals_one_evaluate_per_model_each_in_its_own_order():
+    # batches of 16, 16, 16, 2; image i is about 5 i bright, so the last batch's MSE tells which
+    noise = torch.randint(
+        0, 10, (50, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    images = noise + 5 * torch.arange(50, dtype=torch.uint8)[:, None, None]
+    cfgs = [
+        TrainConfig(test_batch_size=16, beta=0.1),
+        TrainConfig(test_batch_size=16, beta=0.02, penalty="kl", rho=0.1),
+        TrainConfig(test_batch_size=16, beta=1e-3, penalty_layers="code"),
+    ]
+    models = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        models.append(SparseAutoencoder().to(memory_format=torch.channels_last))
+    orders = [torch.randperm(50, generator=torch.Generator().manual_seed(s)) for s in (4, 5, 6)]
+    params, buffers = stack_module_state(models)
+    base = SparseAutoencoder().to("meta")
+
+    def forward(x):  # (3, B, 1, 28, 28), as the population trainer runs its members
+        return vmap(lambda p, b, xk: functional_call(base, (p, b), (xk,)))(params, buffers, x)
+
+    together = M.evaluate_many(forward, images, cfgs, orders)
+    alone = [M.evaluate(m, images, c, o) for m, c, o in zip(models, cfgs, orders, strict=True)]
+    for got, want in zip(together, alone, strict=True):
+        assert set(got) == set(want) == set(M.EVAL_METRICS)
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-12), key
+    # each model's README figure is its own order's: another's last batch would change it
+    swapped = M.evaluate(models[0], images, cfgs[0], orders[1])[M.README_TEST_LOSS]
+    assert swapped != pytest.approx(together[0][M.README_TEST_LOSS], rel=1e-3)
+    assert len({round(out[M.TEST_PENALTY], 12) for out in together}) == 3  # each its own penalty

@@ -6,6 +6,14 @@ import pytest
 import torch
 from helpers import build_config
 
+from sae.metrics import (
+    EPOCH_METRICS,
+    EVAL_METRICS,
+    FINAL_METRICS,
+    PERF_EPOCH_SECONDS,
+    PERF_IMAGES_PER_S,
+    PROBE_SECONDS,
+)
 from sae.population import Member, fit_population
 from sae.train import Callback, NonFiniteLossError, fit, load_splits
 
@@ -21,7 +29,10 @@ agree to rounding, amplified over the 50 steps (Adam divides by the square root 
 moments, ReLUs switch): the logged losses to 1e-4 relative; the weights (of order 0.1) to 2e-6
 for the two seeded members and to 2e-4 for the script-order one, measured; bounded here by 1e-3.
 Two members' weights differ by about 0.1: a member that trained on another's batches, learning
-rate or penalty fails by far."""
+rate or penalty fails by far. Every figure of a member's epoch records (evaluation and probe) is
+held to LOSS_RTOL too (within 2e-6 relative, measured)."""
+TIMINGS = {PERF_IMAGES_PER_S, PERF_EPOCH_SECONDS, PROBE_SECONDS}
+"""Wall times, which no two runs share."""
 
 
 class Record(Callback):
@@ -38,8 +49,8 @@ class Record(Callback):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("population")
-    # 50 steps: 2 epochs of 25 batches of 8 on the 200 tiny training images
-    base = build_config(tmp, epochs=2, batch_size=8, log_every=5, probe=False)
+    # 50 steps: 2 epochs of 25 batches of 8 on the 200 tiny training images; the probe at the end
+    base = build_config(tmp, epochs=2, batch_size=8, log_every=5, probe=True)
     splits = load_splits(base.data, torch.device("cpu"))
     cfgs = [dataclasses.replace(base, train=dataclasses.replace(base.train, **m)) for m in MEMBERS]
     return splits, cfgs
@@ -63,10 +74,13 @@ def test_population__each_member_trains_as_fit_trains_it_alone(setup):
         for (_, got), (_, want) in zip(record.logged, alone.logged, strict=True):
             for key in want:
                 assert got[key] == pytest.approx(want[key], rel=LOSS_RTOL), key
-        for key in ("test/mse", "train_epoch/loss", "sparsity/enc3/active_frac"):
-            assert outcome.result.final[key] == pytest.approx(
-                solo.final[key], rel=LOSS_RTOL, abs=1e-6
-            )
+        # every figure of every epoch's record, the evaluation and the probe included
+        assert len(outcome.result.history) == len(solo.history) == 2
+        for mine, theirs in zip(outcome.result.history, solo.history, strict=True):
+            assert set(mine) == set(theirs)
+            for key in set(theirs) - TIMINGS:
+                assert mine[key] == pytest.approx(theirs[key], rel=LOSS_RTOL, abs=1e-6), key
+        assert set(solo.final) == set(EPOCH_METRICS) | set(EVAL_METRICS) | set(FINAL_METRICS)
         for (name, got), want in zip(
             outcome.result.model.named_parameters(), solo.model.parameters(), strict=True
         ):
