@@ -22,6 +22,11 @@ class RunKilled(KeyboardInterrupt):
 _pending: list[int] = []
 """The signal received inside ``interrupts_deferred`` and not raised yet."""
 _depth = 0
+"""How many ``interrupts_deferred`` blocks are open in the main thread."""
+_escalate = True
+"""The outermost block's ``escalate``."""
+_previous: dict[int, Any] = {}
+"""The handlers the outermost block replaced, restored when the last block ends."""
 
 
 def _interruption(signum: int) -> KeyboardInterrupt:
@@ -42,27 +47,35 @@ def interrupts_deferred(escalate: bool = True) -> Iterator[None]:
     second signal raises at once, for a user who does not want to wait; a worker process, which
     its parent stops (and kills if it must), leaves it off.
     """
-    global _depth
+    global _depth, _escalate
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def note(signum: int, _frame: Any) -> None:
-        if not _pending:
-            _pending.append(signum)
-        elif escalate:
-            raise _interruption(signum)
-
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # One set of handlers for the outermost block: blocks may end in any order (a population's
+    # members each hold one and end when they end), so no block restores another's handlers.
+    if _depth == 0:
+        _escalate = escalate
+        _previous.update(
+            {sig: signal.signal(sig, _note) for sig in (signal.SIGTERM, signal.SIGINT)}
+        )
     _depth += 1
     try:
         yield
     finally:
         _depth -= 1
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if _depth == 0:
+            for sig, handler in _previous.items():
+                signal.signal(sig, handler)
+            _previous.clear()
             _pending.clear()
+
+
+def _note(signum: int, _frame: Any) -> None:
+    """The handler inside ``interrupts_deferred``: note the first signal, raise at a second."""
+    if not _pending:
+        _pending.append(signum)
+    elif _escalate:
+        raise _interruption(signum)
 
 
 def check_interrupted() -> None:
