@@ -46,7 +46,7 @@ from sae.sweep.space import build_space, suggest
 from sae.train import Callback, DeadNetworkError, NonFiniteLossError, Splits
 
 
-class _Report(Callback):
+class Report(Callback):
     """Reports each epoch's test MSE to the trial and prunes when the pruner says so."""
 
     def __init__(self, trial: optuna.Trial, prune: bool) -> None:
@@ -60,13 +60,66 @@ class _Report(Callback):
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrialPlan:
+    """What a trial trains: its config, run name and run tags."""
+
+    cfg: Config
+    run_name: str
+    tags: dict[str, str]
+
+
+def plan_trial(
+    trial: optuna.Trial, base: Config, sweep: SweepConfig, space: dict[str, Any]
+) -> TrialPlan:
+    """Sample the trial's parameters (or take them as enqueued, for a retry) and record who
+    runs it."""
+    params = suggest(trial, space)
+    trial.set_user_attr(ATTR_WORKER, worker_id())
+    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, **params))
+    tags = {
+        TAG_STUDY: sweep.study_name,
+        TAG_TRIAL_NUMBER: str(trial.number),
+        TAG_DESCRIPTION: _describe_trial(trial.number, sweep, params),
+    }
+    return TrialPlan(cfg, f"trial-{trial.number:03d}", tags)
+
+
+def run_started(mlflow: MlflowClient, trial: optuna.Trial, run_id: str, run_name: str) -> None:
+    """The trial's MLflow run exists: its id and link on the trial now, while the trial runs (a
+    finished trial takes no attribute and no note)."""
+    trial.set_user_attr(ATTR_RUN_ID, run_id)
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    link_trial(trial, mlflow.tracking_uri, experiment_id, run_id, run_name)
+
+
+def settle(trial: optuna.Trial, err: BaseException) -> tuple[str, str]:
+    """The state a trial ends in for the error that ended it, and the reason; marks on the
+    trial what kind of failure it was (a failure of its own is not retried, an interruption
+    is)."""
+    if isinstance(err, optuna.TrialPruned):
+        return "PRUNED", str(err)
+    if isinstance(err, KeyboardInterrupt):  # Ctrl-C or SIGTERM (signals.RunKilled): retried
+        return "FAIL", REASON_INTERRUPTED
+    if isinstance(err, NonFiniteLossError):
+        trial.set_user_attr(ATTR_NON_FINITE, True)
+        return "FAIL", str(err)
+    if isinstance(err, DeadNetworkError):  # decided by the seed and model before any step
+        trial.set_user_attr(ATTR_FAILED, True)
+        trial.set_user_attr(ATTR_DEGENERATE, str(err))
+        return "FAIL", str(err)
+    if isinstance(err, Exception):
+        trial.set_user_attr(ATTR_FAILED, True)
+        return "FAIL", one_line(err)
+    return "FAIL", ""
+
+
 def make_objective(
     base: Config,
     sweep: SweepConfig,
     parent_run_id: str,
     splits: Splits,
     mlflow: MlflowClient,
-    callbacks: Callable[[], list[Callback]] = list,
 ) -> Callable[[optuna.Trial], Any]:
     """The objective: one tracked training run per trial, nested under ``parent_run_id`` (runs
     in ``mlflow``). Whatever goes wrong inside the trial ends that trial FAIL with its reason (a
@@ -77,59 +130,33 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> Any:
         run_id: list[str] = []
-        run_name = f"trial-{trial.number:03d}"
-
-        def started(rid: str) -> None:
-            run_id.append(rid)
-            trial.set_user_attr(ATTR_RUN_ID, rid)
-            # now, while the trial runs: a finished trial takes no attribute and no note
-            experiment_id = mlflow.get_run(rid).info.experiment_id
-            link_trial(trial, mlflow.tracking_uri, experiment_id, rid, run_name)
-
         state, reason = "FAIL", ""
         try:
-            params = suggest(trial, space)
-            trial.set_user_attr(ATTR_WORKER, worker_id())
-            cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, **params))
+            plan = plan_trial(trial, base, sweep, space)
+
+            def started(rid: str) -> None:
+                run_id.append(rid)
+                run_started(mlflow, trial, rid, plan.run_name)
+
             outcome = train_run(
-                cfg,
+                plan.cfg,
                 kind="sweep",
-                run_name=run_name,
-                tags={
-                    TAG_STUDY: sweep.study_name,
-                    TAG_TRIAL_NUMBER: str(trial.number),
-                    TAG_DESCRIPTION: _describe_trial(trial.number, sweep, params),
-                },
+                run_name=plan.run_name,
+                tags=plan.tags,
                 parent_run_id=parent_run_id,
-                callbacks=[_Report(trial, prune), *callbacks()],
+                callbacks=[Report(trial, prune)],
                 splits=splits,
                 on_run_start=started,
                 finish_on=(optuna.TrialPruned,),
             )
-            values = _objective_values(sweep, trial, outcome.result.final)
+            values = objective_values(sweep, trial, outcome.result.final)
             state = "COMPLETE"
             return values
-        except optuna.TrialPruned as err:
-            state, reason = "PRUNED", str(err)
-            raise
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (signals.RunKilled): retried on resume
-            reason = REASON_INTERRUPTED
-            raise
-        except NonFiniteLossError as err:
-            reason = str(err)
-            trial.set_user_attr(ATTR_NON_FINITE, True)
-            raise
-        except DeadNetworkError as err:  # decided by the seed and model before any step
-            reason = str(err)
-            trial.set_user_attr(ATTR_FAILED, True)
-            trial.set_user_attr(ATTR_DEGENERATE, reason)
-            raise
-        except Exception as err:
-            reason = one_line(err)
-            trial.set_user_attr(ATTR_FAILED, True)
+        except BaseException as err:
+            state, reason = settle(trial, err)
             raise
         finally:
-            _record_outcome(mlflow, trial, run_id, state, reason)
+            record_outcome(mlflow, trial, run_id[0] if run_id else None, state, reason)
 
     return objective
 
@@ -140,7 +167,7 @@ def _describe_trial(number: int, sweep: SweepConfig, params: dict[str, Any]) -> 
     return f"Trial {number} of study `{sweep.study_name}`: {tried}."
 
 
-def _objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, float]) -> Any:
+def objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, float]) -> Any:
     """The objective value(s) from the last epoch's evaluation; a non-finite one is an error.
 
     Every completed trial also gets the constraint ATTR_DEGENERATE: 1 (infeasible) when the model
@@ -171,8 +198,8 @@ def _objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, 
     return mse
 
 
-def _record_outcome(
-    mlflow: MlflowClient, trial: optuna.Trial, run_id: list[str], state: str, reason: str
+def record_outcome(
+    mlflow: MlflowClient, trial: optuna.Trial, run_id: str | None, state: str, reason: str
 ) -> None:
     """The trial's reason as a user attribute, its state and reason as tags on its run. A store
     that fails here must not hide the trial's own error, so a failure to write is dropped."""
@@ -184,7 +211,7 @@ def _record_outcome(
         if reason and state != "COMPLETE":
             tags[TAG_REASON] = redact(reason)[:500]
         with contextlib.suppress(Exception):
-            tracking.set_tags(mlflow, run_id[0], tags)
+            tracking.set_tags(mlflow, run_id, tags)
 
 
 def announce(log: Callable[[str], None]) -> Callable[[optuna.Study, FrozenTrial], None]:
