@@ -7,6 +7,10 @@ Everything else in the suite uses public APIs. Each call here has a test
   the public client reads one history per (run, metric), which is what we fall back to.
 - Optuna has no public way to set a user attribute on a trial of another process (a worker that
   died) before failing it with the public ``study.tell``: its storage methods do that.
+- Optuna's RDB storage keeps a trial alive by its heartbeat, which ``study.optimize`` records
+  from a thread for its one trial; a population's trials are asked and told by hand
+  (``study.ask``/``study.tell``), so ``trial_heartbeats`` records them the same way, through
+  the storage's ``record_heartbeat``.
 - MLflow logs system metrics publicly only on a fluent-API run
   (``mlflow.start_run(log_system_metrics=True)``); the suite's runs are opened with the client,
   so ``system_metrics_monitor`` builds the monitor behind that switch for a run id, and
@@ -15,6 +19,8 @@ Everything else in the suite uses public APIs. Each call here has a test
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +63,38 @@ def set_trial_user_attr(
     study_id = storage.get_study_id_from_name(study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
     storage.set_trial_user_attr(trial_id, key, value)
+
+
+@contextlib.contextmanager
+def trial_heartbeats(
+    storage: optuna.storages.BaseStorage, study_name: str, numbers: Sequence[int]
+) -> Iterator[None]:
+    """Within the block, record the heartbeat of the study's trials ``numbers`` every interval,
+    as ``study.optimize`` does for its one trial, so that ``fail_stale_trials`` (in this or any
+    other process) leaves them running. Nothing for a storage without heartbeats (a journal)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval or not numbers:
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study_name)
+    ids = [storage.get_trial_id_from_study_id_trial_number(study_id, n) for n in numbers]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in ids:
+                with contextlib.suppress(Exception):  # a finished trial takes no heartbeat
+                    storage.record_heartbeat(trial_id)
+            if stop.wait(timeout=interval):
+                return
+
+    thread = threading.Thread(target=beat, name="sae-trial-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def system_metrics_monitor(run_id: str, interval: float, tracking_uri: str) -> Any:

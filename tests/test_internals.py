@@ -1,6 +1,10 @@
 """The adapter to MLflow's and Optuna's non-public calls: fails loudly when a release moves one."""
 
+import time
+import warnings
+
 import optuna
+import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -46,6 +50,31 @@ def test_set_trial_user_attr__reaches_a_running_trial_of_another_handle(tmp_path
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.user_attrs == {"fail_reason": "worker process died"}
     assert trial.state == optuna.trial.TrialState.FAIL
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_trial_heartbeats__keep_asked_trials_alive_until_the_block_ends(tmp_path):
+    """If this fails, Optuna moved the heartbeat a storage records for a running trial: a
+    population's trials (asked and told by hand) would be failed as stale by every other worker
+    of a database storage while they train."""
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=2
+    )
+    study = optuna.create_study(study_name="s", storage=storage)
+    beating, silent = study.ask(), study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with internals.trial_heartbeats(storage, "s", [beating.number]):
+            time.sleep(3.5)
+            optuna.storages.fail_stale_trials(study)
+            assert study.trials[beating.number].state == optuna.trial.TrialState.RUNNING
+    # the other trial had no heartbeat at all: never failed as stale, as Optuna's own rule
+    assert study.trials[silent.number].state == optuna.trial.TrialState.RUNNING
+    time.sleep(3.5)  # the block ended: its trial goes stale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    assert study.trials[beating.number].state == optuna.trial.TrialState.FAIL
 
 
 def test_system_metrics_monitor__logs_the_machine_on_a_client_run_and_its_last_sample(tmp_path):
