@@ -190,3 +190,15 @@ def log_baseline_runs(tmp_path: Path, rows: list[dict[str, float]]) -> None:
         for key, value in values.items():
             mlflow.log_metric(run_id, key, value, step=10)
         mlflow.set_terminated(run_id, "FINISHED")
+
+
+def assert_interrupted(tmp_path: Path, trials: list) -> None:
+    """Each trial is FAIL "interrupted" in Optuna and FAIL "interrupted" on its KILLED run."""
+    mlflow = client(tmp_path)
+    for trial in trials:
+        assert trial.state == optuna.trial.TrialState.FAIL
+        assert trial.user_attrs[names.ATTR_FAIL_REASON] == names.REASON_INTERRUPTED
+        run = mlflow.get_run(trial.user_attrs[names.ATTR_RUN_ID])
+        assert run.info.status == "KILLED"
+        assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
+        assert run.data.tags[names.TAG_REASON] == names.REASON_INTERRUPTED

@@ -84,13 +84,17 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     assert "training loss became nan" in run.data.tags["optuna.reason"]
 
 
+@pytest.mark.parametrize("population", [1, 5])
 def test_sweep__constrained_objective_excludes_infeasible_and_degenerate_trials_and_prunes(
-    tmp_path,
+    tmp_path, population
 ):
     """The cap excludes the trial with the lowest test MSE, a dead model is never the best
     feasible trial though it meets the cap, and a slow learner is pruned. Before, this test used
-    a cap every trial met and never saw a prune; then its best feasible trial had a dead code."""
+    a cap every trial met and never saw a prune; then its best feasible trial had a dead code.
+    The same with the first five trials trained together as a population (the sixth, alone,
+    is pruned against them)."""
     cfg = sweep_config(
+        population=population,
         objective="constrained",
         trials=6,
         max_active_frac=0.1,
@@ -176,6 +180,8 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
         (["--beta-range", "0.1", "0.001"], {}, "error: beta range [0.1, 0.001] is empty"),
         (["--lr-range", "0.01", "0.01"], {}, "error: lr range [0.01, 0.01] is empty or inverted"),
         (["--trials", "0"], {}, "error: --trials must be >= 1, got 0"),
+        (["--population", "0"], {}, "error: --population must be >= 1, got 0"),
+        (["--population", "2", "--amp"], {}, "error: a population trains in float32: drop --amp"),
         (["--timeout", "inf"], {}, "argument --timeout: must be a finite number"),
         (["--storage", "postgresql://nobody@127.0.0.1:1/none"], {}, "cannot open Optuna storage"),
         (["--storage", "."], {}, "error: Optuna storage . is a folder: name a journal file in it"),

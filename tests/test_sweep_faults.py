@@ -13,6 +13,7 @@ import pytest
 from helpers_postgres import scratch_databases, url
 from helpers_sweep import (
     SWEEP,
+    assert_interrupted,
     children,
     clean_env,
     client,
@@ -123,18 +124,6 @@ def _start(base, cwd, *argv):
     )
 
 
-def _assert_interrupted(tmp_path, trials):
-    """Each trial is FAIL "interrupted" in Optuna and FAIL "interrupted" on its KILLED run."""
-    mlflow = client(tmp_path)
-    for trial in trials:
-        assert trial.state == TrialState.FAIL
-        assert trial.user_attrs[names.ATTR_FAIL_REASON] == names.REASON_INTERRUPTED
-        run = mlflow.get_run(trial.user_attrs[names.ATTR_RUN_ID])
-        assert run.info.status == "KILLED"
-        assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
-        assert run.data.tags[names.TAG_REASON] == names.REASON_INTERRUPTED
-
-
 def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_retries_it(
     tmp_path,
 ):
@@ -149,7 +138,7 @@ def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_
     assert proc.returncode == 143, err
     assert console_lines(err) == ["error: terminated; the run was marked KILLED"]
     study = load_study(tmp_path)
-    _assert_interrupted(tmp_path, [study.trials[trial.number]])
+    assert_interrupted(tmp_path, [study.trials[trial.number]])
     parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"
 
@@ -175,7 +164,7 @@ def test_sweep_cli__two_workers_stopped_by_sigterm_fail_their_trials_quietly(tmp
     assert "Traceback" not in err + out
     assert console_lines(err) == ["error: terminated; the run was marked KILLED"], err
     study = load_study(tmp_path)
-    _assert_interrupted(tmp_path, [study.trials[t.number] for t in running])
+    assert_interrupted(tmp_path, [study.trials[t.number] for t in running])
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
@@ -359,7 +348,7 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
         run_sweep(base, sweep_config(), log=_quiet)
     study = load_study(tmp_path)
     assert [t.state for t in study.trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
-    _assert_interrupted(tmp_path, [study.trials[1]])
+    assert_interrupted(tmp_path, [study.trials[1]])
     assert not study.get_trials(states=(TrialState.RUNNING,))
     retry = study.trials[2]  # waiting for the next session
     assert retry.state == TrialState.WAITING and retry.user_attrs[names.ATTR_RETRY_OF] == 1

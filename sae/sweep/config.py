@@ -41,6 +41,10 @@ class SweepConfig:
     means optuna_storage in mlflow.yaml"""
     workers: int = 1
     """worker processes on this machine sharing the study"""
+    population: int | None = None
+    """trials trained together in one pass by each worker, K models stepped as one
+    (sae.population); unset: chosen for the device (1 on a CPU, where one model at a time is
+    fastest; on a GPU the K that trains fastest, measured at the start)"""
     space: str | None = None
     """YAML file of the search space (beta: [low, high], lr: [low, high], batch_size: [...])"""
     beta_range: tuple[float, float] = (1e-6, 1e-1)
@@ -62,6 +66,8 @@ class SweepConfig:
             raise ValueError(f"--confirm must be >= 0, got {self.confirm}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.population is not None and self.population < 1:
+            raise ValueError(f"--population must be >= 1, got {self.population}")
         if not 0 < self.max_active_frac <= 1:
             raise ValueError(f"max_active_frac must be in (0, 1], got {self.max_active_frac}")
         if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):

@@ -4,6 +4,7 @@ front trials with more seeds, log the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -47,6 +48,8 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     space = build_space(cfg)
     if cfg.objective == "pareto-probe" and not base.train.probe:
         raise ValueError("--objective pareto-probe maximises the probe's accuracy: drop --no-probe")
+    if (cfg.population or 1) > 1 and base.train.amp:
+        raise ValueError("a population trains in float32: drop --amp, or --population 1")
     storage_url = cfg.storage or settings.optuna_storage
     shown = redact(storage_url)
     storage = make_storage(storage_url)
@@ -54,6 +57,7 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     if study_exists(storage, cfg.study_name):
         open_study(storage, cfg, space, base.train.epochs)
     splits = load_splits(base.data, resolve_device(base.train.device), log)
+    cfg = _population(cfg, base, splits, log)
     mlflow = tracking.client(settings)
 
     experiment = base.tracking.experiment or settings.experiment("sweep")
@@ -111,6 +115,15 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
             log_summary(mlflow, result, cfg)
         result.registered = _register(mlflow, result, experiment, storage_url, log)
     return result
+
+
+def _population(
+    cfg: SweepConfig, base: Config, splits: Splits, log: Callable[[str], None]
+) -> SweepConfig:
+    """``cfg`` with the population size it runs at: as given, else chosen for the device."""
+    if cfg.population is not None:
+        return cfg
+    return dataclasses.replace(cfg, population=1)
 
 
 def _register(

@@ -70,8 +70,12 @@ def make_sampler(
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+        # A generation per population: the K trials asked together are one generation's.
+        k = cfg.population or 1
+        return optuna.samplers.NSGAIISampler(seed=seed, **({"population_size": k} if k > 1 else {}))
+    # TPE's constant liar (on by default since Optuna 5) scores the trials still running as the
+    # worst, so K trials asked together, or by several workers, do not crowd one spot.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:

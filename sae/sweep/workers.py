@@ -17,6 +17,7 @@ from tqdm import tqdm
 from sae import signals, tracking
 from sae.config import Config
 from sae.errors import one_line
+from sae.sweep.batch import Batch, run_batch
 from sae.sweep.config import SweepConfig
 from sae.sweep.objective import announce, make_objective
 from sae.sweep.recovery import counts_as_finished, finished_count, recover_interrupted
@@ -52,7 +53,8 @@ def run_worker(
     splits: Splits | None = None,
     log: Callable[[str], None] = tqdm.write,
 ) -> None:
-    """Run trials until the study has ``trials`` finished ones (or the deadline passes).
+    """Run trials until the study has ``trials`` finished ones (or the deadline passes): one at a
+    time, or ``ctx.sweep.population`` at a time trained together (``sae.sweep.batch``).
 
     A trial that fails ends FAIL with its reason and one line through ``log``; the worker goes
     on. Ctrl-C or SIGTERM fails the trial in flight as interrupted and is raised.
@@ -70,6 +72,10 @@ def run_worker(
         splits = load_splits(ctx.base.data, resolve_device(ctx.base.train.device))
     mlflow = tracking.client(ctx.settings)
     objective = make_objective(ctx.base, ctx.sweep, ctx.parent_run_id, splits, mlflow)
+    batch = Batch(
+        study, storage, ctx.base, ctx.sweep, ctx.settings, ctx.parent_run_id, splits, mlflow, log
+    )
+    population = ctx.sweep.population or 1
     while True:
         trials = study.get_trials(deepcopy=False)
         done = sum(counts_as_finished(t) for t in trials)
@@ -81,6 +87,9 @@ def run_worker(
         if ctx.deadline is not None and time.time() > ctx.deadline:
             break
         signals.check_interrupted()
+        if population > 1:
+            run_batch(batch, min(population, ctx.sweep.trials - done - running))
+            continue
         study.optimize(
             objective,
             n_trials=1,
