@@ -4,15 +4,16 @@
 # trials trained together for K = 1 to 32, one epoch each, float32 as a population trains). Run
 # from the repository root on a CUDA machine with torch, torchvision, numpy, PyYAML, tqdm, pytest
 # and the command line's simple-parsing, and MNIST under data/ (`python -m sae.data fetch`). The
-# population part draws its trials from the sweep's space (sae.sweep), so it also needs Optuna
-# and, as sae.sweep imports it, MLflow; without them it fails alone, after the other checks.
+# population part draws its trials from the sweep's space (sae.sweep.space), so it also needs
+# Optuna (with colorlog; not MLflow); without it it fails alone, after the other checks.
 # Results go to $OUT (default reports/cuda). The population part is cut off after 5 minutes so
 # that the script ends inside a 10-minute window; its per-K lines are in its log either way.
 #
 # A machine without these packages (and no index to install from) takes wheels from .whl/,
-# downloaded beside the checkout beforehand (simple-parsing: pure Python, 140 KB):
+# downloaded beside the checkout beforehand (pure Python, about 600 KB):
 #     echo /.whl/ >> .git/info/exclude
-#     python3 -m pip download --no-deps -d .whl simple-parsing==0.1.9 docstring-parser==0.18.0
+#     python3 -m pip download --no-deps -d .whl simple-parsing==0.1.9 docstring-parser==0.18.0 \
+#         optuna==5.0.0 colorlog==6.12.0
 set -uo pipefail
 out="${OUT:-reports/cuda}"
 mkdir -p "$out"

@@ -23,6 +23,7 @@ unchanged. Ctrl-C (KeyboardInterrupt) still stops the whole population.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -311,6 +312,39 @@ def fit_population(members: Sequence[Member], splits: Splits) -> list[Outcome]:
         except Exception as err:
             outcomes[member.index].error = err
     return outcomes
+
+
+SIZES = (1, 2, 4, 8, 16, 32)
+"""The population sizes ``fastest_size`` tries."""
+
+
+def fastest_size(
+    cfg: Config, splits: Splits, sizes: Sequence[int] = SIZES, steps: int = 30
+) -> tuple[int, dict[int, float]]:
+    """The population size that trains the most images per second on ``splits``' device, and
+    the rate of each size tried (members of ``cfg`` with seeds ``cfg.train.seed`` on, ``steps``
+    steps of its batch size, no probe). Each size runs twice, the first to warm the kernels up;
+    sizes stop growing at the first that is no faster than the best so far or runs out of
+    memory."""
+    n = steps * cfg.train.batch_size
+    small = Splits(train=splits.train[:n], test=splits.test[:1000], digest=splits.digest)
+    tc = dataclasses.replace(cfg.train, epochs=1, probe=False, log_every=steps)
+    rates: dict[int, float] = {}
+    for size in sizes:
+        members = [
+            Member(dataclasses.replace(cfg, train=dataclasses.replace(tc, seed=tc.seed + k)))
+            for k in range(size)
+        ]
+        try:
+            for _ in range(2):
+                outcomes = fit_population(members, small)
+        except torch.OutOfMemoryError:
+            break
+        trained = [o.result.history[0] for o in outcomes if o.result.history]
+        rates[size] = len(trained) * trained[0][M.PERF_IMAGES_PER_S] if trained else 0.0
+        if rates[size] < max(rates.values()):
+            break
+    return max(rates, key=rates.get), rates
 
 
 def _unstack(params: dict[str, torch.Tensor], position: int, model: SparseAutoencoder) -> None:

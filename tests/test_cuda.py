@@ -14,6 +14,7 @@ from sae import metrics as M
 from sae.config import TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
+from sae.population import Member, fastest_size, fit_population
 from sae.train import fit, load_splits
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -83,3 +84,21 @@ def test_core_and_seed_loop_on_cuda__same_loss_on_the_same_batch_and_weights():
     finally:
         torch.backends.cudnn.allow_tf32 = True
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_population_on_cuda__members_train_as_fit_trains_them_and_a_size_is_chosen(tmp_path):
+    """Three members on the GPU against three solo runs there (TF32 and cuDNN's own choice of
+    kernels make the GPU's rounding looser than the CPU's), and the size the sweep would pick."""
+    base = _cuda_config(tmp_path, epochs=2, batch_size=8, probe=False)
+    splits = load_splits(base.data, CUDA)
+    cfgs = [
+        dataclasses.replace(base, train=dataclasses.replace(base.train, lr=lr, beta=beta, seed=s))
+        for lr, beta, s in ((1e-3, 1e-4, 1), (3e-3, 1e-2, 4), (5e-4, 1e-3, 5))
+    ]
+    outcomes = fit_population([Member(c) for c in cfgs], splits)
+    for cfg, outcome in zip(cfgs, outcomes, strict=True):
+        assert outcome.error is None
+        solo = fit(cfg, splits)
+        assert outcome.result.final[M.TEST_MSE] == pytest.approx(solo.final[M.TEST_MSE], rel=1e-2)
+    size, rates = fastest_size(base, splits, sizes=(1, 2, 4), steps=10)
+    assert size in rates and all(rate > 0 for rate in rates.values())

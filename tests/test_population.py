@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import build_config
 
+from sae import population as population_module
 from sae.metrics import (
     EPOCH_METRICS,
     EVAL_METRICS,
@@ -14,7 +15,7 @@ from sae.metrics import (
     PERF_IMAGES_PER_S,
     PROBE_SECONDS,
 )
-from sae.population import Member, fit_population
+from sae.population import Member, fastest_size, fit_population
 from sae.train import Callback, NonFiniteLossError, fit, load_splits
 
 MEMBERS = (
@@ -123,3 +124,25 @@ def test_population__members_must_share_the_loop(setup):
     other = dataclasses.replace(cfgs[1], train=dataclasses.replace(cfgs[1].train, batch_size=16))
     with pytest.raises(ValueError, match="the same batch_size"):
         fit_population([Member(cfgs[0]), Member(other)], None)
+
+
+def test_fastest_size__times_each_size_and_stops_at_the_first_that_runs_out_of_memory(
+    setup, monkeypatch
+):
+    splits, cfgs = setup
+    size, rates = fastest_size(cfgs[0], splits, sizes=(1, 2), steps=3)
+    assert size in (1, 2) and set(rates) == {1, 2}
+    assert all(rate > 0 for rate in rates.values())
+    assert rates[size] == max(rates.values())
+
+    real = population_module.fit_population
+
+    def out_of_memory_beyond_two(members, splits):
+        if len(members) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(members, splits)
+
+    monkeypatch.setattr(population_module, "fit_population", out_of_memory_beyond_two)
+    # rates can be equal by chance on a busy machine; growing stops at the first no faster
+    size, rates = fastest_size(cfgs[0], splits, sizes=(1, 2, 4, 8), steps=3)
+    assert set(rates) <= {1, 2} and 4 not in rates and size in rates

@@ -11,37 +11,35 @@ confirm (front trials trained with more seeds, compared with the baseline), summ
 chosen model in MLflow's model registry), run (run_sweep), importances (for the report).
 """
 
-from sae.sweep.config import SweepConfig, read_space_file
-from sae.sweep.confirm import CONFIRM_SEEDS, FrontComparison
-from sae.sweep.front import best_trials, degenerate_reasons
-from sae.sweep.importances import MIN_IMPORTANCE_TRIALS, param_importances
-from sae.sweep.recovery import (
-    MAX_RETRIES,
-    counts_as_finished,
-    finished_count,
-    recover_interrupted,
-)
-from sae.sweep.run import run_sweep
-from sae.sweep.space import build_space
-from sae.sweep.study import make_storage, open_study
-from sae.sweep.summary import SweepResult
+import importlib
+from typing import Any
 
-__all__ = [
-    "CONFIRM_SEEDS",
-    "FrontComparison",
-    "MAX_RETRIES",
-    "MIN_IMPORTANCE_TRIALS",
-    "SweepConfig",
-    "SweepResult",
-    "best_trials",
-    "build_space",
-    "counts_as_finished",
-    "degenerate_reasons",
-    "finished_count",
-    "make_storage",
-    "open_study",
-    "param_importances",
-    "read_space_file",
-    "recover_interrupted",
-    "run_sweep",
-]
+_WHERE = {
+    "SweepConfig": "config",
+    "read_space_file": "config",
+    "CONFIRM_SEEDS": "confirm",
+    "FrontComparison": "confirm",
+    "best_trials": "front",
+    "degenerate_reasons": "front",
+    "MIN_IMPORTANCE_TRIALS": "importances",
+    "param_importances": "importances",
+    "MAX_RETRIES": "recovery",
+    "counts_as_finished": "recovery",
+    "finished_count": "recovery",
+    "recover_interrupted": "recovery",
+    "run_sweep": "run",
+    "build_space": "space",
+    "make_storage": "study",
+    "open_study": "study",
+    "SweepResult": "summary",
+}
+"""Each public name and its module, imported on first use (PEP 562): ``sae.sweep.space`` then
+needs only Optuna, not MLflow and pandas (the GPU check draws trials from the space)."""
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
