@@ -247,7 +247,12 @@ def population_figures(
       their population early (a diverged loss, a dead network), counted as trials as a sweep
       counts them.
 
-    Then ``population_best_k`` (the most trials per hour) and, when K=1 was measured,
+    - ``speedup_vs_alone``: the wall time of the same K trials trained alone, one after another
+      with ``fit`` (as the sweep trains without --population), over the population's: the fair
+      comparison, since trials/hour depends on the mix of batch sizes drawn.
+
+    Also ``population_alone_trials_per_hour`` (all the drawn trials alone), then
+    ``population_best_k`` (the most trials per hour) and, when K=1 was measured,
     ``population_speedup_best_vs_k1``. The first trial is trained once untimed on the first
     ``WARM_UP_IMAGES`` images of each split, so that K=1, measured first, does not pay for the
     device's first kernels.
@@ -272,7 +277,21 @@ def population_figures(
     }
     fit_population(members(params[:1]), dataclasses.replace(splits, **head))
 
-    out: dict[str, float] = {}
+    # The same trials alone, one after another, as the sweep trains them without --population
+    alone = []
+    for member in members(params):
+        _synchronize(device)
+        started = time.perf_counter()
+        fit(member.cfg, splits)
+        _synchronize(device)
+        alone.append(time.perf_counter() - started)
+    out: dict[str, float] = {
+        "population_alone_trials_per_hour": len(alone) * 3600 / (sum(alone) * projected / epochs)
+    }
+    log(
+        f"alone: {len(alone)} trial(s) one after another in {sum(alone):.1f} s, "
+        f"{out['population_alone_trials_per_hour']:,.0f} trials/h projected to {projected} epochs"
+    )
     for k in ks:
         groups: dict[int, list[dict[str, Any]]] = {}
         for p in params[:k]:
@@ -299,11 +318,13 @@ def population_figures(
         out[f"{key}_fraction_of_matmul_peak"] = fraction
         out[f"{key}_groups"] = len(groups)
         out[f"{key}_failed"] = failed
+        out[f"{key}_speedup_vs_alone"] = sum(alone[:k]) / wall
         log(
             f"population K={k}: {k} trial(s) of {epochs} epoch(s) in {wall:.1f} s as "
             f"{len(groups)} population(s) by batch size, {images_per_s:,.0f} training img/s "
             f"({fraction:.2%} of matmul peak), {failed} failed; {trials_per_hour:,.0f} trials/h "
-            f"projected to {projected} epochs ({epochs} measured, scaled linearly)"
+            f"projected to {projected} epochs ({epochs} measured, scaled linearly); "
+            f"{sum(alone[:k]) / wall:.2f}x the same trials alone"
         )
     best = max(ks, key=lambda k: out[f"population_k{k}_trials_per_hour"])
     out["population_best_k"] = best
@@ -487,18 +508,25 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
             *("--train-size", str(bench.sweep_train_size), "--test-size", "2000"),
             *("--no-log-model", "--device", bench.device, "--trials", str(bench.sweep_trials)),
         ]
-        for workers in (1, 2):
-            study = f"bench-{workers}w-{time.time_ns()}"
+        # one worker, two workers, then one worker training populations of 2 and of every trial
+        runs = [(1, 1, "1w"), (2, 1, "2w"), (1, 2, "pop2")]
+        runs.append((1, bench.sweep_trials, f"pop{bench.sweep_trials}"))
+        for workers, population, name in runs:
+            study = f"bench-{name}-{time.time_ns()}"
             rss, seconds = peak_rss_mb(
                 [
                     *(python, "-m", "sae", "sweep", *common),
-                    *("--workers", str(workers), "--study-name", study),
+                    *("--workers", str(workers), "--population", str(population)),
+                    *("--study-name", study),
                 ],
                 tmp,
             )
-            results[f"sweep_trials_per_hour_{workers}w"] = bench.sweep_trials / seconds * 3600
-            results[f"sweep_peak_rss_mb_{workers}w"] = rss
-            log(f"sweep, {workers} worker(s): {bench.sweep_trials} trials in {seconds:.1f} s")
+            results[f"sweep_trials_per_hour_{name}"] = bench.sweep_trials / seconds * 3600
+            results[f"sweep_peak_rss_mb_{name}"] = rss
+            log(
+                f"sweep, {workers} worker(s), population {population}: "
+                f"{bench.sweep_trials} trials in {seconds:.1f} s"
+            )
         results["sweep_speedup_2w"] = (
             results["sweep_trials_per_hour_2w"] / results["sweep_trials_per_hour_1w"]
         )

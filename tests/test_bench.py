@@ -80,7 +80,7 @@ def test_bench_flags__a_population_size_below_one_is_refused_in_one_line():
 
 
 def test_sweep_trial_params__the_sweep_space_and_the_same_draws_for_every_k():
-    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna")
     from sae.sweep.config import SweepConfig
 
     four = bench.sweep_trial_params(4)
@@ -94,7 +94,7 @@ def test_sweep_trial_params__the_sweep_space_and_the_same_draws_for_every_k():
 
 
 def test_population_figures__k1_and_k2_on_tiny_data(tmp_path):
-    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna")
     from helpers import build_config
 
     from sae.train import load_splits
@@ -104,7 +104,9 @@ def test_population_figures__k1_and_k2_on_tiny_data(tmp_path):
     lines = []
     out = bench.population_figures(base, splits, (1, 2), peak_gflops=1.0, log=lines.append)
     per_k = {"trials_per_hour", "images_per_s", "fraction_of_matmul_peak", "groups", "failed"}
+    per_k.add("speedup_vs_alone")
     assert set(out) == {f"population_k{k}_{name}" for k in (1, 2) for name in per_k} | {
+        "population_alone_trials_per_hour",
         "population_best_k",
         "population_speedup_best_vs_k1",
     }
@@ -114,7 +116,8 @@ def test_population_figures__k1_and_k2_on_tiny_data(tmp_path):
             assert value > 0, key
     assert out["population_k1_groups"] == 1 and 1 <= out["population_k2_groups"] <= 2
     assert out["population_best_k"] in (1, 2)
-    assert len(lines) == 2 and all("scaled linearly" in line for line in lines)
+    assert len(lines) == 3 and lines[0].startswith("alone: 2 trial(s)")
+    assert all("scaled linearly" in line for line in lines[1:])
 
 
 def test_run__population_part_trains_trials_configured_as_the_sweep_configures_them(
@@ -122,7 +125,7 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
 ):
     """The part's wiring: its own training-set size, the whole test split, and a trial's
     TrainConfig (the defaults, probe on, but for the epochs) before the sampled parameters."""
-    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna and MLflow")
+    pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna")
     from helpers import build_config
 
     from sae.train import load_splits
