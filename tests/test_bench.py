@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sae import bench
+from sae.bench import suite
 from sae.config import TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
@@ -61,7 +62,9 @@ def test_bench_flags__parts_population_and_its_sizes_parse():
     assert args.bench.population_ks == (1, 2)
     assert args.bench.population_epochs == 2
     defaults = _bench_parser().parse_args([]).bench
-    assert defaults.parts[-1] == "population" and defaults.population_ks == (1, 2, 4, 8, 16, 32)
+    assert defaults.parts[-2:] == ("population", "pruning")
+    assert defaults.population_ks == (1, 2, 4, 8, 16, 32)
+    assert defaults.pruning_seeds == (0, 1, 2) and not defaults.pruning_full
     assert defaults.images is None and defaults.population_train_size is None
 
 
@@ -70,6 +73,11 @@ def test_bench_config__refuses_bad_population_sizes_in_one_line(ks):
     with pytest.raises(ValueError, match=r"^--population-ks needs distinct sizes >= 1") as err:
         bench.BenchConfig(population_ks=ks)
     assert "\n" not in str(err.value)
+
+
+def test_bench_config__refuses_repeated_pruning_seeds_in_one_line():
+    with pytest.raises(ValueError, match=r"^--pruning-seeds needs distinct seeds, got \[1, 1\]$"):
+        bench.BenchConfig(pruning_seeds=(1, 1))
 
 
 def test_bench_flags__a_population_size_below_one_is_refused_in_one_line():
@@ -143,9 +151,9 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
         seen["train"] = base.train
         return figures(base, *args, **kwargs)
 
-    monkeypatch.setattr(bench, "load_splits", load)
-    monkeypatch.setattr(bench, "matmul_gflops", lambda device: 1.0)
-    monkeypatch.setattr(bench, "population_figures", population)
+    monkeypatch.setattr(suite, "load_splits", load)
+    monkeypatch.setattr(suite, "matmul_gflops", lambda device: 1.0)
+    monkeypatch.setattr(suite, "population_figures", population)
     cfg = bench.BenchConfig(
         parts=("population",), population_ks=(1, 2), population_train_size=200, device="cpu"
     )
