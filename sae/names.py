@@ -103,6 +103,12 @@ ATTR_CONFIRM = "confirm_run_ids"
 confirmed trial's number to the run ids of its confirmation runs, set by ``--confirm``."""
 ATTR_TEST_MSE = "test_mse"
 ATTR_ACTIVE = "code_active_frac"
+ATTR_EPOCH_POINTS = "epoch_points"
+"""The trial's objective point after each epoch, ``{"1": [test MSE, active fraction, 1 if
+degenerate else 0], ...}``: what the Pareto pruner compares at a rung (``sweep.pareto``)."""
+ATTR_PRUNED_AT = "pruned_at_epoch"
+"""The epoch (the rung) at which a PRUNED trial was stopped; also its run's TAG_PRUNED_AT."""
+TAG_PRUNED_AT = "optuna.pruned_at_epoch"
 
 # Optuna study user attributes.
 STUDY_PARENT_RUN = "mlflow_parent_run_id"

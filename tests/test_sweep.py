@@ -177,6 +177,12 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
     [
         (["--sampler", "cmaes"], {}, "argument --sampler: invalid choice: 'cmaes'"),
         (["--pruner", "patient"], {}, "argument --pruner: invalid choice: 'patient'"),
+        (["--pruner", "median"], {}, "error: --pruner median prunes one objective; with"),
+        (
+            ["--pruner", "pareto", "--objective", "constrained"],
+            {},
+            "error: --pruner pareto prunes the Pareto objectives; use median or none",
+        ),
         (["--beta-range", "0.1", "0.001"], {}, "error: beta range [0.1, 0.001] is empty"),
         (["--lr-range", "0.01", "0.01"], {}, "error: lr range [0.01, 0.01] is empty or inverted"),
         (["--trials", "0"], {}, "error: --trials must be >= 1, got 0"),

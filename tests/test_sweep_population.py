@@ -107,9 +107,7 @@ def test_sweep_population__a_diverging_member_fails_its_trial_and_the_others_com
     assert mlflow.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
-def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(
-    tmp_path, monkeypatch
-):
+def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(tmp_path, monkeypatch):
     """Ctrl-C while a population of 3 trains: every member's trial is FAIL "interrupted" with
     its run KILLED, each is queued again, and the next session completes them with their
     parameters."""

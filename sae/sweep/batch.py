@@ -104,7 +104,6 @@ def run_batch(batch: Batch, size: int) -> None:
 
 def _train_group(batch: Batch, group: Sequence[_Entry]) -> None:
     """Open each trial's run, train the group as one population, end each trial."""
-    prune = batch.sweep.objective == "constrained"
     members = []
     for entry in group:
         try:
@@ -112,7 +111,8 @@ def _train_group(batch: Batch, group: Sequence[_Entry]) -> None:
         except Exception as err:
             _finish(batch, entry, err, close=True)
             continue
-        members.append((entry, Member(entry.plan.cfg, [entry.tracker, Report(entry.trial, prune)])))
+        report = Report(entry.trial, batch.sweep, entry.plan.cfg.train.epochs)
+        members.append((entry, Member(entry.plan.cfg, [entry.tracker, report])))
     if not members:
         return
     outcomes = fit_population([member for _, member in members], batch.splits)

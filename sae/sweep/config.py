@@ -10,7 +10,7 @@ from sae.config import check_types, read_yaml_mapping
 
 Objective = Literal["pareto", "pareto-probe", "constrained"]
 SamplerName = Literal["tpe", "random", "nsga2"]
-PrunerName = Literal["median", "hyperband", "none"]
+PrunerName = Literal["auto", "median", "hyperband", "pareto", "none"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,11 @@ class SweepConfig:
     """constrained objective: the largest allowed fraction of active code units"""
     sampler: SamplerName = "tpe"
     """Optuna sampler"""
-    pruner: PrunerName = "median"
-    """pruner from per-epoch test MSE (constrained objective only)"""
+    pruner: PrunerName = "auto"
+    """stops unpromising trials early: with the constrained objective Optuna's median (the
+    default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objectives pareto
+    (the default), which stops a trial whose point is dominated at a rung (sae.sweep.pareto);
+    none turns pruning off"""
     sampler_seed: int = 0
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
@@ -81,8 +84,23 @@ class SweepConfig:
         if self.objective not in Objective.__args__:
             choices = ", ".join(Objective.__args__)
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {choices}")
+        if self.objective == "constrained" and self.pruner == "pareto":
+            raise ValueError("--pruner pareto prunes the Pareto objectives; use median or none")
+        if self.objective != "constrained" and self.pruner in ("median", "hyperband"):
+            raise ValueError(
+                f"--pruner {self.pruner} prunes one objective; with --objective {self.objective} "
+                "use --pruner pareto or none"
+            )
         if not self.study_name:
             raise ValueError("--study-name must not be empty")
+
+    @property
+    def pruner_used(self) -> str:
+        """The pruner that ``auto`` means for the objective: median when constrained, else
+        pareto."""
+        if self.pruner != "auto":
+            return self.pruner
+        return "median" if self.objective == "constrained" else "pareto"
 
     @property
     def directions(self) -> list[str]:

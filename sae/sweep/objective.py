@@ -22,16 +22,19 @@ from sae.names import (
     ATTR_ACTIVE,
     ATTR_CONSTRAINT,
     ATTR_DEGENERATE,
+    ATTR_EPOCH_POINTS,
     ATTR_FAIL_REASON,
     ATTR_FAILED,
     ATTR_L0,
     ATTR_NON_FINITE,
     ATTR_PROBE,
+    ATTR_PRUNED_AT,
     ATTR_RUN_ID,
     ATTR_TEST_MSE,
     ATTR_WORKER,
     REASON_INTERRUPTED,
     TAG_DESCRIPTION,
+    TAG_PRUNED_AT,
     TAG_REASON,
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
@@ -41,23 +44,46 @@ from sae.redact import redact
 from sae.runner import train_run
 from sae.sweep.config import SweepConfig
 from sae.sweep.notes import link_trial
+from sae.sweep.pareto import ParetoPruner
 from sae.sweep.recovery import worker_id
 from sae.sweep.space import build_space, suggest
 from sae.train import Callback, DeadNetworkError, NonFiniteLossError, Splits
 
 
 class Report(Callback):
-    """Reports each epoch's test MSE to the trial and prunes when the pruner says so."""
+    """Records each epoch's objective point on the trial (``ATTR_EPOCH_POINTS``, read by every
+    worker's Pareto pruner) and stops the trial when its pruner says so: Optuna's, from the
+    per-epoch test MSE, with the constrained objective; the Pareto pruner (``sweep.pareto``)
+    with the Pareto objectives; none with --pruner none."""
 
-    def __init__(self, trial: optuna.Trial, prune: bool) -> None:
-        self.trial, self.prune = trial, prune
+    def __init__(self, trial: optuna.Trial, sweep: SweepConfig, epochs: int) -> None:
+        self.trial, self.epochs = trial, epochs
+        self.prune = sweep.pruner_used in ("median", "hyperband")
+        self.pruner = sweep.pruner_used
+        self.pareto = pareto_pruner(sweep)
+        self.points: dict[str, list[float]] = {}
 
     def on_epoch_end(self, epoch, step, metrics, model) -> None:  # noqa: ANN001
-        if not self.prune:
-            return
-        self.trial.report(metrics[M.TEST_MSE], epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        point = [metrics[M.TEST_MSE], metrics[M.CODE_ACTIVE_FRAC]]
+        if all(math.isfinite(v) for v in point):
+            self.points[str(epoch)] = [*point, metrics.get(M.DEGENERATE, 0.0)]
+            self.trial.set_user_attr(ATTR_EPOCH_POINTS, self.points)
+        why = None
+        if self.prune:
+            self.trial.report(metrics[M.TEST_MSE], epoch)
+            if self.trial.should_prune():
+                why = f"pruned at epoch {epoch}: its test MSE, by the {self.pruner} pruner"
+        elif self.pareto is not None:
+            trials = self.trial.study.get_trials(deepcopy=False)
+            why = self.pareto.decide(trials, self.trial.number, epoch, self.epochs)
+        if why:
+            self.trial.set_user_attr(ATTR_PRUNED_AT, epoch)
+            raise optuna.TrialPruned(why)
+
+
+def pareto_pruner(sweep: SweepConfig) -> ParetoPruner | None:
+    """The Pareto pruner for a Pareto objective, unless --pruner none."""
+    return ParetoPruner() if sweep.pruner_used == "pareto" else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +152,6 @@ def make_objective(
     user attribute, and tags on its FAILED run) and is raised for Optuna to record; the sweep
     catches it and goes on."""
     space = build_space(sweep)
-    prune = sweep.objective == "constrained"
 
     def objective(trial: optuna.Trial) -> Any:
         run_id: list[str] = []
@@ -144,7 +169,7 @@ def make_objective(
                 run_name=plan.run_name,
                 tags=plan.tags,
                 parent_run_id=parent_run_id,
-                callbacks=[Report(trial, prune)],
+                callbacks=[Report(trial, sweep, plan.cfg.train.epochs)],
                 splits=splits,
                 on_run_start=started,
                 finish_on=(optuna.TrialPruned,),
@@ -210,6 +235,9 @@ def record_outcome(
         tags = {TAG_TRIAL_STATE: state}
         if reason and state != "COMPLETE":
             tags[TAG_REASON] = redact(reason)[:500]
+        if state == "PRUNED":
+            with contextlib.suppress(Exception):
+                tags[TAG_PRUNED_AT] = str(trial.user_attrs[ATTR_PRUNED_AT])
         with contextlib.suppress(Exception):
             tracking.set_tags(mlflow, run_id, tags)
 

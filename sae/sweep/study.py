@@ -79,9 +79,11 @@ def make_sampler(
 
 
 def make_pruner(cfg: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
-    if len(cfg.directions) > 1 or cfg.pruner == "none":  # Optuna prunes single objectives only
+    """Optuna's pruner for the constrained objective; none for the Pareto objectives, which
+    Optuna cannot prune (their pruner is ``sweep.pareto``, called by the trial itself)."""
+    if cfg.pruner_used not in ("median", "hyperband"):
         return optuna.pruners.NopPruner()
-    if cfg.pruner == "hyperband":
+    if cfg.pruner_used == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 

@@ -1,0 +1,150 @@
+"""The Pareto pruner: dominated trials stop at a rung, the rung's front never does, nothing before
+the warm-up, the same answer from every worker, and a resumed study keeps its rungs."""
+
+import optuna
+import pytest
+from helpers_sweep import client, load_study, sweep_base, sweep_config
+from optuna.trial import TrialState, create_trial
+
+from sae import names, sweep
+from sae.sweep import run_sweep
+from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order
+
+DIRECTIONS = ["minimize", "minimize"]
+
+
+def _study(storage=None, name="s"):
+    return optuna.create_study(
+        storage=storage, study_name=name, directions=DIRECTIONS, load_if_exists=True
+    )
+
+
+def _add(study, points, state=TrialState.COMPLETE):
+    """A trial with its recorded points {epoch: (mse, active[, degenerate])}."""
+    recorded = {str(e): [*p, 0.0] if len(p) == 2 else list(p) for e, p in points.items()}
+    last = recorded[str(max(points))][:2]
+    study.add_trial(
+        create_trial(
+            state=state,
+            values=last if state == TrialState.COMPLETE else None,
+            user_attrs={names.ATTR_EPOCH_POINTS: recorded},
+        )
+    )
+    return study.trials[-1].number
+
+
+def test_pareto_order__dominated_points_come_after_the_front_and_its_ends_first():
+    points = [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1), (0.03, 0.6), (0.015, 0.4)]
+    assert dominates(points[0], points[3]) and not dominates(points[0], points[1])
+    order, ranks = pareto_order(points)
+    assert ranks == [0, 0, 0, 1, 0]
+    assert order[-1] == 3  # the one dominated point last
+    assert set(order[:2]) == {0, 2}  # the front's two ends: infinite crowding distance
+    assert hypervolume([(0.01, 0.5), (0.03, 0.1)], (0.07, 1.0)) == pytest.approx(
+        0.06 * 0.5 + 0.04 * 0.4
+    )
+    assert hypervolume([(0.08, 0.1)], (0.07, 1.0)) == 0.0  # beyond the reference
+
+
+def test_pruner__rungs_are_successive_halving_epochs_before_the_last():
+    assert ParetoPruner().rungs(10) == [1, 2, 4, 8]
+    assert ParetoPruner(first_rung=2, factor=3).rungs(10) == [2, 6]
+    assert ParetoPruner().rungs(1) == []
+
+
+def test_pruner__a_trial_dominated_at_a_rung_by_enough_complete_trials_is_pruned():
+    study = _study()
+    for mse, active in [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1), (0.015, 0.4)]:
+        _add(study, {1: (mse, active), 2: (mse * 0.9, active)})
+    bad = _add(study, {1: (0.05, 0.6)}, TrialState.RUNNING)
+    why = ParetoPruner().decide(study.trials, bad, 1, epochs=2)
+    assert why.startswith("pruned at epoch 1: ") and "5 of 5" in why and "rank 1" in why
+    # a dominated point inside the best half goes on: four worse points join the rung
+    for i in range(4):
+        _add(study, {1: (0.06 + 0.01 * i, 0.7)}, TrialState.RUNNING)
+    assert ParetoPruner().decide(study.trials, bad, 1, epochs=2) is None
+    with pytest.raises(ValueError, match="factor >= 2"):
+        ParetoPruner(factor=1)
+    # not a rung (the last epoch is never one): no decision
+    assert ParetoPruner().decide(study.trials, bad, 2, epochs=2) is None
+    assert ParetoPruner().decide(study.trials, bad, 1, epochs=1) is None
+
+
+def test_pruner__a_point_on_the_rungs_front_is_never_pruned():
+    """Eight complete trials on one front, all points at the rung non-dominated: the new point is
+    the most crowded, outside the best half by crowding distance, and still goes on."""
+    study = _study()
+    front = [(0.01 + 0.002 * i, 0.9 - 0.1 * i) for i in range(8)]
+    for point in front:
+        _add(study, {1: point, 2: point})
+    between = (0.0121, 0.79)  # just past the second point: dominated by none, the most crowded
+    trial = _add(study, {1: between}, TrialState.RUNNING)
+    assert not any(dominates(p, between) or dominates(between, p) for p in front)
+    order, ranks = pareto_order([*front, between])
+    assert order.index(8) >= 5 and ranks[8] == 0  # outside the best half, on the front
+    assert ParetoPruner().decide(study.trials, trial, 1, epochs=2) is None
+
+
+def test_pruner__nothing_is_pruned_during_the_warm_up_and_degenerate_points_come_last():
+    study = _study()
+    for mse, active in [(0.01, 0.5), (0.02, 0.3)]:
+        _add(study, {1: (mse, active), 2: (mse, active)})
+    _add(study, {1: (0.012, 0.45)}, TrialState.RUNNING)
+    bad = _add(study, {1: (0.05, 0.6)}, TrialState.RUNNING)
+    assert ParetoPruner(warmup=3).decide(study.trials, bad, 1, epochs=2) is None  # 2 complete
+    assert ParetoPruner(warmup=2).decide(study.trials, bad, 1, epochs=2) is not None
+    # a degenerate point (a dead code: active fraction 0 would dominate) neither beats the
+    # others nor is kept
+    dead = _add(study, {1: (0.06, 0.0, 1.0)}, TrialState.RUNNING)
+    why = ParetoPruner(warmup=2).decide(study.trials, dead, 1, epochs=2)
+    assert why is not None and "(degenerate)" in why
+    assert ParetoPruner(warmup=2).decide(study.trials, 2, 1, epochs=2) is None
+
+
+def test_pruner__two_workers_on_one_storage_decide_the_same(tmp_path):
+    """Each worker reads the rung's points from the shared storage: a decision made from
+    another process's handle on the journal equals the one from the trial's own."""
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    mine, theirs = _study(storage), _study(sweep.make_storage(str(tmp_path / "optuna.journal")))
+    for mse, active in [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1)]:
+        _add(theirs, {1: (mse, active), 2: (mse, active)})
+    bad = _add(mine, {1: (0.05, 0.6)}, TrialState.RUNNING)
+    decisions = [
+        ParetoPruner().decide(study.get_trials(deepcopy=False), bad, 1, epochs=2)
+        for study in (mine, theirs)
+    ]
+    assert decisions[0] is not None and decisions[0] == decisions[1]
+
+
+def test_sweep__a_resumed_study_prunes_against_the_rungs_of_its_first_session(tmp_path):
+    """Three trials complete in a first session without the pruner; the second session, with
+    it, prunes a slow learner at epoch 1 against their recorded points: PRUNED in both stores
+    with the rung and the reason, its run FINISHED, never on the front."""
+    base = sweep_base(tmp_path)
+    first = sweep_config(trials=3, pruner="none")
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = sweep.open_study(storage, first, sweep.build_space(first), epochs=2)
+    for lr, beta in [(1e-2, 1e-3), (1e-2, 1e-4), (2e-2, 3e-3)]:
+        study.enqueue_trial({"lr": lr, "beta": beta, "batch_size": 10})
+    run_sweep(base, first, log=lambda _m: None)
+    assert all(names.ATTR_EPOCH_POINTS in t.user_attrs for t in load_study(tmp_path).trials)
+
+    resumed = sweep_config(trials=4)
+    study = sweep.open_study(storage, resumed, sweep.build_space(resumed), epochs=2)
+    # a learning rate below the space's, that barely moves (Optuna trains an enqueued value as
+    # it is, warning that it is out of range)
+    study.enqueue_trial({"lr": 1e-6, "beta": 1e-3, "batch_size": 20})
+    result = run_sweep(base, resumed, log=lambda _m: None)
+    trials = result.study.get_trials()
+    slow = trials[3]
+    assert slow.state == TrialState.PRUNED, slow.user_attrs
+    assert slow.user_attrs[names.ATTR_PRUNED_AT] == 1
+    assert slow.user_attrs[names.ATTR_FAIL_REASON].startswith("pruned at epoch 1: ")
+    assert list(slow.user_attrs[names.ATTR_EPOCH_POINTS]) == ["1"]
+    run = client(tmp_path).get_run(slow.user_attrs[names.ATTR_RUN_ID])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[names.TAG_TRIAL_STATE] == "PRUNED"
+    assert run.data.tags[names.TAG_PRUNED_AT] == "1"
+    assert run.data.tags[names.TAG_REASON].startswith("pruned at epoch 1: ")
+    assert 3 not in [t.number for t in sweep.best_trials(result.study)]
+    assert sweep.finished_count(result.study) == 4
