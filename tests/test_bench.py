@@ -162,3 +162,27 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
     assert seen["train"] == TrainConfig(epochs=1, device="cpu")
     assert out["matmul_gflops"] == 1.0
     assert {"population_k2_trials_per_hour", "population_speedup_best_vs_k1"} <= set(out)
+
+
+def test_sweep_outcome__epochs_spent_pruned_trials_and_the_fronts_hypervolume():
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sae.bench.pruning import REFERENCE, sweep_outcome
+    from sae.names import ATTR_DEGENERATE, ATTR_EPOCH_POINTS
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for values, epochs, state, degenerate in [
+        ([0.01, 0.5], 4, TrialState.COMPLETE, ""),
+        ([0.03, 0.1], 4, TrialState.COMPLETE, ""),
+        ([0.02, 0.05], 4, TrialState.COMPLETE, "layer enc3 is dead"),  # off the front
+        (None, 1, TrialState.PRUNED, ""),
+    ]:
+        points = {str(e): [0.05, 0.5, 0.0] for e in range(1, epochs + 1)}
+        attrs = {ATTR_EPOCH_POINTS: points, ATTR_DEGENERATE: degenerate}
+        study.add_trial(create_trial(state=state, values=values, user_attrs=attrs))
+    out = sweep_outcome(study)
+    assert out["epochs"] == 13 and out["pruned"] == 1 and out["front"] == 2
+    x, y = REFERENCE
+    want = (x - 0.01) * (y - 0.5) + (x - 0.03) * (0.5 - 0.1)
+    assert out["hypervolume"] == pytest.approx(want)

@@ -58,6 +58,7 @@ def pruning_figures(
 
     from sae.sweep import make_storage
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line for each study read back
     out: dict[str, float] = {}
     ratios: dict[str, list[float]] = {"epochs": [], "hypervolume": []}
     for seed in seeds:
