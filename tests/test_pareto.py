@@ -129,7 +129,7 @@ def test_sweep__a_resumed_study_prunes_against_the_rungs_of_its_first_session(tm
     run_sweep(base, first, log=lambda _m: None)
     assert all(names.ATTR_EPOCH_POINTS in t.user_attrs for t in load_study(tmp_path).trials)
 
-    resumed = sweep_config(trials=4)
+    resumed = sweep_config(trials=4, pruner="pareto")
     study = sweep.open_study(storage, resumed, sweep.build_space(resumed), epochs=2)
     # a learning rate below the space's, that barely moves (Optuna trains an enqueued value as
     # it is, warning that it is out of range)
