@@ -142,7 +142,8 @@ def test_sweep_cli__two_workers_each_with_a_population_finish_the_study(tmp_path
     """--workers 2 --population 2: each worker trains two trials at a time; the study gets
     its five trials, one run each under the one parent."""
     base = sweep_base(tmp_path)
-    done = run_cli(base, tmp_path, "--trials", "5", "--workers", "2", "--population", "2")
+    argv = ("--trials", "5", "--workers", "2", "--population", "2", "--epochs", "1")
+    done = run_cli(base, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     study = load_study(tmp_path)
     assert sweep.finished_count(study) >= 5
