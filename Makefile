@@ -28,8 +28,10 @@ demo: $(VENV)/.installed
 data: $(VENV)/.installed
 	$(PY) -m sae.data fetch
 
+# The tests run in one process per core (pytest-xdist), each with one torch thread: two
+# processes each asking for every core slow each other down many times over.
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest --numprocesses auto --dist worksteal
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

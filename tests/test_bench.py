@@ -64,7 +64,7 @@ def test_bench_flags__parts_population_and_its_sizes_parse():
     defaults = _bench_parser().parse_args([]).bench
     assert defaults.parts[-2:] == ("population", "pruning")
     assert defaults.population_ks == (1, 2, 4, 8, 16, 32)
-    assert defaults.pruning_seeds == (0, 1, 2) and not defaults.pruning_full
+    assert defaults.pruning_seeds == (0, 1, 2) and defaults.pruning_settings == ("small",)
     assert defaults.images is None and defaults.population_train_size is None
 
 
@@ -154,6 +154,8 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
     monkeypatch.setattr(suite, "load_splits", load)
     monkeypatch.setattr(suite, "matmul_gflops", lambda device: 1.0)
     monkeypatch.setattr(suite, "population_figures", population)
+    scratch = tmp_path / "scratch"
+    monkeypatch.setattr(suite.tempfile, "mkdtemp", lambda prefix: scratch.mkdir() or scratch)
     cfg = bench.BenchConfig(
         parts=("population",), population_ks=(1, 2), population_train_size=200, device="cpu"
     )
@@ -162,6 +164,7 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
     assert seen["train"] == TrainConfig(epochs=1, device="cpu")
     assert out["matmul_gflops"] == 1.0
     assert {"population_k2_trials_per_hour", "population_speedup_best_vs_k1"} <= set(out)
+    assert not scratch.exists()  # the scratch stores go with the run (--keep-stores keeps them)
 
 
 def test_sweep_outcome__epochs_spent_pruned_trials_and_the_fronts_hypervolume():
@@ -186,3 +189,36 @@ def test_sweep_outcome__epochs_spent_pruned_trials_and_the_fronts_hypervolume():
     x, y = REFERENCE
     want = (x - 0.01) * (y - 0.5) + (x - 0.03) * (0.5 - 0.1)
     assert out["hypervolume"] == pytest.approx(want)
+
+
+def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
+    """Three good trials complete (the warm-up), a dominated fourth stops at the first rung,
+    and the fifth is judged against the fourth's point at that rung only: what one worker would
+    have seen. The kept study counts the stopped trial's epochs up to its rung."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sae.bench.pruning import replay, sweep_outcome
+    from sae.names import ATTR_DEGENERATE, ATTR_EPOCH_POINTS, ATTR_PRUNED_AT
+    from sae.sweep.pareto import ParetoPruner
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    finals = [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1), (0.06, 0.6), (0.015, 0.45)]
+    for mse, active in finals:
+        points = {str(e): [mse * (5 - e) / 4 + mse, active, 0.0] for e in range(1, 5)}
+        attrs = {ATTR_EPOCH_POINTS: points, ATTR_DEGENERATE: ""}
+        study.add_trial(
+            create_trial(state=TrialState.COMPLETE, values=[mse, active], user_attrs=attrs)
+        )
+    kept = replay(study, ParetoPruner(first_rung=1, factor=2, warmup=3), epochs=4)
+    states = [t.state for t in kept.trials]
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED, TrialState.COMPLETE]
+    stopped = kept.trials[3]
+    assert stopped.user_attrs[ATTR_PRUNED_AT] == 1
+    assert list(stopped.user_attrs[ATTR_EPOCH_POINTS]) == ["1"]
+    assert stopped.params == study.trials[3].params
+    out, unpruned = sweep_outcome(kept), sweep_outcome(study)
+    assert (out["epochs"], unpruned["epochs"]) == (17, 20) and out["pruned"] == 1
+    assert out["hypervolume"] == pytest.approx(unpruned["hypervolume"])  # it was dominated
+    # no warm-up left: the same sweep with a warm-up of five prunes nothing
+    assert sweep_outcome(replay(study, ParetoPruner(1, 2, warmup=5), epochs=4))["pruned"] == 0

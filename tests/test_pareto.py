@@ -11,6 +11,8 @@ from sae.sweep import run_sweep
 from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order
 
 DIRECTIONS = ["minimize", "minimize"]
+HALVING = ParetoPruner(first_rung=1, factor=2, warmup=3)
+"""Successive halving from epoch 1, as these small studies need (the default starts later)."""
 
 
 def _study(storage=None, name="s"):
@@ -47,9 +49,10 @@ def test_pareto_order__dominated_points_come_after_the_front_and_its_ends_first(
 
 
 def test_pruner__rungs_are_successive_halving_epochs_before_the_last():
-    assert ParetoPruner().rungs(10) == [1, 2, 4, 8]
+    assert HALVING.rungs(10) == [1, 2, 4, 8]
     assert ParetoPruner(first_rung=2, factor=3).rungs(10) == [2, 6]
-    assert ParetoPruner().rungs(1) == []
+    assert ParetoPruner().rungs(10) == [2, 8]  # the default: a quarter goes on at each
+    assert HALVING.rungs(1) == [] and ParetoPruner().rungs(2) == []
 
 
 def test_pruner__a_trial_dominated_at_a_rung_by_enough_complete_trials_is_pruned():
@@ -57,17 +60,17 @@ def test_pruner__a_trial_dominated_at_a_rung_by_enough_complete_trials_is_pruned
     for mse, active in [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1), (0.015, 0.4)]:
         _add(study, {1: (mse, active), 2: (mse * 0.9, active)})
     bad = _add(study, {1: (0.05, 0.6)}, TrialState.RUNNING)
-    why = ParetoPruner().decide(study.trials, bad, 1, epochs=2)
+    why = HALVING.decide(study.trials, bad, 1, epochs=2)
     assert why.startswith("pruned at epoch 1: ") and "5 of 5" in why and "rank 1" in why
     # a dominated point inside the best half goes on: four worse points join the rung
     for i in range(4):
         _add(study, {1: (0.06 + 0.01 * i, 0.7)}, TrialState.RUNNING)
-    assert ParetoPruner().decide(study.trials, bad, 1, epochs=2) is None
+    assert HALVING.decide(study.trials, bad, 1, epochs=2) is None
     with pytest.raises(ValueError, match="factor >= 2"):
         ParetoPruner(factor=1)
     # not a rung (the last epoch is never one): no decision
-    assert ParetoPruner().decide(study.trials, bad, 2, epochs=2) is None
-    assert ParetoPruner().decide(study.trials, bad, 1, epochs=1) is None
+    assert HALVING.decide(study.trials, bad, 2, epochs=2) is None
+    assert HALVING.decide(study.trials, bad, 1, epochs=1) is None
 
 
 def test_pruner__a_point_on_the_rungs_front_is_never_pruned():
@@ -82,7 +85,7 @@ def test_pruner__a_point_on_the_rungs_front_is_never_pruned():
     assert not any(dominates(p, between) or dominates(between, p) for p in front)
     order, ranks = pareto_order([*front, between])
     assert order.index(8) >= 5 and ranks[8] == 0  # outside the best half, on the front
-    assert ParetoPruner().decide(study.trials, trial, 1, epochs=2) is None
+    assert HALVING.decide(study.trials, trial, 1, epochs=2) is None
 
 
 def test_pruner__nothing_is_pruned_during_the_warm_up_and_degenerate_points_come_last():
@@ -91,14 +94,14 @@ def test_pruner__nothing_is_pruned_during_the_warm_up_and_degenerate_points_come
         _add(study, {1: (mse, active), 2: (mse, active)})
     _add(study, {1: (0.012, 0.45)}, TrialState.RUNNING)
     bad = _add(study, {1: (0.05, 0.6)}, TrialState.RUNNING)
-    assert ParetoPruner(warmup=3).decide(study.trials, bad, 1, epochs=2) is None  # 2 complete
-    assert ParetoPruner(warmup=2).decide(study.trials, bad, 1, epochs=2) is not None
+    assert ParetoPruner(1, 2, warmup=3).decide(study.trials, bad, 1, epochs=2) is None  # 2 complete
+    assert ParetoPruner(1, 2, warmup=2).decide(study.trials, bad, 1, epochs=2) is not None
     # a degenerate point (a dead code: active fraction 0 would dominate) neither beats the
     # others nor is kept
     dead = _add(study, {1: (0.06, 0.0, 1.0)}, TrialState.RUNNING)
-    why = ParetoPruner(warmup=2).decide(study.trials, dead, 1, epochs=2)
+    why = ParetoPruner(1, 2, warmup=2).decide(study.trials, dead, 1, epochs=2)
     assert why is not None and "(degenerate)" in why
-    assert ParetoPruner(warmup=2).decide(study.trials, 2, 1, epochs=2) is None
+    assert ParetoPruner(1, 2, warmup=2).decide(study.trials, 2, 1, epochs=2) is None
 
 
 def test_pruner__two_workers_on_one_storage_decide_the_same(tmp_path):
@@ -110,7 +113,7 @@ def test_pruner__two_workers_on_one_storage_decide_the_same(tmp_path):
         _add(theirs, {1: (mse, active), 2: (mse, active)})
     bad = _add(mine, {1: (0.05, 0.6)}, TrialState.RUNNING)
     decisions = [
-        ParetoPruner().decide(study.get_trials(deepcopy=False), bad, 1, epochs=2)
+        HALVING.decide(study.get_trials(deepcopy=False), bad, 1, epochs=2)
         for study in (mine, theirs)
     ]
     assert decisions[0] is not None and decisions[0] == decisions[1]
@@ -129,7 +132,9 @@ def test_sweep__a_resumed_study_prunes_against_the_rungs_of_its_first_session(tm
     run_sweep(base, first, log=lambda _m: None)
     assert all(names.ATTR_EPOCH_POINTS in t.user_attrs for t in load_study(tmp_path).trials)
 
-    resumed = sweep_config(trials=4, pruner="pareto")
+    resumed = sweep_config(
+        trials=4, pruner="pareto", pareto_first_rung=1, pareto_factor=2, pareto_warmup=3
+    )
     study = sweep.open_study(storage, resumed, sweep.build_space(resumed), epochs=2)
     # a learning rate below the space's, that barely moves (Optuna trains an enqueued value as
     # it is, warning that it is out of range)

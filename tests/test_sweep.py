@@ -187,6 +187,11 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
         (["--lr-range", "0.01", "0.01"], {}, "error: lr range [0.01, 0.01] is empty or inverted"),
         (["--trials", "0"], {}, "error: --trials must be >= 1, got 0"),
         (["--population", "0"], {}, "error: --population must be >= 1, got 0"),
+        (
+            ["--pruner", "pareto", "--pareto-factor", "1"],
+            {},
+            "error: the Pareto pruner needs --pareto-first-rung >= 1, --pareto-factor >= 2",
+        ),
         (["--population", "2", "--amp"], {}, "error: a population trains in float32: drop --amp"),
         (["--timeout", "inf"], {}, "argument --timeout: must be a finite number"),
         (["--storage", "postgresql://nobody@127.0.0.1:1/none"], {}, "cannot open Optuna storage"),

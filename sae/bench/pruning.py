@@ -43,24 +43,79 @@ def sweep_outcome(study: Any) -> dict[str, float]:
     }
 
 
+def replay(study: Any, pruner: Any, epochs: int) -> Any:
+    """What ``pruner`` would have kept of the unpruned ``study`` (a sweep of ``epochs`` epochs,
+    one worker), as an in-memory study: its trials in number order, each deciding at its rungs
+    against the points the earlier ones would have recorded, up to where they would have stopped.
+
+    The same trials either way, so the comparison measures the pruner alone; a real pruned sweep
+    also draws other trials after its first prune (its sampler learns from the pruned points).
+    """
+    import copy
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sae.names import ATTR_EPOCH_POINTS, ATTR_PRUNED_AT
+
+    kept = optuna.create_study(directions=study.directions)
+    seen: list[Any] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        points = trial.user_attrs.get(ATTR_EPOCH_POINTS, {})
+        running = copy.deepcopy(trial)
+        running.state = TrialState.RUNNING
+        stopped = None
+        for epoch in range(1, epochs + 1):
+            running.user_attrs = {
+                ATTR_EPOCH_POINTS: {e: p for e, p in points.items() if int(e) <= epoch}
+            }
+            if pruner.decide([*seen, running], trial.number, epoch, epochs):
+                stopped = epoch
+                break
+        if stopped is None:
+            seen.append(trial)
+            kept.add_trial(trial)
+        else:
+            running.state = TrialState.PRUNED
+            seen.append(running)
+            kept.add_trial(
+                create_trial(
+                    state=TrialState.PRUNED,
+                    params=trial.params,
+                    distributions=trial.distributions,
+                    user_attrs={**running.user_attrs, ATTR_PRUNED_AT: stopped},
+                )
+            )
+    return kept
+
+
 def pruning_figures(
     folder: Path,
     data_root: str,
     setting: str,
     argv: Sequence[str],
+    epochs: int,
     seeds: Sequence[int],
     log: Callable[[str], None],
 ) -> dict[str, float]:
-    """The sweep command (``argv`` its size: trials, epochs, images) with ``--pruner none`` and
-    ``--pruner pareto`` for each sampler seed, each in a fresh process on its own study in
-    ``folder`` (which holds the benchmark's mlflow.yaml); keys ``pruning_{setting}_...``."""
+    """The sweep command (``argv`` its size: trials, ``epochs``, images) with ``--pruner none``
+    and ``--pruner pareto`` for each sampler seed, each in a fresh process on its own study in
+    ``folder`` (which holds the benchmark's mlflow.yaml); and the pruner replayed on each
+    unpruned study (``replay``: the same trials, so the pruner's own cost). Keys
+    ``pruning_{setting}_...``."""
     import optuna
 
     from sae.sweep import make_storage
+    from sae.sweep.pareto import ParetoPruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line for each study read back
     out: dict[str, float] = {}
-    ratios: dict[str, list[float]] = {"epochs": [], "hypervolume": []}
+    ratios: dict[str, list[float]] = {
+        "epochs": [],
+        "hypervolume": [],
+        "replay_epochs": [],
+        "replay_hypervolume": [],
+    }
     for seed in seeds:
         seen = {}
         for pruner in ("none", "pareto"):
@@ -77,10 +132,10 @@ def pruning_figures(
             if done.returncode != 0:
                 raise RuntimeError(f"the {pruner} sweep failed: {done.stderr[-500:]}")
             storage = make_storage(str(folder / f"{name}.journal"))
-            seen[pruner] = {
-                **sweep_outcome(optuna.load_study(study_name=name, storage=storage)),
-                "seconds": seconds,
-            }
+            study = optuna.load_study(study_name=name, storage=storage)
+            seen[pruner] = {**sweep_outcome(study), "seconds": seconds}
+            if pruner == "none":
+                seen["replay"] = sweep_outcome(replay(study, ParetoPruner(), epochs))
             key = f"pruning_{setting}_seed{seed}_{pruner}"
             for figure, value in seen[pruner].items():
                 out[f"{key}_{figure}"] = value
@@ -89,14 +144,28 @@ def pruning_figures(
                 f"epochs, {seen[pruner]['pruned']} trials pruned, {seconds:.0f} s, hypervolume "
                 f"{seen[pruner]['hypervolume']:.5f} ({seen[pruner]['front']} on the front)"
             )
-        ratios["epochs"].append(seen["none"]["epochs"] / seen["pareto"]["epochs"])
-        unpruned = seen["none"]["hypervolume"]
-        ratios["hypervolume"].append(
-            seen["pareto"]["hypervolume"] / unpruned if unpruned else float("nan")
+        for figure, value in seen["replay"].items():
+            out[f"pruning_{setting}_seed{seed}_replay_{figure}"] = value
+        log(
+            f"pruning, {setting}, seed {seed}, replayed on the unpruned sweep: "
+            f"{seen['replay']['epochs']} epochs, {seen['replay']['pruned']} trials pruned, "
+            f"hypervolume {seen['replay']['hypervolume']:.5f}"
         )
+        unpruned = seen["none"]
+        for prefix, pruned in (("", seen["pareto"]), ("replay_", seen["replay"])):
+            ratios[prefix + "epochs"].append(unpruned["epochs"] / pruned["epochs"])
+            ratios[prefix + "hypervolume"].append(
+                pruned["hypervolume"] / unpruned["hypervolume"]
+                if unpruned["hypervolume"]
+                else float("nan")
+            )
+    for figure, values in ratios.items():
+        out[f"pruning_{setting}_{figure}_ratio"] = statistics.mean(values)
+    log(
+        f"pruning, {setting}, replayed: {out[f'pruning_{setting}_replay_epochs_ratio']:.2f}x "
+        f"fewer epochs, hypervolume {out[f'pruning_{setting}_replay_hypervolume_ratio']:.1%}"
+    )
     epochs, volume = statistics.mean(ratios["epochs"]), statistics.mean(ratios["hypervolume"])
-    out[f"pruning_{setting}_epochs_ratio"] = epochs
-    out[f"pruning_{setting}_hypervolume_ratio"] = volume
     met = epochs >= EPOCHS_TARGET and volume >= HYPERVOLUME_TARGET
     out[f"pruning_{setting}_target_met"] = float(met)
     log(

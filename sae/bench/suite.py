@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,6 +57,21 @@ def parse_parts(text: str) -> tuple[str, ...]:
     return names
 
 
+PRUNING_SETTINGS = ("small", "full")
+
+
+def parse_pruning_settings(text: str) -> tuple[str, ...]:
+    """argparse type of ``--pruning-settings``: comma-separated names from PRUNING_SETTINGS."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PRUNING_SETTINGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown pruning setting {', '.join(unknown) or '(none)'}; choose from "
+            f"{','.join(PRUNING_SETTINGS)}"
+        )
+    return names
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """What the benchmark measures, and on which device."""
@@ -85,10 +101,15 @@ class BenchConfig:
     """epochs of each trial of the small setting"""
     pruning_train_size: int = 10_000
     """training images of each trial of the small setting"""
-    pruning_full: bool = False
-    """the pruning part also runs the full default sweep (30 trials of 10 epochs on all 60,000
-    images), once each way, with the first seed (the unpruned one took 52.5 minutes on 2 CPU
-    cores)"""
+    pruning_settings: tuple[str, ...] = simple_parsing.field(
+        default=("small",), type=parse_pruning_settings, nargs=None
+    )
+    """comma-separated sweeps of the pruning part: small (the setting above, every seed) and
+    full (the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first seed;
+    the unpruned one took 52.5 minutes on 2 CPU cores)"""
+    keep_stores: bool = False
+    """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps
+    among them), and print where it is; by default it is removed at the end"""
     device: Device = "auto"
     """auto (cuda when present, else cpu), cpu or cuda"""
     amp: bool = False
@@ -125,12 +146,27 @@ class BenchConfig:
 
 
 def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[str, Any]:
-    """The measurements of the benchmark issue named in ``bench.parts``; a flat dict of figures."""
+    """The measurements of the benchmark issue named in ``bench.parts``; a flat dict of figures.
+    Its scratch stores (runs, studies) live in a temporary folder, removed at the end unless
+    ``bench.keep_stores``."""
+    tmp = Path(tempfile.mkdtemp(prefix="sae-bench-"))
+    try:
+        return measure(bench, data_root, log, tmp)
+    finally:
+        if bench.keep_stores:
+            log(f"the benchmark's scratch stores are kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(
+    bench: BenchConfig, data_root: str, log: Callable[[str], None], tmp: Path
+) -> dict[str, Any]:
+    """``run``'s measurements, with ``tmp`` its scratch folder."""
     from sae.train import resolve_device
 
     device = resolve_device(bench.device)
     results: dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="sae-bench-"))
     (tmp / "mlflow.yaml").write_text(
         "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
         "optuna_storage: optuna.journal\n"
@@ -252,15 +288,17 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
 
     # 8. The Pareto sweep with and without its pruner, each sweep in a fresh process.
     if "pruning" in bench.parts:
-        small = [
-            *("--trials", str(bench.pruning_trials), "--epochs", str(bench.pruning_epochs)),
-            *("--train-size", str(bench.pruning_train_size), "--device", bench.device),
-        ]
-        results.update(pruning_figures(tmp, data_root, "small", small, bench.pruning_seeds, log))
-        if bench.pruning_full:
-            full = ["--trials", "30", "--device", bench.device]
-            first = bench.pruning_seeds[:1]
-            results.update(pruning_figures(tmp, data_root, "full", full, first, log))
+        sizes = {
+            "small": (bench.pruning_trials, bench.pruning_epochs, bench.pruning_train_size),
+            "full": (30, 10, None),
+        }
+        for setting in bench.pruning_settings:
+            trials, epochs, images = sizes[setting]
+            argv = ["--trials", str(trials), "--epochs", str(epochs), "--device", bench.device]
+            if images is not None:
+                argv += ["--train-size", str(images)]
+            seeds = bench.pruning_seeds if setting == "small" else bench.pruning_seeds[:1]
+            results.update(pruning_figures(tmp, data_root, setting, argv, epochs, seeds, log))
     return results
 
 

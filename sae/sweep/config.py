@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae.config import check_types, read_yaml_mapping
+from sae.sweep.pareto import ParetoPruner
 
 Objective = Literal["pareto", "pareto-probe", "constrained"]
 SamplerName = Literal["tpe", "random", "nsga2"]
@@ -33,6 +34,13 @@ class SweepConfig:
     default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objectives pareto,
     which stops a trial whose point is dominated at a rung (sae.sweep.pareto), off by default
     (it missed its target in the benchmark: see the README); none turns pruning off"""
+    pareto_first_rung: int = ParetoPruner.first_rung
+    """--pruner pareto: the first epoch at which trials are compared"""
+    pareto_factor: int = ParetoPruner.factor
+    """--pruner pareto: rungs every this many times the last one's epoch; a trial goes on if it
+    is in the best 1/factor at a rung, or on its front"""
+    pareto_warmup: int = ParetoPruner.warmup
+    """--pruner pareto: complete trials before any is pruned"""
     sampler_seed: int = 0
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
@@ -90,6 +98,12 @@ class SweepConfig:
             raise ValueError(
                 f"--pruner {self.pruner} prunes one objective; with --objective {self.objective} "
                 "use --pruner pareto or none"
+            )
+        if self.pareto_first_rung < 1 or self.pareto_factor < 2 or self.pareto_warmup < 0:
+            raise ValueError(
+                "the Pareto pruner needs --pareto-first-rung >= 1, --pareto-factor >= 2 and "
+                f"--pareto-warmup >= 0, got {self.pareto_first_rung}, {self.pareto_factor} and "
+                f"{self.pareto_warmup}"
             )
         if not self.study_name:
             raise ValueError("--study-name must not be empty")

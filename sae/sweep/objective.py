@@ -83,7 +83,9 @@ class Report(Callback):
 
 def pareto_pruner(sweep: SweepConfig) -> ParetoPruner | None:
     """The Pareto pruner for a Pareto objective, unless --pruner none."""
-    return ParetoPruner() if sweep.pruner_used == "pareto" else None
+    if sweep.pruner_used != "pareto":
+        return None
+    return ParetoPruner(sweep.pareto_first_rung, sweep.pareto_factor, sweep.pareto_warmup)
 
 
 @dataclasses.dataclass(frozen=True)

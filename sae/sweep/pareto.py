@@ -10,12 +10,14 @@ The rule is successive halving with a Pareto order, after "Multi-objective Async
 Successive Halving" (Schmucker, Donini, Zafar, Salinas and Archambeau, 2021), which orders the
 points of a rung as NSGA-II orders a population (Deb, Pratap, Agarwal and Meyarivan, 2002):
 
-- Rungs at epochs ``first_rung * factor**k`` before the last epoch (1, 2, 4, 8 of 10).
+- Rungs at epochs ``first_rung * factor**k`` before the last epoch (2 and 8 of 10 by default;
+  1, 2, 4 and 8 with ``first_rung=1, factor=2``).
 - At a rung, the trial's point is ranked among the points every trial recorded at that epoch
   (complete, pruned or still running: ASHA's asynchronous rule, so no worker waits for another):
   by non-domination rank, ties broken by crowding distance (the larger, the better: a point in
   an empty stretch of the front is worth keeping).
-- The trial goes on if its point is among the best ``1 / factor`` of them, or on the rung's
+- The trial goes on if its point is among the best ``1 / factor`` of them (a quarter by
+  default), or on the rung's
   front (rank 0): a trial on the rung's front is never pruned.
 - Degenerate points (a collapsed or dead model) are ranked after all others: they are kept off
   the final front, so they are not the front a rung's point must beat either.
@@ -28,10 +30,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING
 
 from sae.names import ATTR_EPOCH_POINTS
+
+if TYPE_CHECKING:  # the sweep's settings read the pruner's defaults without importing Optuna
+    from optuna.trial import FrozenTrial
 
 Point = tuple[float, ...]
 
@@ -95,9 +99,9 @@ def crowding(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
 class ParetoPruner:
     """Pareto successive halving (the module's docstring has the rule)."""
 
-    first_rung: int = 1
-    factor: int = 2
-    warmup: int = 3
+    first_rung: int = 2
+    factor: int = 4
+    warmup: int = 5
 
     def __post_init__(self) -> None:
         if self.first_rung < 1 or self.factor < 2 or self.warmup < 0:
@@ -116,6 +120,8 @@ class ParetoPruner:
     ) -> str | None:
         """Why trial ``number``, whose point at ``epoch`` is recorded in ``trials`` (the study's
         trials as its storage has them), should stop there; None when it goes on."""
+        from optuna.trial import TrialState
+
         if epoch not in self.rungs(epochs):
             return None
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
