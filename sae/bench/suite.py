@@ -46,30 +46,26 @@ PARTS = (
 """The measurements ``run`` can make, in the order it makes them."""
 
 
-def parse_parts(text: str) -> tuple[str, ...]:
-    """argparse type of ``--parts``: comma-separated names from ``PARTS``."""
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in PARTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown part {', '.join(unknown) or '(none)'}; choose from {','.join(PARTS)}"
-        )
-    return names
+def comma_separated(choices: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names from ``choices`` (``what`` names one)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {','.join(choices)}"
+            )
+        return names
+
+    return parse
 
 
 PRUNING_SETTINGS = ("small", "full")
-
-
-def parse_pruning_settings(text: str) -> tuple[str, ...]:
-    """argparse type of ``--pruning-settings``: comma-separated names from PRUNING_SETTINGS."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in PRUNING_SETTINGS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown pruning setting {', '.join(unknown) or '(none)'}; choose from "
-            f"{','.join(PRUNING_SETTINGS)}"
-        )
-    return names
+parse_parts = comma_separated(PARTS, "part")
+"""argparse type of ``--parts``."""
+parse_pruning_settings = comma_separated(PRUNING_SETTINGS, "pruning setting")
+"""argparse type of ``--pruning-settings``."""
 
 
 @dataclasses.dataclass(frozen=True)
