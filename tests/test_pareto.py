@@ -12,7 +12,7 @@ from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order
 
 DIRECTIONS = ["minimize", "minimize"]
 HALVING = ParetoPruner(first_rung=1, factor=2, warmup=3)
-"""Successive halving from epoch 1, as these small studies need (the default starts later)."""
+"""Successive halving from epoch 1, written out (the default rule)."""
 
 
 def _study(storage=None, name="s"):
@@ -51,8 +51,9 @@ def test_pareto_order__dominated_points_come_after_the_front_and_its_ends_first(
 def test_pruner__rungs_are_successive_halving_epochs_before_the_last():
     assert HALVING.rungs(10) == [1, 2, 4, 8]
     assert ParetoPruner(first_rung=2, factor=3).rungs(10) == [2, 6]
-    assert ParetoPruner().rungs(10) == [2, 8]  # the default: a quarter goes on at each
-    assert HALVING.rungs(1) == [] and ParetoPruner().rungs(2) == []
+    assert ParetoPruner(first_rung=2, factor=4).rungs(10) == [2, 8]
+    assert ParetoPruner() == HALVING  # the default rule
+    assert HALVING.rungs(1) == [] and ParetoPruner(first_rung=2).rungs(2) == []
 
 
 def test_pruner__a_trial_dominated_at_a_rung_by_enough_complete_trials_is_pruned():

@@ -10,15 +10,14 @@ The rule is successive halving with a Pareto order, after "Multi-objective Async
 Successive Halving" (Schmucker, Donini, Zafar, Salinas and Archambeau, 2021), which orders the
 points of a rung as NSGA-II orders a population (Deb, Pratap, Agarwal and Meyarivan, 2002):
 
-- Rungs at epochs ``first_rung * factor**k`` before the last epoch (2 and 8 of 10 by default;
-  1, 2, 4 and 8 with ``first_rung=1, factor=2``).
+- Rungs at epochs ``first_rung * factor**k`` before the last epoch (1, 2, 4 and 8 of 10 by
+  default).
 - At a rung, the trial's point is ranked among the points every trial recorded at that epoch
   (complete, pruned or still running: ASHA's asynchronous rule, so no worker waits for another):
   by non-domination rank, ties broken by crowding distance (the larger, the better: a point in
   an empty stretch of the front is worth keeping).
-- The trial goes on if its point is among the best ``1 / factor`` of them (a quarter by
-  default), or on the rung's
-  front (rank 0): a trial on the rung's front is never pruned.
+- The trial goes on if its point is among the best ``1 / factor`` of them (half by default),
+  or on the rung's front (rank 0): a trial on the rung's front is never pruned.
 - Degenerate points (a collapsed or dead model) are ranked after all others: they are kept off
   the final front, so they are not the front a rung's point must beat either.
 - Nothing is pruned until ``warmup`` trials have completed, nor at a rung with fewer than
@@ -99,9 +98,9 @@ def crowding(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
 class ParetoPruner:
     """Pareto successive halving (the module's docstring has the rule)."""
 
-    first_rung: int = 2
-    factor: int = 4
-    warmup: int = 5
+    first_rung: int = 1
+    factor: int = 2
+    warmup: int = 3
 
     def __post_init__(self) -> None:
         if self.first_rung < 1 or self.factor < 2 or self.warmup < 0:
