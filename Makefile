@@ -29,10 +29,9 @@ data: $(VENV)/.installed
 	$(PY) -m sae.data fetch
 
 # The tests run in one process per core (pytest-xdist), each with one torch thread: two
-# processes each asking for every core slow each other down many times over. A module marked
-# xdist_group runs in one process, so that its module-wide stores are built once.
+# processes each asking for every core slow each other down many times over.
 test: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m pytest --numprocesses auto --dist loadgroup
+	OMP_NUM_THREADS=1 $(PY) -m pytest --numprocesses auto --dist load
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -34,9 +34,6 @@ from sae.train import alive_seeds, load_splits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 import synthetic_store  # noqa: E402  (analysis/ holds scripts, not a package)
 
-# One test process runs this module (make test's --dist loadgroup): its stores are built once.
-pytestmark = pytest.mark.xdist_group("test_report")
-
 REPORT = Path(__file__).resolve().parents[1] / "analysis" / "report.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALL_FIGURES = (

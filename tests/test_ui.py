@@ -40,9 +40,6 @@ from sae import metrics as M
 from sae.sweep import SweepConfig, run_sweep
 from sae.tracking import views
 
-# One test process runs this module (make test's --dist loadgroup): its stores are built once.
-pytestmark = pytest.mark.xdist_group("test_ui")
-
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "experiments" / "ui.py"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
