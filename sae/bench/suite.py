@@ -102,7 +102,7 @@ class BenchConfig:
     )
     """comma-separated sweeps of the pruning part: small (the setting above, every seed) and
     full (the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first seed;
-    the unpruned one took 52.5 minutes on 2 CPU cores)"""
+    the unpruned one took 70 minutes on 2 CPU cores)"""
     keep_stores: bool = False
     """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps
     among them), and print where it is; by default it is removed at the end"""
