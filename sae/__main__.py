@@ -4,7 +4,7 @@ import argparse
 import importlib
 import sys
 
-from sae.cli import ArgumentParser
+from sae.cli import ArgumentParser, run_main
 from sae.commands import COMMANDS
 
 
@@ -19,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

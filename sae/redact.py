@@ -1,8 +1,9 @@
 """Credentials kept out of everything the suite writes down or shows: tags, params, artifacts,
 reports, console lines and child processes' argv.
 
-A URL's password (``scheme://user:secret@host``) and ``password=`` query or keyword values become
-``***``; the user name and the rest of the URL stay, so a reader can still tell which store it is.
+A URL's password (``scheme://user:secret@host``) and ``password=`` (or ``token=``, ``api_key=``,
+``sig=`` ...) query or keyword values become ``***``; the user name and the rest of the URL stay,
+so a reader can still tell which store it is.
 The working URL is kept only in memory and handed to child processes through their environment.
 """
 
@@ -16,8 +17,13 @@ MASK = "***"
 
 # scheme://user:password@  (the password runs to the last "@" before the host part)
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)(?P<secret>[^/\s]*)@")
-# password=...  in a query string or a libpq keyword/value connection string
-_KEYWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)(?P<secret>[^&\s;]+)", re.IGNORECASE)
+# password=...  in a query string or a libpq keyword/value connection string, and the tokens,
+# keys and signatures of query strings (token=, access_token=, api_key=, X-Amz-Signature=, sig=)
+_KEYWORD = re.compile(
+    r"(?P<head>\b(?:[\w-]*(?:password|passwd|pwd|token|secret|signature|api[_-]?key)|sig)=)"
+    r"(?P<secret>[^&\s;]+)",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:

@@ -265,3 +265,99 @@ def test_train_cli__a_runs_saved_config_json_loads_back(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg.to_dict(), indent=2))
     assert _parse(["--config", str(path)]) == cfg
+
+
+SECRET = "hunter2hunter2"
+DB_URL = f"postgresql+psycopg://sae:{SECRET}@127.0.0.1:9/sae"
+SECRET_ARGS = {
+    "train": ["--tracking-uri"],
+    "baseline": ["--tracking-uri"],
+    "sweep": ["--tracking-uri", "--storage"],
+    "report": ["--tracking-uri", "--storage"],
+    "bench": ["--tracking-uri"],
+    "ui": ["--tracking-uri", "--storage"],
+    "server": ["--backend-store-uri", "--artifacts-destination", "--auth-db"],
+    "demo": ["--root", "--manifest"],
+}
+"""Every command's URL-valued options (and, for the demo, which has none, its path options)."""
+SECRET_VALUES = {
+    "url password": DB_URL,
+    "query password": f"postgresql+psycopg://sae@127.0.0.1:9/sae?password={SECRET}",
+    "query token": f"http://127.0.0.1:9/?token={SECRET}",
+}
+
+
+def _run_command(name: str, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """``sae-NAME argv...`` run in this process through its own entry point."""
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [f"sae-{name}", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"sae.commands.{name.replace('-', '_')}").run()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+@pytest.mark.parametrize("value", SECRET_VALUES.values(), ids=SECRET_VALUES)
+@pytest.mark.parametrize(
+    ("command", "flag"), [(c, f) for c, flags in SECRET_ARGS.items() for f in flags]
+)
+def test_every_command__refuses_a_secret_in_any_option_in_one_line(
+    command, flag, value, tmp_path, monkeypatch, capsys
+):
+    """Fix: sweep, report and train took a password in --storage or --tracking-uri, where any
+    local user reads it (ps); only ui and server refused one, and none a token in a query string.
+    Now every command refuses it, in both flag forms, before doing anything: one line naming the
+    flag, the value masked, where to put the secret instead; exit 1."""
+    monkeypatch.chdir(tmp_path)
+    for argv in ([flag, value], [f"{flag}={value}"]):
+        code, out, err = _run_command(command, argv, monkeypatch, capsys)
+        assert (code, out) == (1, "")
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: {flag} ") and "***" in line, line
+        assert (
+            "holds a password or token, which any local user can read on the command line: " in line
+        )
+        assert SECRET not in line
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_every_command__refuses_a_secret_as_a_positional_or_through_python_m_sae(
+    monkeypatch, capsys
+):
+    """The same through ``python -m sae COMMAND``, ``python -m sae.data``, and for a positional
+    argument (repair-journal's)."""
+    from sae.commands import data
+
+    code, out, err = _run_command("repair-journal", [DB_URL], monkeypatch, capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: argument postgresql+psycopg://sae:***@") and SECRET not in err
+    monkeypatch.setattr(sys, "argv", ["python -m sae", "sweep", "--storage", DB_URL])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("sae", run_name="__main__")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 1 and line.startswith("error: --storage postgresql+psycopg://")
+    assert data.main(["fetch", "--root", DB_URL]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --root postgresql+psycopg://sae:***@") and SECRET not in line
+
+
+def test_secret_places__each_url_flag_says_where_its_secret_goes():
+    """The one-line error of --tracking-uri, --storage and --backend-store-uri names the places
+    their stores read a secret from (libpq's, MLflow's environment, mlflow.yaml)."""
+    from sae.cli.parser import SecretOnCommandLine, refuse_secrets
+
+    refuse_secrets(["--storage", "postgresql+psycopg://sae@db/sae_optuna", "--trials", "3"])
+    with pytest.raises(SecretOnCommandLine) as error:
+        refuse_secrets(["--trials", "3", "--storage", "postgresql://sae:hunter2@db/x"])
+    assert str(error.value) == (
+        "--storage postgresql://sae:***@db/x holds a password or token, which any local user can "
+        "read on the command line: drop it from the URL and put it in ~/.pgpass (or PGPASSFILE, "
+        "or PGPASSWORD), or the whole URL in mlflow.yaml (optuna_storage)"
+    )
+    with pytest.raises(
+        SecretOnCommandLine, match="MLFLOW_TRACKING_PASSWORD .* MLFLOW_TRACKING_URI$"
+    ):
+        refuse_secrets(["--tracking-uri=http://u:p@mlflow.lab:5000"])
+    with pytest.raises(SecretOnCommandLine, match="the whole URL in MLFLOW_BACKEND_STORE_URI$"):
+        refuse_secrets(["--backend-store-uri", "postgresql://u@db/x?password=p"])

@@ -74,9 +74,10 @@ def test_server_command__a_password_on_its_command_line_is_a_one_line_error(monk
         runpy.run_path(str(SERVER), run_name="__main__")
     assert exit_.value.code == 1
     assert capsys.readouterr().err.splitlines() == [
-        "error: --backend-store-uri postgresql://sae:***@db/sae_mlflow holds a password, which "
-        "any local user can read on the command line: drop it from the URL and put it in "
-        "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
+        "error: --backend-store-uri postgresql://sae:***@db/sae_mlflow holds a password or "
+        "token, which any local user can read on the command line: drop it from the URL and put "
+        "it in ~/.pgpass (or PGPASSFILE, or PGPASSWORD), or the whole URL in "
+        "MLFLOW_BACKEND_STORE_URI"
     ]
 
 

@@ -5,6 +5,8 @@ Each field ``name`` of a dataclass added with ``add_dataclass`` becomes the flag
 for underscores); a float flag refuses inf and nan, an ``X | None`` flag takes the word ``none``,
 a ``bool`` flag comes with its ``--no-`` form, a ``Literal`` lists its choices. A flag that names a
 file of defaults (``--config FILE``, ``--space FILE``) is read before the other flags, which win.
+An argument that holds a password or token (``scheme://user:secret@host``, ``?token=...``) is
+refused before anything else: any local user can read a command line (``ps``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,44 @@ from simple_parsing import ConflictResolution, DashVariant
 from simple_parsing.wrappers import DataclassWrapper, FieldWrapper
 
 from sae.errors import first_line
+from sae.redact import has_secret, redact
+
+PGPASS = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
+"""Where libpq, and so SQLAlchemy's psycopg driver under Optuna and MLflow, finds a password."""
+SECRET_PLACES = {
+    "--tracking-uri": (
+        f"{PGPASS} for a database, MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+        "MLFLOW_TRACKING_TOKEN) for a tracking server, or the whole URL in mlflow.yaml or "
+        "MLFLOW_TRACKING_URI"
+    ),
+    "--storage": f"{PGPASS}, or the whole URL in mlflow.yaml (optuna_storage)",
+    "--backend-store-uri": f"{PGPASS}, or the whole URL in MLFLOW_BACKEND_STORE_URI",
+    "--auth-db": PGPASS,
+}
+"""Where a secret goes instead of each URL flag's value; another flag's: ``OTHER_PLACES``."""
+OTHER_PLACES = f"{PGPASS}, or the environment variables its store reads"
+
+
+class SecretOnCommandLine(ValueError):
+    """A password or token among a command's arguments, where every local user can read it."""
+
+
+def refuse_secrets(args: Sequence[str]) -> None:
+    """Raise ``SecretOnCommandLine`` naming the first argument that holds a secret, its flag
+    and where to put the secret instead."""
+    for i, arg in enumerate(args):
+        if not has_secret(arg):
+            continue
+        flag, value = "argument", arg
+        if arg.startswith("--") and "=" in arg:
+            flag, value = arg.split("=", 1)
+        elif i > 0 and args[i - 1].startswith("-"):
+            flag = args[i - 1]
+        place = SECRET_PLACES.get(flag, OTHER_PLACES)
+        raise SecretOnCommandLine(
+            f"{flag} {redact(value)} holds a password or token, which any local user can read "
+            f"on the command line: drop it from the URL and put it in {place}"
+        )
 
 
 def finite_float(text: str) -> float:
@@ -142,6 +182,7 @@ class ArgumentParser(simple_parsing.ArgumentParser):
         attempt_to_reorder: bool = False,
     ) -> tuple[argparse.Namespace, list[str]]:
         args = list(sys.argv[1:] if args is None else args)
+        refuse_secrets(args)
         for flag, load in self._default_files:
             # A bad flag is left to the full parse below, which reports it.
             early = argparse.ArgumentParser(add_help=False, exit_on_error=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import simple_parsing
 
 from sae import data
-from sae.cli import ArgumentParser, UsageError
+from sae.cli import ArgumentParser, SecretOnCommandLine, UsageError
 from sae.data import (
     MNIST_FILES,
     DataError,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
-    except DataError as e:
+    except (DataError, SecretOnCommandLine) as e:
         print(f"error: {first_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:

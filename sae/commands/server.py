@@ -4,7 +4,7 @@ import dataclasses
 import os
 from typing import NoReturn
 
-from sae import server, ui
+from sae import server
 from sae.cli import ArgumentParser, run_main
 
 
@@ -12,8 +12,6 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__)
     parser.add_dataclass("server", server.TrackingServerConfig())
     cfg = parser.parse_args().server
-    ui.reject_password("--backend-store-uri", cfg.backend_store_uri)
-    ui.reject_password("--auth-db", cfg.auth_db)
     # The environment is no command line: a password may stay in its URL.
     from_env = os.environ.get("MLFLOW_BACKEND_STORE_URI")
     server.serve(dataclasses.replace(cfg, backend_store_uri=cfg.backend_store_uri or from_env))

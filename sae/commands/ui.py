@@ -35,9 +35,6 @@ def main() -> None:
     for name in ("port", "dashboard_port"):
         if not 0 <= getattr(opts, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be a port number, 0-65535")
-    instead = ", or the whole URL in mlflow.yaml or MLFLOW_TRACKING_URI"
-    ui.reject_password("--tracking-uri", args.settings.tracking_uri, instead)
-    ui.reject_password("--storage", opts.storage, ", or the whole URL in mlflow.yaml")
     settings = tracking.load_settings(args.settings.config_file, args.settings.tracking_uri)
     if opts.storage:
         settings = dataclasses.replace(settings, optuna_storage=opts.storage)
