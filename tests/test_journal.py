@@ -2,6 +2,7 @@
 
 import json
 import runpy
+import socket
 import sys
 from pathlib import Path
 
@@ -90,3 +91,170 @@ def test_sweep__a_damaged_journal_is_refused_before_anything_is_written(
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # trial 0 stays COMPLETE
     assert journal.find_damage(path) is None
+
+
+def _repair_cli(monkeypatch, path: Path) -> int:
+    monkeypatch.setattr(sys, "argv", [str(REPAIR), str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(REPAIR), run_name="__main__")
+    return exit_.value.code
+
+
+def _trials(path: Path) -> list:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.load_study(study_name="s", storage=storage).get_trials()
+
+
+def test_adapter__the_operation_codes_are_optuna_s():
+    """Pins the operation codes sae.journal reads (which number the studies and trials)."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    assert list(journal.OP_CODES) == sorted(op.value for op in JournalOperation)
+    assert journal.CREATE_STUDY == JournalOperation.CREATE_STUDY
+    assert journal.CREATE_TRIAL == JournalOperation.CREATE_TRIAL
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, this is my thesis\nsecond line\n", bytes(range(256)) * 8, b'{"a": 1}\n'],
+    ids=["text", "random bytes", "other json"],
+)
+def test_repair_cli__refuses_a_file_that_is_not_a_journal(tmp_path, monkeypatch, capsys, content):
+    """Regression: repair_journal.py on a text file or random bytes exited 0 and left it empty
+    (the original set aside). Now one line, exit 1, the file untouched, nothing set aside."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    assert _repair_cli(monkeypatch, path) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {path} is not an Optuna journal ")
+    assert line.endswith("nothing was changed")
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_repair_cli__keeps_every_complete_record_after_a_damaged_one(tmp_path, monkeypatch):
+    """Regression: one bad record in the middle dropped every later complete record, though the
+    README says the repair keeps every complete one. A damaged record that created nothing (here
+    a trial's attribute) is dropped alone: the ids of the later records still hold."""
+    path = _journal(tmp_path, trials=3)
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = b'{"op_code":8,"worker_id":"w","trial_id":0,"user_attr":{"k":\n'
+    path.write_bytes(b"".join([*lines[:4], damaged, *lines[4:]]))
+    assert _repair_cli(monkeypatch, path) == 0
+    assert path.read_bytes() == b"".join(lines)
+    assert [t.state for t in _trials(path)] == [TrialState.COMPLETE] * 3
+
+
+def test_repair_cli__keeps_a_record_glued_onto_a_cut_one(tmp_path, monkeypatch):
+    """A writer that appended after a crash cut a record glues its own whole record onto the
+    cut one, on the same line: the whole one is kept."""
+    path = _journal(tmp_path, trials=2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    cut = b'{"op_code":8,"worker_id":"w","trial_id":0,"user'
+    path.write_bytes(b"".join([*lines[:-1], cut + lines[-1]]))
+    assert _repair_cli(monkeypatch, path) == 0
+    assert path.read_bytes() == b"".join(lines)
+
+
+def test_repair_cli__a_damaged_trial_creation_keeps_the_records_before_it(
+    tmp_path, monkeypatch, capsys
+):
+    """A damaged record that created a trial numbered every later trial: kept, the later records
+    would name other trials, so the journal is kept up to it, and the console says so."""
+    path = _journal(tmp_path, trials=3)
+    lines = path.read_bytes().splitlines(keepends=True)
+    creations = [i for i, line in enumerate(lines) if line.startswith(b'{"op_code":4,')]
+    second = creations[1]
+    damaged = lines[second][:40] + b"\n"
+    path.write_bytes(b"".join([*lines[:second], damaged, *lines[second + 1 :]]))
+    assert _repair_cli(monkeypatch, path) == 0
+    assert path.read_bytes() == b"".join(lines[:second])
+    dropped = len(lines) - second - 1
+    assert f"and the {dropped} after it" in capsys.readouterr().out
+    assert [t.state for t in _trials(path)] == [TrialState.COMPLETE]
+
+
+def test_repair_cli__fails_running_trials_no_live_process_holds(tmp_path, monkeypatch):
+    """Regression: after a repair, a trial whose last records were lost stayed RUNNING forever
+    (no worker recorded, or a dead one): every resume counted it as running and ran nothing.
+    Now the repair fails it as interrupted and a resume retries its parameters; a trial that a
+    live process holds stays RUNNING."""
+    import subprocess
+
+    from sae import names, sweep
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = _journal(tmp_path, trials=1)
+    storage = optuna.storages.JournalStorage(journal.backend(path))
+    study = optuna.load_study(study_name="s", storage=storage)
+    x = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    nameless = study.ask(x)  # its record of a worker lost
+    gone = study.ask(x)
+    gone.set_user_attr(names.ATTR_WORKER, f"{socket.gethostname()}:{dead.pid}")
+    alive = study.ask(x)
+    alive.set_user_attr(names.ATTR_WORKER, sweep.recovery.worker_id())
+    assert _repair_cli(monkeypatch, path) == 0
+    trials = _trials(path)
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING]
+    assert {t.user_attrs[names.ATTR_FAIL_REASON] for t in trials[1:3]} == {names.REASON_ORPHANED}
+    assert not any(sweep.counts_as_finished(t) for t in trials[1:])
+
+    study = optuna.load_study(study_name="s", storage=sweep.make_storage(str(path)))
+    assert sweep.recover_interrupted(study, study._storage, client(tmp_path)) == [1, 2]
+    retries = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.params for t in retries] == [nameless.params, gone.params]
+
+
+_FULL_DISK = """
+import errno, os, resource, signal, sys
+import optuna
+from sae import journal
+
+path, lock = sys.argv[1], sys.argv[2]
+if lock == "whole-records":
+    backend = journal.backend(path)
+else:
+    backend = optuna.storages.journal.JournalFileBackend(path)
+study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as `ulimit -f` under a shell that ignores it
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 50, resource.RLIM_INFINITY))
+try:
+    study.set_user_attr("k", "x" * 500)
+except OSError as err:
+    print(errno.errorcode[err.errno])
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+try:
+    optuna.create_study(storage=study._storage, study_name="after")
+    print("appended")
+except AssertionError as err:
+    print("AssertionError", err)
+"""
+
+
+@pytest.mark.parametrize("lock", ["whole-records", "optuna-default"])
+def test_backend__an_append_cut_by_a_full_disk_leaves_no_partial_record(tmp_path, lock):
+    """Regression: with the journal on a full disk (`ulimit -f`), an append cut mid-record was
+    left in the file, the next append was glued onto it, Optuna raised `AssertionError: Should
+    not reach.` and the journal could not be loaded again. Through ``journal.backend`` the cut
+    record is removed before the lock is let go: the next append is whole. (Optuna's own lock,
+    the second case, shows the old damage.)"""
+    import subprocess
+
+    path = tmp_path / "study.journal"
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(path), lock],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    if lock == "whole-records":
+        assert done.stdout.splitlines() == ["EFBIG", "appended"]
+        assert journal.find_damage(path) is None
+        storage = optuna.storages.JournalStorage(journal.backend(path))
+        assert sorted(optuna.get_all_study_names(storage)) == ["after", "s"]
+    else:
+        assert done.stdout.splitlines() == ["EFBIG", "AssertionError Should not reach."]
+        assert journal.find_damage(path) is not None
