@@ -2,6 +2,7 @@
 the user's own files, never a secret; and the names and studies it refuses before writing."""
 
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,8 +19,9 @@ REPORT = Path(__file__).resolve().parents[1] / "analysis" / "report.py"
 SECRET = "hunter2"
 """Every password in the store and on the command line starts with this."""
 STORAGE_WITH_PASSWORD = f"postgresql://alice:{SECRET}-storage@127.0.0.1:1/optuna"
-NO_RUNS = report.Selection(tags=((names.TAG_KIND, "no-such-kind"),))
-"""A selection that matches nothing: the quickest complete report."""
+ONE_RUN = report.Selection(experiments=("sae-sweep",), tags=((names.TAG_STUDY, "s0"),))
+"""The parent run of the older study alone: the quickest complete report (a selection that
+matches nothing is refused)."""
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,7 @@ def test_build_report__a_name_that_is_not_a_plain_name_is_refused_and_nothing_wr
     _, settings = store
     name = str(tmp_path / "abs") if name == "ABSOLUTE" else name
     with pytest.raises(ValueError, match=r"^report name .* is not a plain folder name") as err:
-        report.build_report(settings, NO_RUNS, name, output_dir=tmp_path / "a" / "reports")
+        report.build_report(settings, ONE_RUN, name, output_dir=tmp_path / "a" / "reports")
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -154,18 +156,20 @@ def test_build_report__files_a_user_put_in_the_folder_survive_a_rebuild(store, t
         (folder / path).write_bytes(data)
     (folder / report.REPORT_MD).write_text("an old report")
 
-    again = report.build_report(settings, NO_RUNS, output_dir=output)
+    again = report.build_report(settings, ONE_RUN, output_dir=output)
     after = _tree(folder)
     assert {path: after.get(path) for path in mine} == mine
-    # the first build's figures and other tables are gone: this selection has no runs
+    # the first build's figures and other tables are gone: this selection has no trained run
     assert set(after) == set(mine) | {
         report.REPORT_MD,
         report.REPORT_HTML,
         report.TABLE_RUNS,
         report.TABLE_CURVES,
+        report.TABLE_STATES,
+        report.TABLE_BEST,
+        report.TABLE_DEGENERATE,
     }
     assert after[report.REPORT_MD] == again.markdown.read_bytes() != b"an old report"
-    assert b"The store holds no runs matching this selection" in after[report.REPORT_MD]
     assert again.figures == [] and again.folder == folder
 
 
@@ -196,7 +200,7 @@ def test_build_report__a_build_folder_left_by_a_killed_build_is_cleared(store, t
     ):
         (output / leftover / path).parent.mkdir(parents=True, exist_ok=True)
         (output / leftover / path).write_bytes(b"half")
-    built = report.build_report(settings, NO_RUNS, output_dir=output)
+    built = report.build_report(settings, ONE_RUN, output_dir=output)
     assert sorted(p.name for p in output.iterdir()) == sorted([other, odd, "latest"])
     assert built.markdown.is_file()
 
@@ -228,6 +232,106 @@ def test_report_cli__an_unknown_study_is_one_line_naming_those_there_and_writes_
     with pytest.raises(ValueError, match=r"no study 'x' among the runs of sae-baseline: there is"):
         report.load_frames(settings, report.Selection(experiments=("sae-baseline",), study="x"))
     assert report.load_frames(settings, report.Selection(study="s0")).study == "s0"
+
+
+# Links and selections: nothing written outside, nothing replaced by nothing.
+
+LINKS = {
+    "figures folder": ("latest/figures", {"tradeoff.png": b"theirs"}),
+    "tables folder": ("latest/tables", {"runs.csv": b"theirs"}),
+    "report folder": ("latest", {"report.md": b"theirs", "figures/tradeoff.png": b"theirs"}),
+    "output folder": ("", {"latest/report.md": b"theirs"}),
+    "report file": ("latest/report.md", {}),
+}
+"""Where a link to another folder is planted under the output folder (``""``: the output
+folder itself is the link), and what that other folder holds."""
+
+
+@pytest.mark.parametrize("where", sorted(LINKS))
+def test_build_report__refuses_a_symbolic_link_in_its_folder_and_writes_nothing(
+    store, tmp_path, where
+):
+    """Bug fix: with ``reports/latest/figures`` a link to another folder, a rebuild overwrote
+    the files there and deleted one (a figure it did not draw again); the same through
+    ``reports/latest`` and ``reports`` as links. Now the build is refused in one line before it
+    writes anything, and the other folder and the report are as they were."""
+    _, settings = store
+    link, theirs = LINKS[where]
+    elsewhere = tmp_path / "elsewhere"
+    for path, data in {**theirs, "report.md": b"theirs"}.items():
+        (elsewhere / path).parent.mkdir(parents=True, exist_ok=True)
+        (elsewhere / path).write_bytes(data)
+    output = tmp_path / "reports"
+    (output / "latest" / "figures").mkdir(parents=True)
+    (output / "latest" / report.TABLE_RUNS).parent.mkdir()
+    (output / "latest" / report.FIG_TRADEOFF).write_bytes(b"an earlier figure")
+    planted = output / link
+    if planted.exists():
+        shutil.rmtree(planted) if planted.is_dir() else planted.unlink()
+    planted.symlink_to(elsewhere / "report.md" if where == "report file" else elsewhere)
+    before = {"elsewhere": _tree(elsewhere), "reports": _tree(output)}
+    with pytest.raises(ValueError, match=r"is a symbolic link: nothing is written or deleted") as e:
+        report.build_report(settings, ONE_RUN, output_dir=output)
+    assert "\n" not in str(e.value)
+    assert {"elsewhere": _tree(elsewhere), "reports": _tree(output)} == before
+    assert planted.is_symlink() and not list(output.glob(".*"))  # no build folder either
+
+
+def test_report_cli__a_link_as_the_output_folder_is_one_line_and_writes_nothing(
+    store, tmp_path, monkeypatch, capsys
+):
+    """Bug fix: ``--output-dir LINK`` wrote the report through the link into its target."""
+    tmp, _ = store
+    (tmp_path / "target").mkdir()
+    (tmp_path / "reports").symlink_to(tmp_path / "target")
+    code = _cli(
+        monkeypatch,
+        *("--config-file", str(tmp / "mlflow.yaml"), "--no-log"),
+        *("--output-dir", str(tmp_path / "reports")),
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {tmp_path / 'reports'} is a symbolic link: nothing is written or deleted "
+        f"through one (remove the link, or name a real folder instead of {tmp_path / 'reports'})\n"
+    )
+    assert list((tmp_path / "target").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--experiment", "no-such-experiment"],
+        ["--experiment", "sae-sweep", "--experiment", "no-such-experiment"],
+        ["--experiment", "Default"],  # there, with no runs
+        ["--tag", "kind=no-such-kind"],
+        ["--experiment", "sae-baseline", "--tag", "optuna.study=s0"],
+    ],
+    ids=["unknown", "one-unknown", "no-runs", "tag", "experiment-and-tag"],
+)
+def test_report_cli__a_selection_that_matches_nothing_is_one_line_and_replaces_nothing(
+    store, tmp_path, monkeypatch, capsys, flags
+):
+    """Bug fix: ``--experiment NAME`` naming no experiment (or a selection matching no run)
+    exited 0 and replaced the existing report with an empty one."""
+    tmp, settings = store
+    output = tmp_path / "reports"
+    report.build_report(settings, ONE_RUN, output_dir=output)
+    previous = _tree(output)
+    code = _cli(
+        monkeypatch,
+        *("--config-file", str(tmp / "mlflow.yaml"), "--no-log", "--output-dir", str(output)),
+        *flags,
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no ") and err.count("\n") == 1
+    if "no-such-experiment" in flags:
+        assert err.startswith("error: no experiment 'no-such-experiment' in the store: ")
+        assert "'sae-baseline'" in err
+    else:
+        assert err.endswith(": nothing to report\n")
+    assert _tree(output) == previous
 
 
 # Secrets.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae import tracking
+from sae.paths import PLAIN_NAME, check_plain_name, owned
 from sae.report import files as F
 from sae.report.document import Document
 from sae.report.figures import style
@@ -22,7 +23,7 @@ from sae.report.provenance import reproducibility
 from sae.report.sections import Writer
 
 TITLE = "Comparison report: the sparse autoencoder against the README baseline"
-NAME_PATTERN = re.compile(r"\w[\w.-]{0,99}")
+NAME_PATTERN = PLAIN_NAME
 """A report name: one plain folder name, never a path, never hidden (the build folders are)."""
 _BUILDING = ".building-"
 """A report's build folder is ``.<name>.building-<32 hex digits>`` in the output folder."""
@@ -44,12 +45,7 @@ class Report:
 
 def check_name(name: str) -> str:
     """``name`` when it is a plain folder name (NAME_PATTERN); else ValueError, in one line."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"report name {name!r} is not a plain folder name: use up to 100 letters, digits, "
-            "'_', '-' and '.' (not first), with no path separator"
-        )
-    return name
+    return check_plain_name(name, "report name")
 
 
 def build_report(
@@ -72,15 +68,15 @@ def build_report(
 
     ``storage`` is the Optuna storage of the study (default: the settings'); ``command`` is the
     command line shown under Reproducibility. Raises ValueError, in one line and before writing
-    anything, when the name is not a plain name, there is no store or no such study.
+    anything, when the name is not a plain name, the output folder or anything of the report's
+    in it is a symbolic link (``sae.paths.owned``), there is no store, or the selection matches
+    nothing (``load_frames``).
     """
     check_name(name)
+    output_dir = Path(output_dir)
+    target = _check_target(output_dir, name)
     selection = selection or Selection()
     frames = load_frames(settings, selection)
-    output_dir = Path(output_dir)
-    target = output_dir / name
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"{target} is a file, not a report folder: move it or choose --name")
     output_dir.mkdir(parents=True, exist_ok=True)
     _remove_unfinished_builds(output_dir, name)
     building = output_dir / f".{name}{_BUILDING}{uuid.uuid4().hex}"
@@ -101,6 +97,23 @@ def build_report(
         skipped=writer.skipped,
         run_id=run_id,
     )
+
+
+def _check_target(output_dir: Path, name: str) -> Path:
+    """``output_dir / name`` when a report may be moved in there: neither the output folder nor
+    the report's folder, nor any of the OUTPUTS or their folders in it, is a symbolic link
+    (``owned``), and each is of the kind the report writes (a folder, a file)."""
+    target = owned(output_dir, name)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file, not a report folder: move it or choose --name")
+    for folder in (F.FIGURES_DIR, F.TABLES_DIR):
+        path = owned(output_dir, name, folder)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not the report's folder: move it away")
+    for path in sorted(F.OUTPUTS):
+        if owned(output_dir, name, path).is_dir():
+            raise ValueError(f"{target / path} is a folder, not the report's file: move it away")
+    return target
 
 
 def _write(
@@ -124,8 +137,8 @@ def _write(
     reproducibility(writer, doc, frames.runs, command)
     writer.table(F.TABLE_RUNS, frames.runs)
     writer.table(F.TABLE_CURVES, frames.curves)
-    (folder / F.REPORT_MD).write_text(doc.markdown(), encoding="utf-8")
-    (folder / F.REPORT_HTML).write_text(doc.html(folder), encoding="utf-8")
+    owned(folder, F.REPORT_MD).write_text(doc.markdown(), encoding="utf-8")
+    owned(folder, F.REPORT_HTML).write_text(doc.html(folder), encoding="utf-8")
     return writer
 
 
@@ -146,9 +159,10 @@ def _move_in(building: Path, target: Path) -> None:
     other file in ``target`` is left where it is."""
     written = {p.relative_to(building).as_posix() for p in building.rglob("*") if p.is_file()}
     pages = [p for p in (F.REPORT_MD, F.REPORT_HTML) if p in written]
+    root, name = target.parent, target.name
     for folder in (F.FIGURES_DIR, F.TABLES_DIR):
-        (target / folder).mkdir(parents=True, exist_ok=True)
+        owned(root, name, folder).mkdir(parents=True, exist_ok=True)
     for path in [*sorted(written - set(pages)), *pages]:
-        os.replace(building / path, target / path)
+        os.replace(building / path, owned(root, name, path))
     for path in sorted(F.OUTPUTS - written):
-        (target / path).unlink(missing_ok=True)
+        owned(root, name, path).unlink(missing_ok=True)

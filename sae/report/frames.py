@@ -49,6 +49,7 @@ TAG_COLUMNS = {
     "beta_source": names.TAG_BETA_SOURCE,
     "degenerate": names.TAG_DEGENERATE,
     "degenerate_reason": names.TAG_DEGENERATE_REASON,
+    "front": names.TAG_FRONT,
     "confirm_trial": names.TAG_CONFIRM_TRIAL,
     "confirm_trial_run_id": names.TAG_CONFIRM_TRIAL_RUN,
 }
@@ -131,8 +132,10 @@ class Frames:
 def load_frames(settings: tracking.Settings, selection: Selection | None = None) -> Frames:
     """Read the selected runs in one search and their curves in one query per metric.
 
-    Raises ValueError, in one line, when there is no store or the selection names a study that
-    none of the selected runs belongs to (the message lists the studies there are).
+    Raises ValueError, in one line, when there is no store, or when the selection matches
+    nothing: an experiment that is not in the store, a study that none of the selected runs
+    belongs to (the messages list those there are), experiments or tags that select no run. The
+    default selection of a store with no runs yet is no error: its report says so.
     """
     selection = selection or Selection()
     tracking.require_store(settings)
@@ -142,6 +145,16 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
         if default
         else selection.experiments
     )
+    if not default:
+        there = tracking.experiment_names(settings)
+        missing = [name for name in experiments if name not in there]
+        if missing:
+            listed = ", ".join(repr(name) for name in there) or "none"
+            raise ValueError(
+                redact(
+                    f"no experiment {missing[0]!r} in the store: the experiments there are {listed}"
+                )
+            )
     runs = tidy_runs(tracking.runs_frame(settings, experiments, selection.filter_string()))
     is_baseline = runs["baseline"].eq("true")
     if default:
@@ -161,6 +174,10 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
     )
     if default:
         runs = runs[runs["role"] != ROLE_OTHER]
+    if runs.empty and (selection.experiments or selection.tags):
+        raise ValueError(
+            redact(f"no run among {_where(selection, experiments)}: nothing to report")
+        )
     runs = runs.assign(label=[run_label(row) for _, row in runs.iterrows()])
     first = [*tracking.RUN_COLUMNS, "role", "label", *TRAIN_PARAMS, *TAG_COLUMNS]
     runs = runs[first + [c for c in runs.columns if c not in first]].reset_index(drop=True)
@@ -169,10 +186,16 @@ def load_frames(settings: tracking.Settings, selection: Selection | None = None)
     return Frames(runs=runs, curves=curves, study=study)
 
 
-def _no_such_study(selection: Selection, experiments: tuple[str, ...], studies: list[str]) -> str:
+def _where(selection: Selection, experiments: tuple[str, ...]) -> str:
+    """The selected runs in words: ``the runs of sae-baseline tagged kind=train``."""
     where = "the runs of " + ", ".join(experiments)
     if selection.tags:
         where += " tagged " + ", ".join(f"{k}={v}" for k, v in selection.tags)
+    return where
+
+
+def _no_such_study(selection: Selection, experiments: tuple[str, ...], studies: list[str]) -> str:
+    where = _where(selection, experiments)
     found = (
         "the studies there are " + ", ".join(repr(s) for s in studies)
         if studies

@@ -1,5 +1,6 @@
 """Where a report's sections put their files: CSV tables and PNG figures in the build folder,
-each redacted, and a figure that cannot be drawn said in the text instead."""
+each redacted, never through a symbolic link, and a figure that cannot be drawn said in the text
+instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sae.paths import owned
 from sae.redact import redact
 from sae.report import figures
 from sae.report.document import Document, em, redact_frame
@@ -27,7 +29,7 @@ class Output:
     def table(self, path: str, frame: pd.DataFrame) -> None:
         """Write ``frame`` as the CSV file ``path`` (one of OUTPUTS), every text cell redacted."""
         redact_frame(frame).to_csv(
-            self.folder / path,
+            owned(self.folder, path),
             index=False,
             float_format="%.10g",
             date_format="%Y-%m-%dT%H:%M:%S.%fZ",
@@ -41,6 +43,6 @@ class Output:
             self.skipped[path] = redact(str(why))
             doc.text(em(f"{caption.split(':')[0]}: not drawn, {why}."))
             return
-        figures.save_figure(fig, self.folder / path)
+        figures.save_figure(fig, owned(self.folder, path))
         self.figure_files.append(self.folder / path)
         doc.figure(path, caption)

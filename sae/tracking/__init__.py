@@ -29,6 +29,7 @@ from sae.tracking.readback import (
     RUN_COLUMNS,
     curves_frame,
     download_artifact,
+    experiment_names,
     latest_image,
     runs_frame,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "ensure_experiment",
     "ensure_store",
     "environment_tags",
+    "experiment_names",
     "latest_image",
     "learning_curves",
     "load_settings",

@@ -61,6 +61,18 @@ def runs_frame(
     return frame.reset_index(drop=True)
 
 
+def experiment_names(settings: Settings) -> list[str]:
+    """The names of every experiment in the store, sorted (deleted ones left out)."""
+    mlflow_client = client(settings)
+    found, token = [], None
+    while True:
+        page = mlflow_client.search_experiments(page_token=token)
+        found += [experiment.name for experiment in page]
+        token = page.token
+        if not token:
+            return sorted(found)
+
+
 def _search_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list:
     """Every run matching the filter, page after page."""
     runs, token = [], None
