@@ -62,6 +62,10 @@ TAG_DEGENERATE = "degenerate"
 """``true`` or ``false``: whether the run ended degenerate (a collapsed or dead model)."""
 TAG_DEGENERATE_REASON = "degenerate_reason"
 """Why the run is degenerate, in one line; set only on degenerate runs."""
+TAG_FRONT = "front"
+"""``true`` or ``false`` on a sweep trial's run: whether the trial is on its study's front
+(``sweep.front.front_of``: the Pareto front or the best feasible trial, never a degenerate one),
+as the study's last summary found it."""
 
 # Confirmation runs: a front trial trained again with another seed (``sweep.py --confirm K``),
 # a child run of the trial's run, kind ``confirm``, with TAG_STUDY too.
@@ -114,10 +118,17 @@ TAG_PRUNED_AT = "optuna.pruned_at_epoch"
 STUDY_PARENT_RUN = "mlflow_parent_run_id"
 STUDY_SPACE = "search_space"
 STUDY_OBJECTIVE = "objective"
+STUDY_IDENTITY = "identity"
+"""JSON object of the settings every trial shares besides the searched parameters (the data,
+epochs, penalty, experiment, pruner, ...: ``sweep.identity``), compared on every resume."""
 
 # Why a trial failed, when it was not its own doing (it is retried).
 REASON_INTERRUPTED = "interrupted"
 REASON_WORKER_DIED = "worker process died"
+REASON_FAULT = "interrupted by a fault of the stores or the machine"
+"""The start of the reason of a trial stopped by a passing fault that outlasted its retries
+(``sae.faults``): the fault follows, after a colon."""
+REASON_ORPHANED = "interrupted: found running with no live worker by the journal repair"
 
 # Links between the stores and the registered model (issue 13): the sweep's own section.
 ATTR_RUN_URL = "mlflow_run_url"

@@ -103,11 +103,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def data_files(cfg: DataConfig) -> tuple[sae_data.FileSpec, ...]:
+    """The four files ``cfg`` reads: its manifest's, else canonical MNIST."""
+    return sae_data.load_manifest(cfg.manifest) if cfg.manifest else sae_data.MNIST_FILES
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int]:
+    """The training and test images a run on ``cfg`` uses: its sizes, else whole splits.
+
+    Raises ValueError when a size asks for more images than its split holds (the counts that
+    loading verifies), so no run is logged with a size it does not train on.
+    """
+    counts = {spec.name: spec.count for spec in data_files(cfg)}  # the four, always
+    sizes = []
+    for name, size, what, split in (
+        ("train_size", cfg.train_size, "training", counts[sae_data.TRAIN_IMAGES]),
+        ("test_size", cfg.test_size, "test", counts[sae_data.TEST_IMAGES]),
+    ):
+        if size is not None and size > split:
+            raise ValueError(
+                f"{name} {size} is more than the {split:,} {what} images of the data: pass at "
+                f"most {split}, or leave it unset for all of them"
+            )
+        sizes.append(split if size is None else size)
+    return sizes[0], sizes[1]
+
+
 def load_splits(
     cfg: DataConfig, device: torch.device, log: Callable[[str], None] | None = None
 ) -> Splits:
-    """Prepare (fetch and verify on first use) and load both splits onto ``device``."""
-    files = sae_data.load_manifest(cfg.manifest) if cfg.manifest else sae_data.MNIST_FILES
+    """Prepare (fetch and verify on first use) and load both splits onto ``device``; a size the
+    data cannot honour is refused first (``split_sizes``)."""
+    split_sizes(cfg)
+    files = data_files(cfg)
     raw = sae_data.prepare(Path(cfg.root), files, log=log or (lambda _msg: None))
     train, train_labels = sae_data.load_split(raw, train=True, files=files)
     test, test_labels = sae_data.load_split(raw, train=False, files=files)

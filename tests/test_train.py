@@ -1,4 +1,7 @@
 import dataclasses
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -240,3 +243,47 @@ def test_fit__seed_step_comparison_catches_a_wrong_objective_or_adam(fitted, mis
     tc = dataclasses.replace(SEED_STEP, **mistake)
     losses, params = _differences(fitted, _seed_steps(tc, fitted[2], **loop))
     assert losses > 100 * LOSS_RTOL or params > 100 * PARAM_ATOL, (losses, params)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ({"train_size": 201}, "train_size 201 is more than the 200 training images of the data"),
+        ({"test_size": 121}, "test_size 121 is more than the 120 test images of the data"),
+    ],
+)
+def test_load_splits__refuses_a_size_beyond_its_split(tmp_path, size, message):
+    """Regression: --train-size 70000 was logged as 70000 and trained on the 60,000 images there
+    are (a slice past the end); a size the data cannot honour is now refused, naming it."""
+    cfg = build_config(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        load_splits(dataclasses.replace(cfg.data, **size), torch.device("cpu"))
+    assert train_module.split_sizes(cfg.data) == (200, 120)
+    whole = dataclasses.replace(cfg.data, train_size=200, test_size=120)
+    assert len(load_splits(whole, torch.device("cpu")).train) == 200
+
+
+@pytest.mark.parametrize("script", ["train.py", "baseline.py", "sweep.py"])
+@pytest.mark.parametrize("flag", ["--train-size", "--test-size"])
+def test_entry_points__refuse_a_data_size_beyond_the_data_in_one_line_writing_nothing(
+    tmp_path, monkeypatch, capsys, script, flag
+):
+    """Regression: train, baseline and sweep logged a size beyond the data and trained on less;
+    each now ends in one line naming the field, exit 1, before any store is written."""
+    cfg = build_config(tmp_path / "given")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mlflow.yaml").write_text(
+        "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
+        "optuna_storage: optuna.journal\n"
+    )
+    path = Path(__file__).resolve().parents[1] / "experiments" / script
+    argv = ["--root", cfg.data.root, "--manifest", cfg.data.manifest, flag, "100000"]
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(path), run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1, err
+    assert f"error: {flag[2:].replace('-', '_')} 100000 is more than the" in err, err
+    assert sorted(p.name for p in work.iterdir()) == ["mlflow.yaml"]

@@ -18,15 +18,23 @@ from tqdm import tqdm
 from sae import locks, population, signals, tracking
 from sae.config import Config
 from sae.errors import one_line
-from sae.names import REASON_INTERRUPTED, STUDY_PARENT_RUN, TAG_DESCRIPTION, TAG_KIND, TAG_STUDY
+from sae.names import (
+    REASON_INTERRUPTED,
+    STUDY_IDENTITY,
+    STUDY_PARENT_RUN,
+    TAG_DESCRIPTION,
+    TAG_KIND,
+    TAG_STUDY,
+)
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
 from sae.sweep.confirm import run_confirmations
+from sae.sweep.identity import study_identity
 from sae.sweep.notes import note_study
 from sae.sweep.recovery import finished_count, recover_interrupted
 from sae.sweep.registry import register_chosen
 from sae.sweep.space import build_space, describe_space
-from sae.sweep.study import make_storage, open_study, study_exists
+from sae.sweep.study import check_study, make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
 from sae.sweep.workers import Context, run_processes, run_worker
 from sae.tracking import views
@@ -45,24 +53,33 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
+    # The experiment resolved, so that the workers' trials, the parent run and the study's
+    # identity name the same one.
+    experiment = base.tracking.experiment or settings.experiment("sweep")
+    resolved = dataclasses.replace(base.tracking, experiment=experiment)
+    base = dataclasses.replace(base, tracking=resolved)
     space = build_space(cfg)
     if cfg.objective == "pareto-probe" and not base.train.probe:
         raise ValueError("--objective pareto-probe maximises the probe's accuracy: drop --no-probe")
     if (cfg.population or 1) > 1 and base.train.amp:
         raise ValueError("a population trains in float32: drop --amp, or --population 1")
+    identity = study_identity(base, cfg)  # refuses a data size the data cannot honour
     storage_url = cfg.storage or settings.optuna_storage
     shown = redact(storage_url)
     storage = make_storage(storage_url)
-    # Checked before anything is written: an existing study's space and objective, the data.
+    # Checked before anything is written: an existing study's space, objective and identity
+    # (the settings of its trials, its experiment), the data.
+    adopted = False
     if study_exists(storage, cfg.study_name):
-        open_study(storage, cfg, space, base.train.epochs)
+        existing = check_study(storage, cfg, space, identity)
+        _check_experiment(settings, existing, experiment)
+        adopted = STUDY_IDENTITY not in existing.user_attrs
     splits = load_splits(base.data, resolve_device(base.train.device), log)
     cfg = _population(cfg, base, splits, log)
     mlflow = tracking.client(settings)
 
-    experiment = base.tracking.experiment or settings.experiment("sweep")
     with locks.store_lock(storage_url, f"sae: study {cfg.study_name}"):
-        study = open_study(storage, cfg, space, base.train.epochs)
+        study = open_study(storage, cfg, space, base.train.epochs, identity=identity)
         parent = study.user_attrs.get(STUDY_PARENT_RUN)
         if parent is None:
             parent = tracking.open_parent_run(
@@ -77,6 +94,8 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         else:
             tracking.set_run_status(mlflow, parent, "RUNNING")
             log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
+            if adopted:
+                log(f"study {cfg.study_name!r} had no recorded settings: recorded this command's")
         run = mlflow.get_run(parent)
         experiment_id = run.info.experiment_id
         # The parent's description (as it was written) is the study's note in optuna-dashboard;
@@ -115,6 +134,23 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
             log_summary(mlflow, result, cfg)
         result.registered = _register(mlflow, result, experiment, storage_url, log)
     return result
+
+
+def _check_experiment(settings: tracking.Settings, study: optuna.Study, experiment: str) -> None:
+    """ValueError when the study's parent run lives in another experiment than ``experiment``:
+    its new trials would be logged apart from it. Read from the run, so a study that predates its
+    recorded identity is checked too."""
+    parent = study.user_attrs.get(STUDY_PARENT_RUN)
+    if parent is None:
+        return
+    mlflow = tracking.client(settings)
+    found = mlflow.get_experiment(mlflow.get_run(parent).info.experiment_id).name
+    if found != experiment:
+        raise ValueError(
+            f"study {study.study_name!r} lives in experiment {found!r} (its parent run "
+            f"{parent}); this command has tracking.experiment={experiment}: pass --experiment "
+            f"{found} or --study-name NEW"
+        )
 
 
 def _population(

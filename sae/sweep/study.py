@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
 
-from sae import journal, locks
+from sae import faults, journal, locks
 from sae.errors import reason
-from sae.names import STUDY_OBJECTIVE, STUDY_SPACE
+from sae.names import STUDY_IDENTITY, STUDY_OBJECTIVE, STUDY_SPACE
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
+from sae.sweep.identity import differences, identity_json
 from sae.sweep.recovery import retry_interrupted
 from sae.sweep.space import space_json
+
+
+class _JournalStorage(faults.Retried, optuna.storages.JournalStorage):
+    """Optuna's journal storage, every call tried again while a passing fault lasts (the file's
+    disk full, say: ``journal.WholeRecordsLock`` leaves no partial record to retry onto)."""
+
+    fault_source = "the Optuna journal"
+
+
+class _RDBStorage(faults.Retried, optuna.storages.RDBStorage):
+    """Optuna's database storage, every call tried again while a passing fault lasts (a locked
+    SQLite file, a lost connection: a failed call's transaction is rolled back)."""
+
+    fault_source = "the Optuna storage"
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -24,7 +40,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
     Raises ValueError, in one line, when the storage cannot be used: a folder where the journal
     should be, a damaged journal (checked before anything is written), an unreachable database.
-    Several processes may create the same new storage at once.
+    Several processes may create the same new storage at once. Every call to the storage is
+    tried again while a passing fault lasts (``sae.faults``).
     """
     if "://" not in url:
         path = Path(url)
@@ -34,8 +51,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             raise ValueError(f"storage folder {path.parent} does not exist")
         if path.exists():
             journal.check(path)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend)
+        return _JournalStorage(journal.backend(path))
     try:
         # Heartbeats let Optuna fail the trials of a worker that died, on any machine, and retry
         # them. The lock keeps two first starts from creating the tables at once.
@@ -44,13 +60,15 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(
+            return faults.retried(_RDBStorage, _RDBStorage.fault_source)(
                 url,
                 heartbeat_interval=10,
                 grace_period=30,
                 heartbeat_stale_trial_callback=retry_interrupted,
             )
     except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
+        if faults.is_passing_fault(err):  # a lock, a full disk, a lost connection that lasted
+            raise
         why = reason(err, whole=True)
         raise ValueError(f"cannot open Optuna storage {redact(url)}: {why}") from None
 
@@ -98,8 +116,11 @@ def open_study(
     space: dict[str, BaseDistribution],
     epochs: int,
     worker: int = 0,
+    identity: dict[str, Any] | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it when it exists with the same search space and objective."""
+    """Create the study, or load it when it exists with the same search space, objective and
+    ``identity`` (``sweep.identity.study_identity``; a study that predates it records it now).
+    ValueError, in one line naming what differs, before anything is written otherwise."""
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     if cfg.study_name in existing:
         study = optuna.load_study(
@@ -108,19 +129,11 @@ def open_study(
             sampler=make_sampler(cfg, worker, existing[cfg.study_name]),
             pruner=make_pruner(cfg, epochs),
         )
-        attrs = study.user_attrs
-        if attrs.get(STUDY_OBJECTIVE, cfg.objective) != cfg.objective:
-            raise ValueError(
-                f"study {cfg.study_name!r} exists with objective {attrs[STUDY_OBJECTIVE]!r}, "
-                f"not {cfg.objective!r}; pass --study-name NEW for a new study"
-            )
-        if attrs.get(STUDY_SPACE, space_json(space)) != space_json(space):
-            raise ValueError(
-                f"study {cfg.study_name!r} exists with a different search space "
-                f"({attrs[STUDY_SPACE]}); pass the same ranges or --study-name NEW"
-            )
+        check_same(study, cfg, space, identity)
         if study.metric_names is None:  # a study from before the names were set
             name_objectives(study, cfg)
+        if identity is not None and STUDY_IDENTITY not in study.user_attrs:
+            study.set_user_attr(STUDY_IDENTITY, identity_json(identity))
         return study
     study = optuna.create_study(
         study_name=cfg.study_name,
@@ -132,8 +145,52 @@ def open_study(
     )
     study.set_user_attr(STUDY_SPACE, space_json(space))
     study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
+    if identity is not None:
+        study.set_user_attr(STUDY_IDENTITY, identity_json(identity))
     name_objectives(study, cfg)
     return study
+
+
+def check_study(
+    storage: optuna.storages.BaseStorage,
+    cfg: SweepConfig,
+    space: dict[str, BaseDistribution],
+    identity: dict[str, Any],
+) -> optuna.Study:
+    """The existing study ``cfg.study_name``, loaded without writing anything, once it is known
+    to be the same experiment as this command's (``check_same``)."""
+    study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    check_same(study, cfg, space, identity)
+    return study
+
+
+def check_same(
+    study: optuna.Study,
+    cfg: SweepConfig,
+    space: dict[str, BaseDistribution],
+    identity: dict[str, Any] | None,
+) -> None:
+    """ValueError, in one line, when the study was created with another objective, space or
+    identity than this command's (the trial count, workers, population, timeout, sampler and
+    confirmations may change)."""
+    attrs = study.user_attrs
+    if attrs.get(STUDY_OBJECTIVE, cfg.objective) != cfg.objective:
+        raise ValueError(
+            f"study {cfg.study_name!r} exists with objective {attrs[STUDY_OBJECTIVE]!r}, "
+            f"not {cfg.objective!r}; pass --study-name NEW for a new study"
+        )
+    if attrs.get(STUDY_SPACE, space_json(space)) != space_json(space):
+        raise ValueError(
+            f"study {cfg.study_name!r} exists with a different search space "
+            f"({attrs[STUDY_SPACE]}); pass the same ranges or --study-name NEW"
+        )
+    if identity is None or STUDY_IDENTITY not in attrs:
+        return
+    changed = differences(attrs[STUDY_IDENTITY], identity)
+    if changed:
+        raise ValueError(
+            f"study {cfg.study_name!r} {changed}: pass the same settings or --study-name NEW"
+        )
 
 
 def name_objectives(study: optuna.Study, cfg: SweepConfig) -> None:

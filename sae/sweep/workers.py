@@ -14,11 +14,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from sae import signals, tracking
+from sae import faults, signals, tracking
 from sae.config import Config
 from sae.errors import one_line
 from sae.sweep.batch import Batch, run_batch
 from sae.sweep.config import SweepConfig
+from sae.sweep.identity import study_identity
 from sae.sweep.objective import announce, make_objective
 from sae.sweep.recovery import counts_as_finished, finished_count, recover_interrupted
 from sae.sweep.space import build_space
@@ -67,7 +68,9 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = make_storage(ctx.storage_url)
     space = build_space(ctx.sweep)
-    study = open_study(storage, ctx.sweep, space, ctx.base.train.epochs, ctx.worker)
+    # the same checks as the command's: a worker trains only trials of the study's identity
+    identity = study_identity(ctx.base, ctx.sweep)
+    study = open_study(storage, ctx.sweep, space, ctx.base.train.epochs, ctx.worker, identity)
     if splits is None:
         splits = load_splits(ctx.base.data, resolve_device(ctx.base.train.device))
     mlflow = tracking.client(ctx.settings)
@@ -105,11 +108,16 @@ def _worker_process(ctx: Context) -> None:
     try:
         with signals.interrupts_deferred(escalate=False):
             run_worker(ctx)
-    except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    except Exception as err:
-        sys.stderr.write(f"error: worker {ctx.worker}: {one_line(err)}\n")
-        raise SystemExit(1) from None
+    except BaseException as err:
+        if faults.is_passing_fault(err):  # its trial failed as interrupted; the others go on
+            sys.stderr.write(f"error: worker {ctx.worker}: {faults.fault_line(err)}\n")
+            raise SystemExit(1) from None
+        if isinstance(err, KeyboardInterrupt):
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        if isinstance(err, Exception):
+            sys.stderr.write(f"error: worker {ctx.worker}: {one_line(err)}\n")
+            raise SystemExit(1) from None
+        raise
 
 
 def run_processes(
