@@ -15,18 +15,25 @@ Everything else in the suite uses public APIs. Each call here has a test
   (``mlflow.start_run(log_system_metrics=True)``); the suite's runs are opened with the client,
   so ``system_metrics_monitor`` builds the monitor behind that switch for a run id, and
   ``publish_last_sample`` logs what it gathered after its last sample (``sae.tracking.system``).
+- optuna-dashboard (0.21) has no public way to say which trials are a study's best: its study
+  page computes the Pareto front over every COMPLETE trial (the best value, for one objective)
+  and reads constraints only from Optuna's older ``constraints`` system attribute, while
+  ``Trial.set_constraint`` writes ``constraints:<key>``. ``dashboard_front`` replaces both in
+  the dashboard's serializer of the study page, for the requests of the app it wraps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # reading MLflow runs back needs no Optuna
     import optuna
     from mlflow.tracking import MlflowClient
+    from optuna.trial import FrozenTrial
 
 _IDS_PER_QUERY = 500
 _NO_LIMIT = 10**9
@@ -113,3 +120,49 @@ def publish_last_sample(monitor: Any) -> None:
     monitor.collect_metrics()
     monitor.publish_metrics(monitor.aggregate_metrics())
     monitor.mlflow_logger.flush()
+
+
+_DASHBOARD_FRONT: contextvars.ContextVar[tuple[Callable[..., Any], Callable[..., Any]] | None] = (
+    contextvars.ContextVar("sae_dashboard_front", default=None)
+)
+
+
+def dashboard_front(
+    app: Callable[..., Any],
+    best: Callable[[str], list[FrozenTrial]],
+    constraints: Callable[[FrozenTrial], list[float]],
+) -> Callable[..., Any]:
+    """optuna-dashboard's WSGI ``app`` (``optuna_dashboard.wsgi``) whose study page
+    (``/api/studies/<id>``) lists ``best(study_name)`` as the study's best trials, and
+    ``constraints(trial)`` as each trial's constraint values, which its plots and lists read to
+    draw a trial infeasible (any value > 0). A preferential study keeps the dashboard's own
+    choice; another app of the same process (none here) is left as it is."""
+    from optuna_dashboard import _app
+
+    original = _app.serialize_study_detail
+    if not getattr(original, "sae_front", False):
+
+        def study_detail(study: Any, best: Any, trials: Any, *rest: Any, **named: Any) -> Any:
+            detail = original(study, best, trials, *rest, **named)
+            chosen = _DASHBOARD_FRONT.get()
+            if chosen is None or detail.get("is_preferential"):
+                return detail
+            front, limits = chosen
+            fronted = front(study.study_name)
+            detail["best_trials"] = original(study, fronted, [], *rest, **named)["best_trials"]
+            by_number = {t.number: t for t in [*trials, *fronted]}
+            for shown in (*detail["trials"], *detail["best_trials"]):
+                shown["constraints"] = limits(by_number[shown["number"]])
+            return detail
+
+        study_detail.sae_front = True  # type: ignore[attr-defined]
+        _app.serialize_study_detail = study_detail
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        token = _DASHBOARD_FRONT.set((best, constraints))
+        try:  # Bottle renders the whole body within the call
+            return app(environ, start_response)
+        finally:
+            _DASHBOARD_FRONT.reset(token)
+
+    return application

@@ -202,3 +202,85 @@ def assert_interrupted(tmp_path: Path, trials: list) -> None:
         assert run.info.status == "KILLED"
         assert run.data.tags[names.TAG_TRIAL_STATE] == "FAIL"
         assert run.data.tags[names.TAG_REASON] == names.REASON_INTERRUPTED
+
+
+DEAD_CODE = "layer enc3 is dead: no unit active on any test image"
+FRONT_POINTS = (  # test MSE, active fraction, degenerate reason (None: an older study's trial)
+    (0.020, 0.30, ""),
+    (0.030, 0.20, ""),
+    (0.066, 0.00, DEAD_CODE),  # the sparsest point, no better than the mean image
+    (0.070, 0.10, ""),  # dominated by trial 2 alone
+    (0.068, 0.00, None),  # dead by its active fraction; no constraint, no reason
+)
+"""A study whose degenerate trials would be on its front if their constraint were ignored;
+with the constrained objective trial 0 is also over the active-fraction limit."""
+
+
+def degenerate_front_stores(folder: Path, objective: str = "pareto") -> tuple:
+    """Both stores of a finished sweep of study ``s`` with the trials of FRONT_POINTS, as the
+    sweep records them (each trial's user attributes and constraints, its FINISHED run tagged
+    with its study, number, state and degenerate flag, under a parent run): (settings, study,
+    parent run id, experiment id)."""
+    from sae import metrics as M
+    from sae import tracking
+
+    empty_store(folder / "mlflow.db")
+    (folder / "mlflow.yaml").write_text(
+        "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
+        "optuna_storage: optuna.journal\n"
+    )
+    settings = tracking.load_settings(folder / "mlflow.yaml")
+    mlflow = tracking.client(settings)
+    experiment_id = tracking.ensure_experiment(settings, "sae-sweep")
+    study_tags = {names.TAG_STUDY: "s"}
+    parent = mlflow.create_run(experiment_id, run_name="study-s", tags=study_tags).info.run_id
+    cfg = sweep_config(objective=objective, study_name="s")
+    storage = sweep.make_storage(str(folder / "optuna.journal"))
+    study = optuna.create_study(study_name="s", storage=storage, directions=cfg.directions)
+    for number, (mse, active, reason) in enumerate(FRONT_POINTS):
+        tags = {
+            **study_tags,
+            names.TAG_TRIAL_NUMBER: str(number),
+            names.TAG_TRIAL_STATE: "COMPLETE",
+            names.TAG_PARENT_RUN: parent,
+            names.TAG_DEGENERATE: "true" if reason != "" else "false",
+        }
+        if reason != "":
+            tags[names.TAG_DEGENERATE_REASON] = reason or DEAD_CODE
+        run_id = mlflow.create_run(experiment_id, run_name=f"trial-{number:03d}", tags=tags)
+        run_id = run_id.info.run_id
+        for key, value in {M.TEST_MSE: mse, M.CODE_ACTIVE_FRAC: active}.items():
+            mlflow.log_metric(run_id, key, value, step=2)
+        mlflow.set_terminated(run_id, "FINISHED")
+        attrs = {names.ATTR_ACTIVE: active, names.ATTR_TEST_MSE: mse, names.ATTR_RUN_ID: run_id}
+        constraints = {}
+        if reason is not None:
+            attrs[names.ATTR_DEGENERATE] = reason
+            constraints[names.ATTR_DEGENERATE] = 1.0 if reason else -1.0
+            if objective == "constrained":
+                constraints[names.ATTR_ACTIVE] = 0.1 if number == 0 else -0.1
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[mse, active] if len(cfg.directions) == 2 else [mse],
+                params={"lr": 1e-2, "beta": 1e-3, "batch_size": 10},
+                distributions=dict(sweep.build_space(cfg)),
+                user_attrs=attrs,
+                constraints=constraints or None,
+            )
+        )
+    mlflow.set_terminated(parent, "FINISHED")
+    return settings, study, parent, experiment_id
+
+
+def dashboard_study(application, study_id: int) -> dict:
+    """optuna-dashboard's study page data, as its browser page fetches it: the WSGI app called
+    in this process."""
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    environ = {"PATH_INFO": f"/api/studies/{study_id}", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(application(environ, lambda s, headers, exc=None: status.append(s)))
+    assert status == ["200 OK"], body
+    return json.loads(body)

@@ -92,3 +92,33 @@ def test_system_metrics_monitor__logs_the_machine_on_a_client_run_and_its_last_s
         internals.publish_last_sample(monitor)
         history = client.get_metric_history(run_id, "system/cpu_utilization_percentage")
         assert [m.step for m in history] == list(range(step + 1))
+
+
+def test_dashboard_front__replaces_the_dashboards_best_trials_and_constraints(tmp_path):
+    """If this fails, optuna-dashboard moved the serializer of its study page
+    (``optuna_dashboard._app.serialize_study_detail``) or the shape of what it returns: its Best
+    Trials would again be every non-dominated trial, a degenerate one among them, and no trial
+    would be drawn infeasible (it reads only Optuna's older ``constraints`` attribute)."""
+    import optuna_dashboard
+    from helpers_sweep import dashboard_study
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.add_trials(
+        [
+            optuna.trial.create_trial(values=[0.01, 0.5], constraints={"degenerate": -1.0}),
+            optuna.trial.create_trial(values=[0.06, 0.0], constraints={"degenerate": 1.0}),
+        ]
+    )
+    stock = dashboard_study(optuna_dashboard.wsgi(study._storage), study._study_id)
+    assert [t["number"] for t in stock["best_trials"]] == [0, 1]
+    assert [t["constraints"] for t in stock["trials"]] == [[], []]
+
+    app = internals.dashboard_front(
+        optuna_dashboard.wsgi(study._storage),
+        lambda name: [study.trials[0]] if name == study.study_name else [],
+        lambda trial: list(trial.constraints.values()),
+    )
+    shown = dashboard_study(app, study._study_id)
+    assert [t["number"] for t in shown["best_trials"]] == [0]
+    assert shown["best_trials"][0]["values"] == [0.01, 0.5]
+    assert [t["constraints"] for t in shown["trials"]] == [[-1.0], [1.0]]

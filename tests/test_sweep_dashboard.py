@@ -11,7 +11,14 @@ import optuna_dashboard
 import pytest
 import torch
 from helpers_postgres import scratch_databases, url
-from helpers_sweep import client, load_study, sweep_base, sweep_config
+from helpers_sweep import (
+    client,
+    dashboard_study,
+    degenerate_front_stores,
+    load_study,
+    sweep_base,
+    sweep_config,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -256,3 +263,34 @@ def test_ui_command__names_the_settings_file_and_storage_the_sweep_was_given(tmp
     assert ui_command("a b.yaml", "postgresql://u:secret@db/o") == (
         f"{UI_COMMAND} --config-file 'a b.yaml' --storage 'postgresql://u:***@db/o'"
     )
+
+
+@pytest.mark.parametrize("objective", ["pareto", "constrained"])
+def test_dashboard__best_trials_are_the_sweeps_front_and_degenerate_trials_infeasible(
+    tmp_path, objective
+):
+    """Regression: optuna-dashboard's own Best Trials were every non-dominated COMPLETE trial
+    (for one objective, the lowest test MSE), and it read no ``constraints:<key>`` written by
+    ``Trial.set_constraint``: the README's screenshot showed a degenerate trial (test MSE 0.066,
+    no better than the mean image) as a Best Trial. Served through ``dashboard.app``, the Best
+    Trials are ``front.best_trials`` and the degenerate trials are drawn infeasible."""
+    from sae.sweep import dashboard
+    from sae.sweep.front import best_trials
+
+    _, study, _, _ = degenerate_front_stores(tmp_path, objective)
+    front = [t.number for t in best_trials(study)]
+    assert front == ([0, 1, 3] if objective == "pareto" else [1])
+    study_id = study._study_id  # the dashboard's own id of it, in its URLs
+
+    stock = dashboard_study(optuna_dashboard.wsgi(study._storage), study_id)
+    shown = sorted(t["number"] for t in stock["best_trials"])
+    assert shown == ([0, 1, 2] if objective == "pareto" else [0])  # the defect, as it was
+    assert all(t["constraints"] == [] for t in stock["trials"])
+
+    served = dashboard_study(dashboard.app(study._storage), study_id)
+    assert sorted(t["number"] for t in served["best_trials"]) == front
+    infeasible = {t["number"] for t in served["trials"] if any(c > 0 for c in t["constraints"])}
+    assert infeasible == ({2, 4} if objective == "pareto" else {0, 2, 4})
+    # the stock app of the same process is left as it was
+    again = dashboard_study(optuna_dashboard.wsgi(study._storage), study_id)
+    assert sorted(t["number"] for t in again["best_trials"]) == shown
