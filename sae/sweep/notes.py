@@ -1,5 +1,6 @@
 """What optuna-dashboard shows beside the numbers: each trial's link to its MLflow run (a user
-attribute and a note) and the study's description as its note."""
+attribute and a note), a degenerate trial's reason first in its note, and the study's description
+as its note."""
 
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ def link_trial(
     trial.set_user_attr(ATTR_RUN_URL, url)
     optuna_dashboard.save_note(trial, trial_note(trial.number, run_name, url, tracking_uri))
     return url
+
+
+def degenerate_note(note: str, reason: str) -> str:
+    """A trial's note with the line that says it is degenerate, and why, first."""
+    return f"**Degenerate:** {reason}. Kept off the front (drawn infeasible).\n\n{note}"
+
+
+def note_degenerate(trial: optuna.Trial, reason: str) -> None:
+    """Say first in the running ``trial``'s note that it is degenerate, and why (a finished
+    trial takes no note, so this is called as its values are set)."""
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(trial, degenerate_note(optuna_dashboard.get_note(trial), reason))
 
 
 def note_study(study: optuna.Study, description: str) -> bool:

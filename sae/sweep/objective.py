@@ -43,7 +43,7 @@ from sae.names import (
 from sae.redact import redact
 from sae.runner import train_run
 from sae.sweep.config import SweepConfig
-from sae.sweep.notes import link_trial
+from sae.sweep.notes import link_trial, note_degenerate
 from sae.sweep.pareto import ParetoPruner
 from sae.sweep.recovery import worker_id
 from sae.sweep.space import build_space, suggest
@@ -213,6 +213,8 @@ def objective_values(sweep: SweepConfig, trial: optuna.Trial, final: dict[str, f
     if probe is not None:
         trial.set_user_attr(ATTR_PROBE, probe)
     trial.set_constraint(ATTR_DEGENERATE, 1.0 if degenerate else -1.0)
+    if degenerate:  # optuna-dashboard shows it infeasible (sweep.dashboard); its note says why
+        note_degenerate(trial, degenerate)
     if sweep.objective == "pareto":
         return mse, active
     if sweep.objective == "pareto-probe":
