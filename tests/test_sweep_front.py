@@ -1,20 +1,33 @@
 """What the sweep puts on its front: degenerate trials kept off it in every mode, a network dead
 at initialisation failed before its first step, the probe as a third objective, the console
-table."""
+table, and every view of the study (console, MLflow, report, optuna-dashboard, registry) showing
+the same front."""
 
 import dataclasses
+import json
 import math
 
 import optuna
+import optuna_dashboard
 import pytest
-from helpers_sweep import client, sweep_base, sweep_config
+from helpers_sweep import (
+    client,
+    dashboard_study,
+    degenerate_front_stores,
+    sweep_base,
+    sweep_config,
+)
 from optuna.trial import TrialState, create_trial
 
 from sae import metrics as M
-from sae import names, sweep
+from sae import names, sweep, tracking
 from sae import train as train_module
 from sae.commands.sweep import report
-from sae.sweep import run_sweep
+from sae.report import tables as report_tables
+from sae.report.frames import Selection, load_frames
+from sae.sweep import dashboard, run_sweep
+from sae.sweep.summary import log_summary, summarize
+from sae.tracking import views
 
 GOOD, DEAD = (1e-2, 1e-3), (1e-2, 1e-1)
 """(lr, beta) at batch size 10 on learnable_data: one that learns, one whose enc2 dies (its code
@@ -52,6 +65,13 @@ def test_sweep__a_degenerate_trial_is_kept_off_the_front_and_named_on_the_consol
     assert run.data.tags[names.TAG_DEGENERATE] == "true"
     assert run.data.tags[names.TAG_DEGENERATE_REASON] == reason
     assert run.data.tags[names.TAG_DESCRIPTION].startswith("**Degenerate:**")
+    # optuna-dashboard: the dead trial's note says so first, and it is no Best Trial there
+    note = optuna_dashboard.get_note(optuna.Trial(result.study, dead._trial_id))
+    assert note.startswith(f"**Degenerate:** {reason}. Kept off the front") and "trial-001" in note
+    served = dashboard_study(dashboard.app(result.study._storage), result.study._study_id)
+    assert [t["number"] for t in served["best_trials"]] == [0]
+    assert run.data.tags[names.TAG_FRONT] == "false"
+    assert mlflow.get_run(good.user_attrs[names.ATTR_RUN_ID]).data.tags[names.TAG_FRONT] == "true"
     parent = mlflow.get_run(result.parent_run_id)
     assert parent.data.metrics["trials/degenerate"] == 1
     top = result.best.iloc[0]
@@ -185,3 +205,87 @@ def test_sweep__pareto_probe_is_a_study_with_three_directions(tmp_path):
     with pytest.raises(ValueError, match="pareto-probe maximises the probe's accuracy"):
         run_sweep(no_probe, sweep_config(objective="pareto-probe"), log=lambda _m: None)
     assert not math.isnan(result.best[M.PROBE_ACCURACY].iloc[0])
+
+
+@pytest.fixture(scope="module", params=["pareto", "constrained"])
+def summarized(request, tmp_path_factory):
+    """A finished study with a degenerate trial that would be on its front if its constraint
+    were ignored (``helpers_sweep.FRONT_POINTS``), summarized as the sweep ends: (the front by
+    its one definition, the summary, the sweep config, the settings, the study)."""
+    folder = tmp_path_factory.mktemp(request.param)
+    settings, study, parent, experiment_id = degenerate_front_stores(folder, request.param)
+    cfg = sweep_config(objective=request.param, study_name="s")
+    result = summarize(study, parent, settings, "optuna.journal", 1.0, "sae-sweep", experiment_id)
+    log_summary(tracking.client(settings), result, cfg)
+    front = [t.number for t in sweep.best_trials(study)]
+    assert front == ([0, 1, 3] if request.param == "pareto" else [1])
+    return front, result, cfg, settings, study
+
+
+def _console(result, cfg, settings, study, capsys) -> list[int]:
+    capsys.readouterr()
+    report(result, cfg)
+    out = capsys.readouterr().out.splitlines()
+    for number in (2, 4):  # the degenerate trials: named apart
+        assert any(line.startswith(f"trial {number} degenerate, kept") for line in out)
+    rows = [line.split("|")[1].strip() for line in out if line.startswith("|")]
+    return [int(n) for n in rows[2:]]  # after the header and its rule
+
+
+def _mlflow_tags(result, cfg, settings, study, capsys) -> list[int]:
+    mlflow = tracking.client(settings)
+    runs = mlflow.search_runs([result.experiment_id], views.study_filter("s"))
+    tagged = {r.data.tags[names.TAG_TRIAL_NUMBER]: r.data.tags[names.TAG_FRONT] for r in runs}
+    assert set(tagged) == {"0", "1", "2", "3", "4"}
+    assert tagged["2"] == tagged["4"] == "false"
+    return sorted(int(n) for n, on in tagged.items() if on == "true")
+
+
+def _mlflow_front_view(result, cfg, settings, study, capsys) -> list[int]:
+    """The runs the study's front view in the MLflow UI lists, in its order."""
+    mlflow = tracking.client(settings)
+    key = views.front_view_key("s")
+    assert key in views.saved_views(mlflow.get_experiment(result.experiment_id))
+    state = json.loads(
+        json.loads(mlflow.get_experiment(result.experiment_id).tags[views.SHARED_VIEW_TAG + key])[
+            "state"
+        ]
+    )
+    order = [f"{state['orderByKey']} {'ASC' if state['orderByAsc'] else 'DESC'}"]
+    runs = mlflow.search_runs([result.experiment_id], state["searchFilter"], order_by=order)
+    return [int(r.data.tags[names.TAG_TRIAL_NUMBER]) for r in runs]
+
+
+def _report(result, cfg, settings, study, capsys) -> list[int]:
+    frames = load_frames(settings, Selection(study="s"))
+    assert set(report_tables.degenerate_trials(frames.trials)["trial_number"]) == {2, 4}
+    return [int(n) for n in report_tables.pareto_front(frames.trials)["trial_number"]]
+
+
+def _dashboard(result, cfg, settings, study, capsys) -> list[int]:
+    served = dashboard_study(dashboard.app(study._storage), study._study_id)
+    infeasible = {t["number"] for t in served["trials"] if any(c > 0 for c in t["constraints"])}
+    assert {2, 4} <= infeasible
+    shown = {t["number"]: t for t in served["best_trials"]}
+    return sorted(shown, key=lambda n: shown[n]["values"][0])
+
+
+def _registry(result, cfg, settings, study, capsys) -> list[int]:
+    """The registry registers the first of ``result.best``: the front's lowest test MSE."""
+    return [int(n) for n in result.best["number"]]
+
+
+@pytest.mark.parametrize(
+    "view", [_console, _mlflow_tags, _mlflow_front_view, _report, _dashboard, _registry]
+)
+def test_every_view__shows_the_one_front_and_no_degenerate_trial_on_it(summarized, view, capsys):
+    """Regression: optuna-dashboard listed a degenerate trial (a dead code, as bad as the mean
+    image) among its Best Trials, and the report judged its own two-objective front whatever
+    the study's objective (the constrained study's best feasible trial there beside two others).
+    Every view of the study now shows ``front.front_of``'s trials: the console, the runs' front
+    tags, the study's front view in the MLflow UI, the report, optuna-dashboard (served through
+    ``sweep.dashboard``) and the registry's choice."""
+    front, result, cfg, settings, study = summarized
+    shown = view(result, cfg, settings, study, capsys)
+    by_mse = sorted(front, key=lambda n: study.trials[n].values[0])
+    assert shown == (by_mse if view is not _mlflow_tags else sorted(front))

@@ -43,6 +43,7 @@ from sae.report.tables import (
     missing_metrics,
     pareto_front,
     spread_along,
+    swept_front,
     trial_states,
 )
 
@@ -227,11 +228,20 @@ class Writer(Output):
             )
             return
         sound = len(complete_trials(trials)) - len(self.degenerate)
-        doc.text(
-            f"The {len(self.front)} Pareto-optimal trials among the {sound} complete trials that "
-            "are not degenerate: no other such trial has both a lower test MSE and a lower code "
-            "active fraction."
-        )
+        if swept_front(trials) is not None:
+            doc.text(
+                f"The {len(self.front)} trials on the study's front among the {sound} complete "
+                "trials that are not degenerate, as the sweep found it (its objectives and "
+                "constraints; the console, the runs' ",
+                code(f"{names.TAG_FRONT}=true"),
+                " tag and optuna-dashboard's Best Trials show the same trials).",
+            )
+        else:
+            doc.text(
+                f"The {len(self.front)} Pareto-optimal trials among the {sound} complete trials "
+                "that are not degenerate: no other such trial has both a lower test MSE and a "
+                "lower code active fraction."
+            )
         self._protocols(doc)
         found = claims(self.front, frames.confirmations, self.claim_base)
         self.table(F.TABLE_CLAIMS, found)

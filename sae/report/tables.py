@@ -80,9 +80,25 @@ def degenerate_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["trial_number", "run_id"])
 
 
+def swept_front(trials: pd.DataFrame) -> pd.DataFrame | None:
+    """The study's front as the sweep found it (``sweep.front.front_of``: its own objectives and
+    constraints, never a degenerate trial): the COMPLETE trials whose run carries the front tag
+    ``true``, by increasing test MSE; None unless every COMPLETE trial carries the tag (a store
+    older than the tag, or trials finished since the sweep's last summary)."""
+    done = complete_trials(trials)
+    if done.empty or "front" not in done or not done["front"].isin(["true", "false"]).all():
+        return None
+    front = done[done["front"].eq("true")]
+    return front.sort_values([*HEADLINE_METRICS, "trial_number", "run_id"])
+
+
 def pareto_front(trials: pd.DataFrame) -> pd.DataFrame:
-    """The COMPLETE trials, degenerate ones left out, that no other such trial beats on both test
-    MSE and code active fraction (both minimised), by increasing test MSE."""
+    """The study's front: the sweep's own (``swept_front``) where its runs carry it; else the
+    COMPLETE trials, degenerate ones left out, that no other such trial beats on both test MSE
+    and code active fraction (both minimised), by increasing test MSE."""
+    swept = swept_front(trials)
+    if swept is not None:
+        return swept
     done = complete_trials(trials)
     done = done[degenerate_reasons(done).isna()]
     done = done.sort_values([*HEADLINE_METRICS, "trial_number", "run_id"])

@@ -25,15 +25,20 @@ from sae.names import (
     ATTR_RETRY_OF,
     ATTR_RUN_ID,
     ATTR_TEST_MSE,
+    TAG_FRONT,
 )
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
 from sae.sweep.confirm import FrontComparison, compare_front, confirmations_frame
-from sae.sweep.front import best_trials, degenerate_reasons
+from sae.sweep.front import best_trials, degenerate_reasons, judged
 from sae.sweep.recovery import finished_count
+from sae.tracking import views
 
 DEGENERATE = "degenerate"
 """The trials frame's column of why a COMPLETE trial is degenerate ("" when it is not)."""
+FRONT = "front"
+"""The trials frame's column of whether the trial is on the study's front (``front.front_of``),
+also each trial run's tag TAG_FRONT."""
 
 
 @dataclass
@@ -42,10 +47,12 @@ class SweepResult:
     parent_run_id: str
     trials: pd.DataFrame
     """One row per trial: number, state, params, test MSE, active fraction, L0, probe accuracy,
-    degenerate (the reason), run id."""
+    degenerate (the reason), run id, front (whether it is on the study's front)."""
     best: pd.DataFrame
-    """The Pareto-optimal trials (pareto, pareto-probe) or the best feasible trial (constrained),
-    never a degenerate one; sorted by test MSE."""
+    """The study's front (``front.front_of``): the Pareto-optimal trials (pareto, pareto-probe)
+    or the best feasible trial (constrained), never a degenerate one; sorted by test MSE. The
+    console, the registry, the parent run's table, the trial runs' TAG_FRONT and the study's
+    front view in the MLflow UI show these trials."""
     baseline_runs: pd.DataFrame | None
     """The tracked baseline runs that trained with the script's beta, one row per run, metric
     columns by key; None when there are none."""
@@ -132,7 +139,9 @@ def summarize(
     degenerate = degenerate_reasons(study, tracking.client(settings))
     trials = trials_frame(study, degenerate)
     best_numbers = [t.number for t in best_trials(study, degenerate)]
-    best = trials[trials["number"].isin(best_numbers)] if len(trials) else trials
+    if len(trials):
+        trials[FRONT] = trials["number"].isin(best_numbers)
+    best = trials[trials[FRONT]] if len(trials) else trials
     best = best.sort_values(M.TEST_MSE) if len(best) else best
     confirmations = confirmations_frame(settings, experiment, study.study_name)
     baseline_runs = tracked_reference_runs(settings)
@@ -171,14 +180,29 @@ def log_summary(mlflow: MlflowClient, result: SweepResult, cfg: SweepConfig) -> 
     tables = {"trials.csv": trials, front: result.best}
     if len(result.confirmations):
         tables["confirm.csv"] = result.confirmations
-    figures = plots(study, cfg.objective_names)
+    figures = plots(study, cfg.objective_names, _reasons(result))
     tracking.log_summary(mlflow, result.parent_run_id, metrics, tables, figures)
+    tag_front(mlflow, result)
     # The same table as MLflow's own table artifact, which its UI lays out as a table.
     mlflow.log_table(result.parent_run_id, table_of(trials), artifact_file=TRIALS_TABLE)
     import matplotlib.pyplot as plt
 
     for figure in figures.values():
         plt.close(figure)
+
+
+def tag_front(mlflow: MlflowClient, result: SweepResult) -> None:
+    """Each trial run's TAG_FRONT, ``true`` for the trials of ``result.best``, ``false`` for the
+    others (a trial that a later one pushed off the front too), and the study's front view in
+    the MLflow UI, which lists the runs tagged ``true``."""
+    trials = result.trials
+    if trials.empty:
+        return
+    for _, row in trials[trials["mlflow_run_id"].notna()].iterrows():
+        on = "true" if row[FRONT] else "false"
+        tracking.set_tags(mlflow, row["mlflow_run_id"], {TAG_FRONT: on})
+    if result.experiment_id:
+        views.save_front_view(mlflow, result.experiment_id, result.study.study_name)
 
 
 BEST_METRICS = {
@@ -190,10 +214,20 @@ BEST_METRICS = {
 """The parent run's figures of the front trial with the lowest test MSE."""
 
 
-def plots(study: optuna.Study, objective_names: list[str]) -> dict[str, Any]:
+def _reasons(result: SweepResult) -> dict[int, str]:
+    """Why each degenerate COMPLETE trial is degenerate, by number."""
+    found = degenerate_trials(result)
+    return {} if found.empty else dict(zip(found["number"], found[DEGENERATE], strict=True))
+
+
+def plots(
+    study: optuna.Study, objective_names: list[str], degenerate: dict[int, str] | None = None
+) -> dict[str, Any]:
     """Optuna's plots as matplotlib figures; a plot that the study cannot support yet is left out
     (for example importances before two trials have completed). Optuna draws the trials that
-    its constraints call infeasible (degenerate ones) apart on the Pareto front plot."""
+    its constraints call infeasible apart on the Pareto front plot, off the front: the
+    degenerate ones (``degenerate``, by number) too, also those of an older study
+    (``front.judged``)."""
     from optuna.visualization import matplotlib as ovm
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -213,7 +247,7 @@ def plots(study: optuna.Study, objective_names: list[str]) -> dict[str, Any]:
     }
     if pareto:
         makers["plots/pareto_front.png"] = lambda: ovm.plot_pareto_front(
-            study, target_names=objective_names
+            judged(study, degenerate or {}), target_names=objective_names
         )
     figures = {}
     for path, make in makers.items():

@@ -32,6 +32,7 @@ SHARE_KEY_PARAM = "viewStateShareKey"
 EXPERIMENT_VIEW = "objectives"
 """The key of an experiment's own landing view: every trained run, best test MSE first."""
 STUDY_VIEW_PREFIX = "study-"
+FRONT_VIEW_SUFFIX = "-front"
 DEFAULT_UI_PORT = 5000
 DEFAULT_UI_URL = f"http://127.0.0.1:{DEFAULT_UI_PORT}"
 """Where ``experiments/ui.py`` serves the MLflow UI unless that port is taken: the address links
@@ -183,6 +184,24 @@ def save_study_view(client: MlflowClient, experiment_id: str, study: str) -> Non
     """The view of one study's trials, best test MSE first."""
     name = f"Study {study}: best test MSE first"
     save_view(client, experiment_id, study_view_key(study), name, study_filter(study))
+
+
+def front_view_key(study: str) -> str:
+    """The key of the view of a study's front: the study's view key and ``-front``."""
+    return study_view_key(study) + FRONT_VIEW_SUFFIX
+
+
+def front_filter(study: str) -> str:
+    """The trials of ``study`` on its front: those whose run carries TAG_FRONT ``true`` (set by
+    the sweep's summary from ``sweep.front.front_of``; never a degenerate trial)."""
+    return f"{study_filter(study)} and tags.`{names.TAG_FRONT}` = 'true'"
+
+
+def save_front_view(client: MlflowClient, experiment_id: str, study: str) -> None:
+    """The view of one study's front, best test MSE first: the trials the console, the report
+    and optuna-dashboard (``sweep.dashboard``) show as its best."""
+    name = f"Study {study}: its front, best test MSE first"
+    save_view(client, experiment_id, front_view_key(study), name, front_filter(study))
 
 
 def saved_views(experiment: Experiment) -> list[str]:
