@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sae import hosts
 from sae.redact import redact
 from sae.tracking import sqlite_file
-from sae.ui import JOBS_ENV, Server, connect_host, is_loopback, run_until_stopped
+from sae.ui import JOBS_ENV, Server, connect_host, is_loopback, run_until_stopped, security_env
 
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
@@ -56,7 +57,8 @@ class TrackingServerConfig:
     """port to listen on"""
     allowed_hosts: str | None = None
     """comma-separated Host headers the server answers (the names workers use, with the port:
-    mlflow.lab:5000,10.0.0.5:5000); required for a --host other than loopback"""
+    mlflow.lab:5000,10.0.0.5:5000); required for a --host other than loopback; unset means
+    127.0.0.1, localhost and [::1] on --port"""
     workers: int = 4
     """server worker processes"""
 
@@ -115,15 +117,21 @@ def check_admin_password(cfg: TrackingServerConfig, env: dict[str, str]) -> None
         )
 
 
+def allowed_hosts(cfg: TrackingServerConfig) -> list[str]:
+    """The Host headers the server answers: ``--allowed-hosts``, else this machine's loopback
+    names on its port."""
+    if cfg.allowed_hosts:
+        return [h.strip() for h in cfg.allowed_hosts.split(",") if h.strip()]
+    return hosts.allowed_hosts(cfg.host, cfg.port)
+
+
 def server_command(cfg: TrackingServerConfig) -> list[str]:
     """``mlflow server`` with the basic-auth app; nothing secret on it."""
-    command = [
+    return [
         *(sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"),
         *("--host", cfg.host, "--port", str(cfg.port), "--workers", str(cfg.workers)),
+        *("--allowed-hosts", ",".join(allowed_hosts(cfg))),
     ]
-    if cfg.allowed_hosts:
-        command += ["--allowed-hosts", cfg.allowed_hosts]
-    return command
 
 
 def server_env(cfg: TrackingServerConfig, auth_config: Path) -> dict[str, str]:
@@ -134,6 +142,7 @@ def server_env(cfg: TrackingServerConfig, auth_config: Path) -> dict[str, str]:
     # the user set one (several servers behind one address must share it).
     key = os.environ.get(SECRET_KEY_ENV) or secrets.token_hex(32)
     return {
+        **security_env(allowed_hosts(cfg)),  # the user's environment cannot turn it off
         SECRET_KEY_ENV: key,
         "MLFLOW_BACKEND_STORE_URI": cfg.backend_store_uri,
         "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_destination,

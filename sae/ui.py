@@ -2,8 +2,10 @@
 optuna-dashboard on the sweep's Optuna storage.
 
 Both run as child processes in their own process groups, bound to 127.0.0.1 by default, each on
-its usual port or a free one when that is taken. The stores reach them through their environment,
-never their command lines (which any local user can read), and every address printed is redacted.
+its usual port or a free one when that is taken. Each answers only requests addressed to a name of
+this machine (``sae.hosts``) and ends with the command that started it, even one killed with
+SIGKILL (``sae.tether``). The stores reach them through their environment, never their command
+lines (which any local user can read), and every address printed is redacted.
 ``serve`` waits until both answer, prints their addresses and stops both on Ctrl-C (or SIGTERM),
 or when either of them dies.
 """
@@ -28,10 +30,10 @@ from pathlib import Path
 
 from mlflow.entities import Experiment, Run
 
-from sae import tracking
+from sae import hosts, tether, tracking
 from sae.metrics import TEST_MSE
 from sae.names import TAG_STUDY
-from sae.redact import has_secret, redact
+from sae.redact import redact
 from sae.tracking import Settings, views
 
 MLFLOW_PORT = views.DEFAULT_UI_PORT
@@ -45,8 +47,6 @@ STORAGE_ENV = "SAE_OPTUNA_STORAGE"
 """The environment variable that hands the dashboard its storage URL."""
 REMOTE_FLAG = "--allow-remote-without-login"
 JOBS_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
-PGPASS = "~/.pgpass (or PGPASSFILE, or PGPASSWORD)"
-"""Where libpq, and so SQLAlchemy's psycopg driver under Optuna and MLflow, finds a password."""
 # A traceback's last line: "package.module.SomeError: message"
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit): (?P<message>.+)$")
 
@@ -72,16 +72,6 @@ def check_host(host: str, allow_remote: bool) -> None:
         raise UIError(
             f"the UI has no login: anyone who can reach {host} could read and delete the runs; "
             f"bind 127.0.0.1 (and use an SSH tunnel), or add {REMOTE_FLAG} to go on"
-        )
-
-
-def reject_password(flag: str, uri: str | None, instead: str = "") -> None:
-    """A password on a command line is readable by every local user (``ps``): one line saying
-    where to put it."""
-    if uri and has_secret(uri):
-        raise UIError(
-            f"{flag} {redact(uri)} holds a password, which any local user can read on the command "
-            f"line: drop it from the URL and put it in {PGPASS}{instead}"
         )
 
 
@@ -152,41 +142,34 @@ def mlflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def security_env(allowed_hosts: list[str]) -> dict[str, str]:
+    """MLflow's security middleware on, answering only ``allowed_hosts`` and no other origin
+    than the localhost ones it always allows, whatever the user's environment says."""
+    return {
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(allowed_hosts),
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "",
+        "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "false",
+    }
+
+
 _DASHBOARD = (
     "import os, sys, optuna_dashboard\n"
+    "from sae import hosts\n"
     f"storage = os.environ.pop({STORAGE_ENV!r})\n"
-    "optuna_dashboard.run_server(storage, host=sys.argv[1], port=int(sys.argv[2]))\n"
+    "hosts.serve(optuna_dashboard.wsgi(storage), sys.argv[1], int(sys.argv[2]))\n"
 )
 
 
 def dashboard_command(host: str, port: int) -> list[str]:
-    """optuna-dashboard's server through its public ``run_server`` and this interpreter (the
-    package has no ``-m`` entry); the storage comes from ``dashboard_env``."""
+    """optuna-dashboard's app through its public ``wsgi`` and this interpreter (the package has
+    no ``-m`` entry), served behind ``hosts.HostGuard`` (optuna-dashboard's own ``run_server``
+    answers any Host); the storage comes from ``dashboard_env``."""
     return [sys.executable, "-c", _DASHBOARD, host, str(port)]
 
 
 def dashboard_env(storage: str) -> dict[str, str]:
     """The sweep's storage (a journal file or a database URL) for the dashboard's environment."""
     return {STORAGE_ENV: storage}
-
-
-def _live_in_group(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: where the system's init
-    does not reap orphans they would keep an emptied group alive forever."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ")"
-            fields = stat.read_text().rpartition(")")[2].split()
-            if int(fields[2]) == pgid and fields[0] not in "ZX":
-                return True
-    return False
 
 
 @dataclass
@@ -200,9 +183,11 @@ class Server:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Start it under ``sae.tether``'s guard, which stops its process group when this
+        process ends, however it ends."""
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                self.command,
+                tether.command(self.command),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -240,9 +225,9 @@ class Server:
         pgid = self.process.pid
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(max(deadline - time.monotonic(), 0))
-        while _live_in_group(pgid) and time.monotonic() < deadline:
+        while tether.live_in_group(pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _live_in_group(pgid):
+        if tether.live_in_group(pgid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
         self.process.wait()
@@ -402,7 +387,7 @@ def serve(
             f"http://{address}:{mlflow_port}",
             "/health",
             logs / "mlflow.log",
-            env=mlflow_env(settings),
+            env={**mlflow_env(settings), **security_env(hosts.allowed_hosts(host, mlflow_port))},
         )
     ]
     if dashboard:

@@ -48,6 +48,27 @@ def children(pid: int) -> list[int]:
     ]
 
 
+def descendants(pid: int) -> set[int]:
+    """Its children, their children, and so on."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def running(pids: Iterable[int]) -> list[int]:
+    """Those of ``pids`` that still run (zombies excluded, as in ``live_in_group``)."""
+    return [
+        pid
+        for pid in pids
+        if (fields := _stat(PROC / str(pid))) is not None and fields[0] not in "ZX"
+    ]
+
+
 def live_in_group(pgid: int) -> list[int]:
     """The processes of a group that still run (zombies, which only wait to be reaped, excluded:
     where init does not reap orphans they never go)."""

@@ -23,6 +23,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +33,11 @@ import helpers_postgres
 import optuna
 import pytest
 from helpers import build_config
-from helpers_proc import ArgvWatch, Command, live_in_group
+from helpers_proc import ArgvWatch, Command, descendants, live_in_group, running
 from helpers_sweep import empty_store
 from mlflow.tracking import MlflowClient
 
-from sae import baseline, names, report, tracking, ui
+from sae import baseline, names, report, sweep, tracking, ui
 from sae import metrics as M
 from sae.sweep import SweepConfig, run_sweep
 from sae.tracking import views
@@ -158,18 +160,6 @@ def test_is_loopback__only_addresses_no_other_machine_reaches():
         assert not ui.is_loopback(host), host
 
 
-def test_reject_password__a_password_on_a_command_line_is_a_one_line_error():
-    ui.reject_password("--storage", "postgresql+psycopg://sae@db/sae_optuna")
-    ui.reject_password("--storage", None)
-    with pytest.raises(ui.UIError) as error:
-        ui.reject_password("--storage", "postgresql://sae:hunter2@db/x", ", or in mlflow.yaml")
-    assert str(error.value) == (
-        "--storage postgresql://sae:***@db/x holds a password, which any local user can read on "
-        "the command line: drop it from the URL and put it in ~/.pgpass (or PGPASSFILE, or "
-        "PGPASSWORD), or in mlflow.yaml"
-    )
-
-
 def test_ui_command__a_remote_host_needs_the_explicit_flag(tmp_path, monkeypatch, capsys):
     """Without --allow-remote-without-login, one line and exit 1 before anything starts."""
     config = str(_write_settings(tmp_path))
@@ -240,6 +230,90 @@ def test_ui__no_password_on_a_command_line_or_in_its_output_and_sigterm_stops_bo
     assert f"(storage {helpers_postgres.url(names['optuna'], password='***')})" in "\n".join(
         command.lines
     )
+
+
+def _small_store(folder: Path) -> Path:
+    """An empty MLflow store and a journal holding one empty study: all the servers need."""
+    empty_store(folder / "mlflow.db")
+    storage = sweep.make_storage(str(folder / "optuna.journal"))
+    optuna.create_study(study_name="sae-sweep", storage=storage)
+    return _write_settings(folder)
+
+
+def _status(url: str, method: str = "GET", host: str | None = None) -> int:
+    request = urllib.request.Request(url, method=method)
+    if host:
+        request.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+OPEN_ENV = {
+    "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
+    "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "*",
+    "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "true",
+}
+"""An environment that asks MLflow's server to answer any Host and any origin."""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Iterator[tuple[Command, str, str]]:
+    """``experiments/ui.py --dashboard`` on ``_small_store``, in ``OPEN_ENV``, started once for
+    the two tests below (the second kills it): (the command, the MLflow UI's address, the
+    dashboard's)."""
+    folder = tmp_path_factory.mktemp("ui-small")
+    command = _ui(_small_store(folder), env={**os.environ, **OPEN_ENV})
+    try:
+        command.wait_for(r"Ctrl-C stops both")
+        printed = "\n".join(command.lines)
+        yield (
+            command,
+            re.search(r"MLflow UI: (http://127\.0\.0\.1:\d+)", printed).group(1),
+            re.search(r"Optuna dashboard: (http://127\.0\.0\.1:\d+)", printed).group(1),
+        )
+    finally:
+        command.close()
+
+
+def test_ui__both_servers_refuse_a_foreign_host_and_serve_their_own(small):
+    """Fix: optuna-dashboard answered any Host: ``DELETE /api/studies/0`` with ``Host:
+    evil.example`` deleted the study, as a page rebinding its name to 127.0.0.1 could. Now both
+    servers answer 403 to a foreign Host (the MLflow UI even where the environment asks it to
+    answer any), and serve 127.0.0.1 and localhost on their ports."""
+    command, mlflow, board = small
+    board_port, mlflow_port = board.rsplit(":", 1)[1], mlflow.rsplit(":", 1)[1]
+    evil = f"evil.example:{board_port}"
+    assert _status(f"{board}/api/studies", host=evil) == 403
+    assert _status(f"{board}/api/studies/0", "DELETE", host=evil) == 403
+    folder = Path(command.process.args[command.process.args.index("--config-file") + 1]).parent
+    storage = sweep.make_storage(str(folder / "optuna.journal"))
+    assert optuna.get_all_study_names(storage) == ["sae-sweep"]  # not deleted
+    for name in ("127.0.0.1", "localhost"):
+        assert _status(f"{board}/api/studies", host=f"{name}:{board_port}") == 200
+    search = f"{mlflow}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _status(search, host=f"evil.example:{mlflow_port}") == 403
+    assert _status(search, "POST", host=f"evil.example:{mlflow_port}") == 403
+    assert _status(search, host=f"localhost:{mlflow_port}") == 200
+
+
+def test_ui__kill_9_of_it_ends_both_servers_and_their_workers(small):
+    """Fix: ``kill -9`` of experiments/ui.py, which gives it no chance to stop its servers, left
+    both running, orphaned. Now every process it started, and theirs (uvicorn's), ends soon
+    after, and both ports close."""
+    command, mlflow, board = small
+    tree = descendants(command.process.pid)
+    assert len(running(tree)) >= 5  # two guards, mlflow ui and its uvicorn, the dashboard
+    ports = [int(url.rsplit(":", 1)[1]) for url in (mlflow, board)]
+    os.kill(command.process.pid, signal.SIGKILL)
+    command.process.wait()
+    deadline = time.monotonic() + 60
+    while running(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running(tree) == []
+    assert not any(_listening(port) for port in ports)
 
 
 # The browser test.

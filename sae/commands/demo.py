@@ -104,7 +104,7 @@ def prepare_folder(folder: Path) -> None:
 
 
 def steps(opts: DemoOptions, folder: Path) -> list[Step]:
-    """The demo's commands, in order; the UI comes after them (``ui_command``)."""
+    """The demo's commands, in order; the UI comes after them (``serve_ui``)."""
     sae = [sys.executable, "-m", "sae"]
     settings = ["--config-file", str(folder / SETTINGS_FILE)]
     data = [
@@ -134,10 +134,13 @@ def steps(opts: DemoOptions, folder: Path) -> list[Step]:
     ]
 
 
-def ui_command(folder: Path) -> list[str]:
-    """``sae-ui`` with the dashboard, on the demo's stores."""
-    settings = ["--config-file", str(folder / SETTINGS_FILE)]
-    return [sys.executable, "-m", "sae", "ui", "--dashboard", *settings]
+def serve_ui(folder: Path) -> None:
+    """The MLflow UI and optuna-dashboard on the demo's stores, started from this process (as
+    ``sae-ui --dashboard`` starts them), so that they end with the demo however it ends."""
+    from sae import tracking, ui  # MLflow only now: the steps ran in child processes
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the demo's own store, as child_env gives
+    ui.serve(tracking.load_settings(folder / SETTINGS_FILE), dashboard=True)
 
 
 def child_env() -> dict[str, str]:
@@ -234,9 +237,7 @@ def main() -> None:
         return
     print(f"starting the MLflow UI and optuna-dashboard ({command}); Ctrl-C stops them")
     sys.stdout.flush()
-    code = wait_through_interrupts(subprocess.Popen(ui_command(folder), env=child_env()))
-    if code not in (0, *INTERRUPTED):  # its own error line is on the console already
-        raise SystemExit(1)
+    serve_ui(folder)
 
 
 def run() -> NoReturn:
