@@ -25,7 +25,7 @@ from sae import train as train_module
 from sae.commands.sweep import report
 from sae.report import tables as report_tables
 from sae.report.frames import Selection, load_frames
-from sae.sweep import dashboard, run_sweep
+from sae.sweep import dashboard, front, run_sweep
 from sae.sweep.summary import log_summary, summarize
 from sae.tracking import views
 
@@ -289,3 +289,22 @@ def test_every_view__shows_the_one_front_and_no_degenerate_trial_on_it(summarize
     shown = view(result, cfg, settings, study, capsys)
     by_mse = sorted(front, key=lambda n: study.trials[n].values[0])
     assert shown == (by_mse if view is not _mlflow_tags else sorted(front))
+
+
+def test_judged__the_pareto_plot_draws_a_degenerate_trial_of_an_older_study_infeasible():
+    """Regression: the parent run's ``plots/pareto_front.png`` drew a degenerate trial of an
+    older study (no constraint) on the front it dominated; the plotted copy makes it infeasible,
+    as a new study's degenerate trial is, and leaves the study itself as it was."""
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.add_trials(
+        [
+            create_trial(values=[0.01, 0.5], user_attrs={names.ATTR_DEGENERATE: ""}),
+            create_trial(values=[0.06, 0.0], user_attrs={names.ATTR_ACTIVE: 0.0}),  # older, dead
+            create_trial(values=[0.07, 0.1], user_attrs={names.ATTR_DEGENERATE: ""}),
+        ]
+    )
+    assert [t.number for t in study.best_trials] == [0, 1]
+    copy = front.judged(study, sweep.degenerate_reasons(study))
+    assert [t.number for t in copy.best_trials] == [0, 2]
+    assert [t.constraints for t in copy.trials] == [{}, {names.ATTR_DEGENERATE: 1.0}, {}]
+    assert [t.constraints for t in study.trials] == [{}, {}, {}]
