@@ -11,10 +11,11 @@ import pytest
 from helpers_sweep import SWEEP, client, load_study, sweep_base, sweep_command, sweep_config
 from mlflow.tracking import MlflowClient
 
-from sae import names, sweep
+from sae import names, sweep, tracking
 from sae.sweep import run_sweep
 from sae.sweep.identity import identity_json, study_identity
 from sae.sweep.space import space_json
+from sae.sweep.workers import Context, run_worker
 
 STUDY = ("--trials", "1", "--epochs", "1", "--batch-sizes", "10", "20")
 """The one-trial, one-epoch L1 study every resume below starts from."""
@@ -66,10 +67,10 @@ def one_trial_study(tmp_path_factory):
         (["--test-size", "60"], "data.test_size=120", "data.test_size=60"),
         (["--experiment", "elsewhere"], "tracking.experiment=sae-sweep", "=elsewhere"),
         (["--output-activation", "sigmoid"], "model.output_activation=relu", "=sigmoid"),
-        (["--pruner", "pareto"], "sweep.pruner=none", "sweep.pruner=pareto"),
+        (["--adam-beta2", "0.99"], "train.adam_beta2=0.999", "train.adam_beta2=0.99"),
         (["--seed", "7", "--no-probe"], "train.probe=True, train.seed=1", "train.seed=7"),
     ],
-    ids=["epochs", "penalty-and-train-size", "test-size", "experiment", "model", "pruner", "seed"],
+    ids=["epochs", "penalty-and-train-size", "test-size", "experiment", "model", "adam", "seed"],
 )
 def test_sweep_cli__resume_with_other_trial_settings_is_one_line_naming_them_writing_nothing(
     one_trial_study, monkeypatch, capsys, argv, was, now
@@ -90,12 +91,12 @@ def test_sweep_cli__resume_with_other_trial_settings_is_one_line_naming_them_wri
 def test_sweep_cli__resume_with_another_count_timeout_population_or_sampler_goes_on(
     one_trial_study, monkeypatch, capsys
 ):
-    """The trial count, timeout, population, sampler and confirmations are not the study's
-    identity (nor the device or the threads): a resume with others runs the missing trial into
-    the same study and parent run."""
+    """The trial count, timeout, population, sampler, pruner and confirmations are not the
+    study's identity (nor the device or the threads): a resume with others runs the missing
+    trial into the same study and parent run."""
     folder, base = one_trial_study
     parent = load_study(folder).user_attrs[names.STUDY_PARENT_RUN]
-    argv = [*STUDY, "--trials", "2", "--timeout", "600", "--population", "1"]
+    argv = [*STUDY, "--trials", "2", "--timeout", "600", "--population", "1", "--pruner", "pareto"]
     argv += ["--sampler", "random", "--sampler-seed", "3", "--device", "cpu", "--threads", "1"]
     code, err = _cli(base, folder, argv, monkeypatch, capsys)
     assert code == 0, err
@@ -104,9 +105,9 @@ def test_sweep_cli__resume_with_another_count_timeout_population_or_sampler_goes
 
 
 def test_study_identity__leaves_out_what_does_not_define_a_trial(tmp_path):
-    """Workers, population, count, timeout, sampler, confirmations, the device, threads, logging
-    cadence and where the stores and files are found do not change the identity; the searched
-    fields are not in it; the data is its digest and the images trained on."""
+    """Workers, population, count, timeout, sampler, pruner, confirmations, the device, threads,
+    logging cadence and where the stores and files are found do not change the identity; the
+    searched fields are not in it; the data is its digest and the images trained on."""
     base = sweep_base(tmp_path)
     base = dataclasses.replace(
         base, tracking=dataclasses.replace(base.tracking, experiment="sae-sweep")
@@ -120,12 +121,46 @@ def test_study_identity__leaves_out_what_does_not_define_a_trial(tmp_path):
         tracking=dataclasses.replace(base.tracking, tracking_uri="sqlite:///x.db"),
     )
     others = dataclasses.replace(
-        cfg, trials=9, workers=4, population=2, timeout=5.0, sampler="random", confirm=1
+        cfg,
+        trials=9,
+        workers=4,
+        population=2,
+        timeout=5.0,
+        sampler="random",
+        confirm=1,
+        pruner="pareto",
+        max_active_frac=0.1,  # the constrained objective's alone
+        pareto_warmup=1,
+        sampler_seed=3,
     )
     assert study_identity(other, others) == identity
     assert {"train.beta", "train.lr", "train.batch_size", "data.root"}.isdisjoint(identity)
     assert identity["data.train_size"] == 200 and identity["data.test_size"] == 120
     assert identity["tracking.experiment"] == "sae-sweep" and "data.digest" in identity
+    constrained = dataclasses.replace(cfg, objective="constrained")
+    tighter = dataclasses.replace(constrained, max_active_frac=0.1)
+    assert study_identity(base, tighter) != study_identity(base, constrained)
+
+
+def test_run_worker__refuses_a_study_of_other_trial_settings(tmp_path):
+    """A worker process (and the populations it trains) opens the study through the same check
+    as the command: with other settings than the study's it trains nothing."""
+    base = sweep_base(tmp_path, epochs=1)
+    base = dataclasses.replace(
+        base, tracking=dataclasses.replace(base.tracking, experiment="sae-sweep")
+    )
+    cfg = sweep_config(trials=1, population=2)
+    storage_url = str(tmp_path / "optuna.journal")
+    storage = sweep.make_storage(storage_url)
+    identity = study_identity(base, cfg)
+    sweep.open_study(storage, cfg, sweep.build_space(cfg), 1, identity=identity)
+    before = (tmp_path / "optuna.journal").read_bytes()
+    longer = dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=2))
+    settings = tracking.load_settings(base.tracking.config_file)
+    ctx = Context(longer, cfg, settings, storage_url, parent_run_id="none", worker=1)
+    with pytest.raises(ValueError, match=r"train\.epochs=1; this command has train\.epochs=2"):
+        run_worker(ctx)
+    assert (tmp_path / "optuna.journal").read_bytes() == before
 
 
 def _older_study(folder: Path, base, cfg, parent: str | None = None):

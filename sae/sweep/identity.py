@@ -37,6 +37,9 @@ DIGEST = "data.digest"
 def study_identity(base: Config, cfg: SweepConfig) -> dict[str, Any]:
     """The settings that define every trial of the study besides the searched parameters
     (the objective and the space have their own attributes), as ``{"section.field": value}``.
+    How the search goes is not in it: the sampler, the pruner (a resume may turn it on, pruning
+    against the rungs of the trials so far), the trial count, workers, population, timeout and
+    confirmations.
 
     ``base.tracking.experiment`` must be the experiment the sweep logs to, resolved. The data
     sizes are the images trained on (60000, not unset), so the same trials compare equal however
@@ -50,11 +53,7 @@ def study_identity(base: Config, cfg: SweepConfig) -> dict[str, Any]:
         base.data
     )
     identity[DIGEST] = dataset_digest(data_files(base.data))
-    identity[param("sweep", "pruner")] = cfg.pruner_used
-    if cfg.pruner_used == "pareto":
-        for name in ("pareto_first_rung", "pareto_factor", "pareto_warmup"):
-            identity[param("sweep", name)] = getattr(cfg, name)
-    if cfg.objective == "constrained":
+    if cfg.objective == "constrained":  # every trial's constraint
         identity[param("sweep", "max_active_frac")] = cfg.max_active_frac
     return identity
 
