@@ -6,7 +6,8 @@ can share it, and with a database URL so can several machines.
 
 config (SweepConfig), space, study (storage, sampler, pruner, objective names), recovery
 (finished and interrupted trials), objective, notes (each trial's link to its MLflow run, the
-study's note in optuna-dashboard), workers, front (degenerate trials kept off it, best trials),
+study's note in optuna-dashboard), workers, front (degenerate trials kept off it, best trials:
+the one front every view shows), dashboard (optuna-dashboard's app showing that front),
 confirm (front trials trained with more seeds, compared with the baseline), summary, registry (the
 chosen model in MLflow's model registry), run (run_sweep), importances (for the report).
 """

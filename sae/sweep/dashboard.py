@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sae import internals
-from sae.sweep.front import degenerate_reason, feasible, front_of
+from sae.sweep.front import best_trials, degenerate_reason, feasible
 
 DEGENERATE = 1.0
 """The constraint value the dashboard is shown for a degenerate trial that its own constraints
@@ -35,12 +35,10 @@ def shown_constraints(trial: FrozenTrial) -> list[float]:
 
 
 def study_front(storage: optuna.storages.BaseStorage) -> Callable[[str], list[FrozenTrial]]:
-    """The front of a study of ``storage``, by the study's name (``front.front_of``)."""
+    """The front of a study of ``storage``, by the study's name (``front.best_trials``)."""
 
     def best(name: str) -> list[FrozenTrial]:
-        study_id = storage.get_study_id_from_name(name)
-        trials = storage.get_all_trials(study_id, deepcopy=False)
-        return front_of(trials, storage.get_study_directions(study_id))
+        return best_trials(optuna.load_study(study_name=name, storage=storage))
 
     return best
 
