@@ -206,3 +206,18 @@ def test_run_sweep__an_older_study_in_another_experiment_is_refused_from_its_par
     with pytest.raises(ValueError, match="lives in experiment 'sae-sweep'"):
         run_sweep(moved, cfg, log=lambda _m: None)
     assert _stores(tmp_path) == before
+
+
+def test_sweep_cli__resume_on_another_tracking_store_is_one_line_writing_nothing_to_the_study(
+    one_trial_study, monkeypatch, capsys
+):
+    """The tracking URI is not the identity (a server and its file are one store), but a resume
+    whose store lacks the study's parent run would log its trials apart from it: refused in one
+    line, the study and its store untouched."""
+    folder, base = one_trial_study
+    before = _stores(folder)
+    argv = [*STUDY, "--trials", "3", "--tracking-uri", f"sqlite:///{folder}/other.db"]
+    code, err = _cli(base, folder, argv, monkeypatch, capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "has its parent run" in err and "in another tracking store" in err, err
+    assert _stores(folder) == before

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import optuna
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution
 from tqdm import tqdm
@@ -144,7 +145,17 @@ def _check_experiment(settings: tracking.Settings, study: optuna.Study, experime
     if parent is None:
         return
     mlflow = tracking.client(settings)
-    found = mlflow.get_experiment(mlflow.get_run(parent).info.experiment_id).name
+    try:
+        run = mlflow.get_run(parent)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ValueError(
+            f"study {study.study_name!r} has its parent run {parent} in another tracking store "
+            f"than {redact(settings.tracking_uri)}: pass the tracking URI it was created with, "
+            "or --study-name NEW"
+        ) from None
+    found = mlflow.get_experiment(run.info.experiment_id).name
     if found != experiment:
         raise ValueError(
             f"study {study.study_name!r} lives in experiment {found!r} (its parent run "
