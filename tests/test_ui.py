@@ -305,7 +305,7 @@ def test_ui__kill_9_of_it_ends_both_servers_and_their_workers(small):
     after, and both ports close."""
     command, mlflow, board = small
     tree = descendants(command.process.pid)
-    assert len(running(tree)) >= 5  # two guards, mlflow ui and its uvicorn, the dashboard
+    assert len(running(tree)) >= 3  # mlflow ui and its uvicorn, the dashboard (and guards)
     ports = [int(url.rsplit(":", 1)[1]) for url in (mlflow, board)]
     os.kill(command.process.pid, signal.SIGKILL)
     command.process.wait()
