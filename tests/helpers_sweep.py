@@ -205,12 +205,13 @@ def assert_interrupted(tmp_path: Path, trials: list) -> None:
 
 
 DEAD_CODE = "layer enc3 is dead: no unit active on any test image"
-FRONT_POINTS = (  # test MSE, active fraction, degenerate reason (None: an older study's trial)
-    (0.020, 0.30, ""),
-    (0.030, 0.20, ""),
-    (0.066, 0.00, DEAD_CODE),  # the sparsest point, no better than the mean image
-    (0.070, 0.10, ""),  # dominated by trial 2 alone
-    (0.068, 0.00, None),  # dead by its active fraction; no constraint, no reason
+FRONT_POINTS = (  # test MSE, active fraction, probe accuracy, degenerate reason (None: none)
+    (0.020, 0.30, 0.90, ""),
+    (0.030, 0.20, 0.80, ""),
+    (0.066, 0.00, 0.11, DEAD_CODE),  # the sparsest point, no better than the mean image
+    (0.070, 0.10, 0.10, ""),  # dominated by trial 2 alone
+    (0.068, 0.00, 0.11, None),  # an older study's: dead by its active fraction, no constraint
+    (0.035, 0.25, 0.95, ""),  # dominated by trial 1 unless the probe is an objective
 )
 """A study whose degenerate trials would be on its front if their constraint were ignored;
 with the constrained objective trial 0 is also over the active-fraction limit."""
@@ -237,7 +238,7 @@ def degenerate_front_stores(folder: Path, objective: str = "pareto") -> tuple:
     cfg = sweep_config(objective=objective, study_name="s")
     storage = sweep.make_storage(str(folder / "optuna.journal"))
     study = optuna.create_study(study_name="s", storage=storage, directions=cfg.directions)
-    for number, (mse, active, reason) in enumerate(FRONT_POINTS):
+    for number, (mse, active, probe, reason) in enumerate(FRONT_POINTS):
         tags = {
             **study_tags,
             names.TAG_TRIAL_NUMBER: str(number),
@@ -249,10 +250,15 @@ def degenerate_front_stores(folder: Path, objective: str = "pareto") -> tuple:
             tags[names.TAG_DEGENERATE_REASON] = reason or DEAD_CODE
         run_id = mlflow.create_run(experiment_id, run_name=f"trial-{number:03d}", tags=tags)
         run_id = run_id.info.run_id
-        for key, value in {M.TEST_MSE: mse, M.CODE_ACTIVE_FRAC: active}.items():
+        for key, value in {
+            M.TEST_MSE: mse,
+            M.CODE_ACTIVE_FRAC: active,
+            M.PROBE_ACCURACY: probe,
+        }.items():
             mlflow.log_metric(run_id, key, value, step=2)
         mlflow.set_terminated(run_id, "FINISHED")
         attrs = {names.ATTR_ACTIVE: active, names.ATTR_TEST_MSE: mse, names.ATTR_RUN_ID: run_id}
+        attrs[names.ATTR_PROBE] = probe
         constraints = {}
         if reason is not None:
             attrs[names.ATTR_DEGENERATE] = reason
@@ -261,7 +267,7 @@ def degenerate_front_stores(folder: Path, objective: str = "pareto") -> tuple:
                 constraints[names.ATTR_ACTIVE] = 0.1 if number == 0 else -0.1
         study.add_trial(
             optuna.trial.create_trial(
-                values=[mse, active] if len(cfg.directions) == 2 else [mse],
+                values=[mse, active, probe][: len(cfg.directions)],
                 params={"lr": 1e-2, "beta": 1e-3, "batch_size": 10},
                 distributions=dict(sweep.build_space(cfg)),
                 user_attrs=attrs,

@@ -207,7 +207,7 @@ def test_sweep__pareto_probe_is_a_study_with_three_directions(tmp_path):
     assert not math.isnan(result.best[M.PROBE_ACCURACY].iloc[0])
 
 
-@pytest.fixture(scope="module", params=["pareto", "constrained"])
+@pytest.fixture(scope="module", params=["pareto", "pareto-probe", "constrained"])
 def summarized(request, tmp_path_factory):
     """A finished study with a degenerate trial that would be on its front if its constraint
     were ignored (``helpers_sweep.FRONT_POINTS``), summarized as the sweep ends: (the front by
@@ -218,7 +218,10 @@ def summarized(request, tmp_path_factory):
     result = summarize(study, parent, settings, "optuna.journal", 1.0, "sae-sweep", experiment_id)
     log_summary(tracking.client(settings), result, cfg)
     front = [t.number for t in sweep.best_trials(study)]
-    assert front == ([0, 1, 3] if request.param == "pareto" else [1])
+    assert (
+        front
+        == {"pareto": [0, 1, 3], "pareto-probe": [0, 1, 5, 3], "constrained": [1]}[request.param]
+    )
     return front, result, cfg, settings, study
 
 
@@ -236,7 +239,7 @@ def _mlflow_tags(result, cfg, settings, study, capsys) -> list[int]:
     mlflow = tracking.client(settings)
     runs = mlflow.search_runs([result.experiment_id], views.study_filter("s"))
     tagged = {r.data.tags[names.TAG_TRIAL_NUMBER]: r.data.tags[names.TAG_FRONT] for r in runs}
-    assert set(tagged) == {"0", "1", "2", "3", "4"}
+    assert set(tagged) == {"0", "1", "2", "3", "4", "5"}
     assert tagged["2"] == tagged["4"] == "false"
     return sorted(int(n) for n, on in tagged.items() if on == "true")
 
