@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from sae.errors import reason
+from sae.paths import check_plain_name
 
 OutputActivation = Literal["relu", "sigmoid"]
 Penalty = Literal["l1", "kl"]
@@ -191,6 +192,8 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
+        if self.experiment is not None:  # it names the experiment's artifact folder
+            check_plain_name(self.experiment, "experiment name")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,10 +15,12 @@ from mlflow.tracking import MlflowClient
 
 from sae import metrics as M
 from sae import names, signals, tracking
-from sae.config import Config
+from sae.config import Config, TrackingConfig
 from sae.runner import train_run
 from sae.tracking import system, tracker
 from sae.train import Callback
+
+TRAIN = Path(__file__).resolve().parents[1] / "experiments" / "train.py"
 
 
 @pytest.fixture(scope="module")
@@ -393,6 +397,61 @@ def test_ensure_experiment__marks_new_and_existing_experiments_as_model_training
     for experiment_id in (old, new):
         tags = client.get_experiment(experiment_id).tags
         assert tags[names.TAG_EXPERIMENT_KIND] == "custom_model_development"
+
+
+PATH_NAMES = ["../../somewhere", "../up", "/abs/x", "a/b", "..", ".hidden", "a\\b", ""]
+"""Experiment names that are paths: each would place the experiment's artifacts outside the
+artifact location, or in a hidden or odd folder."""
+
+
+def test_ensure_experiment__a_name_that_is_a_path_is_refused_and_creates_nothing(tmp_path):
+    """Bug fix: ``--experiment '../../somewhere'`` created the experiment with the artifact
+    location ``<artifacts>/../../somewhere``, so its runs' artifacts went outside the store."""
+    settings = tracking.Settings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=(tmp_path / "store" / "art").as_uri(),
+    )
+    for name in PATH_NAMES:  # one store for all: creating one takes seconds
+        with pytest.raises(ValueError, match=r"^experiment name .* is not a plain folder") as e:
+            tracking.ensure_experiment(settings, name)
+        assert "\n" not in str(e.value)
+    made = MlflowClient(settings.tracking_uri).search_experiments()
+    assert [experiment.name for experiment in made] == ["Default"]
+
+
+@pytest.mark.parametrize("name", PATH_NAMES)
+def test_tracking_config__an_experiment_name_that_is_a_path_is_refused(name):
+    """Bug fix: the path was accepted and trained before its experiment was created outside."""
+    with pytest.raises(ValueError, match=r"^experiment name .* is not a plain folder name"):
+        TrackingConfig(experiment=name)
+
+
+def test_settings__an_experiment_name_that_is_a_path_is_one_line_naming_the_key(tmp_path):
+    """Bug fix: mlflow.yaml's experiment names became artifact folders unchecked."""
+    path = tmp_path / "mlflow.yaml"
+    path.write_text("experiments:\n  sweep: ../../somewhere\n")
+    with pytest.raises(tracking.SettingsError) as err:
+        tracking.load_settings(path)
+    assert str(err.value).startswith(
+        f"{path}: key 'experiments': experiment name '../../somewhere' is not a plain folder name"
+    )
+
+
+def test_train_cli__an_experiment_that_is_a_path_is_one_line_and_writes_nothing(tmp_path):
+    """Bug fix: ``train.py --experiment '../../somewhere'`` trained and logged its artifacts in
+    ``somewhere`` two folders above the artifact location."""
+    (tmp_path / "mlflow.yaml").write_text("tracking_uri: sqlite:///mlflow.db\n")
+    done = subprocess.run(
+        [sys.executable, str(TRAIN), "--experiment", "../../somewhere", "--epochs", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: experiment name '../../somewhere' is not a plain ")
+    assert done.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.yaml"]
 
 
 def test_interrupts__a_signal_during_a_gc_callback_is_not_lost():

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from sae.errors import reason
+from sae.paths import check_plain_name
 from sae.redact import redact
 
 DEFAULT_SETTINGS_FILE = "mlflow.yaml"
@@ -82,6 +83,11 @@ def load_settings(
         isinstance(v, str) and v for v in experiments.values()
     ):
         raise SettingsError(f"{path}: key 'experiments' must map kinds to experiment names")
+    for name in experiments.values():  # each names its experiment's artifact folder
+        try:
+            check_plain_name(name, "experiment name")
+        except ValueError as err:
+            raise SettingsError(f"{path}: key 'experiments': {err}") from None
 
     base = path.resolve().parent
     file_uri = _anchored(raw.get("tracking_uri") or defaults.tracking_uri, base)

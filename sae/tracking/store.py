@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from sae.errors import reason
 from sae.locks import database_lock
 from sae.names import EXPERIMENT_KIND, TAG_EXPERIMENT_KIND
+from sae.paths import check_plain_name
 from sae.redact import redact
 from sae.tracking import views
 from sae.tracking.settings import Settings, sqlite_file
@@ -117,6 +118,9 @@ def ensure_experiment(settings: Settings, name: str) -> str:
 
 
 def _create_experiment(mlflow_client: MlflowClient, settings: Settings, name: str) -> Experiment:
+    # The name becomes the experiment's folder in the artifact location: one plain folder name,
+    # so that no name ('../../x', '/abs') puts its artifacts outside it.
+    check_plain_name(name, "experiment name")
     # A tracking server chooses (and serves) artifact locations itself: a local folder named
     # here would only exist on the machine that created the experiment.
     served = settings.tracking_uri.startswith(("http://", "https://"))
