@@ -50,6 +50,9 @@ def app(storage: str | optuna.storages.BaseStorage) -> Callable[..., Any]:
 
     from sae.sweep.study import make_storage
 
+    # front_of asks Optuna for the front of a scratch study, which it announces at INFO: one log
+    # line a request otherwise
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if isinstance(storage, str):
         storage = make_storage(storage)
     return internals.dashboard_front(
