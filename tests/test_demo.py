@@ -96,6 +96,8 @@ def test_prepare_folder__a_rerun_starts_from_an_empty_folder_of_its_own(tmp_path
     demo.prepare_folder(folder)
     (folder / "mlflow.db").write_text("an earlier demo's store")
     (folder / "logs").mkdir()
+    (folder / "logs" / "sweep.log").write_text("its log")
+    demo.record_made(folder)  # as after each of the demo's steps
     demo.prepare_folder(folder)
     assert sorted(p.name for p in folder.iterdir()) == [demo.MARKER, demo.SETTINGS_FILE]
     assert "tracking_uri: sqlite:///mlflow.db" in (folder / demo.SETTINGS_FILE).read_text()
@@ -125,6 +127,84 @@ def test_prepare_folder__refuses_what_it_must_not_delete(tmp_path, monkeypatch, 
     with pytest.raises(demo.DemoError, match="pass --folder NEW_FOLDER"):
         demo.prepare_folder(folder)
     assert sorted(p.name for p in target.iterdir()) == before
+
+
+def _earlier_demo(folder: Path) -> dict[str, bytes]:
+    """A folder as an earlier demo left it: its stores, logs and report, listed as made."""
+    demo.prepare_folder(folder)
+    for path in ("mlflow.db", "mlartifacts/1/abc/model.pt", "logs/sweep.log", "reports/r/a.md"):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(b"the demo's")
+    demo.record_made(folder)
+    return _files(folder)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): b"" if p.is_dir() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("added", ["notes.txt", "reports/r/mine.md", "mlartifacts/mine/"])
+def test_prepare_folder__refuses_anything_it_did_not_make_and_deletes_nothing(tmp_path, added):
+    """Bug fix: a file a user had added to an earlier demo's folder was deleted with it (the
+    whole folder went, as it held the demo's marker). Now the marker lists what the demo made;
+    anything else, anywhere in the folder, is refused before anything is deleted."""
+    folder = tmp_path / "demo"
+    _earlier_demo(folder)
+    (folder / added).parent.mkdir(parents=True, exist_ok=True)
+    if added.endswith("/"):
+        (folder / added).mkdir()
+    else:
+        (folder / added).write_bytes(b"mine")
+    before = _files(folder)
+    with pytest.raises(demo.DemoError, match=r"which the demo did not make") as err:
+        demo.prepare_folder(folder)
+    assert f"holds {added.rstrip('/')}," in str(err.value) and "nothing was deleted" in str(
+        err.value
+    )
+    assert _files(folder) == before
+
+
+def test_prepare_folder__refuses_a_link_inside_and_deletes_nothing(tmp_path):
+    """Bug fix: the folder was deleted whole whatever it held; a link put in place of one of the
+    demo's folders is the user's, and nothing is deleted through one or beside it."""
+    folder, elsewhere = tmp_path / "demo", tmp_path / "elsewhere"
+    _earlier_demo(folder)
+    elsewhere.mkdir()
+    (elsewhere / "a.md").write_bytes(b"theirs")
+    (folder / "reports" / "r" / "a.md").unlink()
+    (folder / "reports" / "r").rmdir()
+    (folder / "reports" / "r").symlink_to(elsewhere)
+    before = _files(folder)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        demo.prepare_folder(folder)
+    assert _files(folder) == before and (elsewhere / "a.md").read_bytes() == b"theirs"
+
+
+def test_prepare_folder__a_marker_that_lists_nothing_is_refused(tmp_path):
+    """Bug fix: any file named like the marker made the whole folder the demo's to delete."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / demo.MARKER).write_text("made by sae-demo: deleted and made again on every run\n")
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(demo.DemoError, match="does not list what the demo made"):
+        demo.prepare_folder(folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_demo__a_file_added_to_its_folder_is_one_line_exit_1_and_nothing_deleted(tmp_path):
+    """Bug fix: ``make demo`` deleted a file a user had added to ``demo/``."""
+    before = _earlier_demo(tmp_path / "demo")
+    (tmp_path / "demo" / "logs" / "my-notes.txt").write_text("mine")
+    result = _demo(tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: demo/ holds logs/my-notes.txt, which the demo did not make (its .sae-demo does "
+        "not list it): move it away or pass --folder NEW_FOLDER; nothing was deleted\n"
+    )
+    assert _files(tmp_path / "demo") == {**before, "logs/my-notes.txt": b"mine"}
 
 
 def test_wait_through_interrupts__passes_sigterm_on_and_waits_for_the_child(tmp_path):

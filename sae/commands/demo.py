@@ -3,8 +3,8 @@ stores of their own under demo/, then the MLflow UI and optuna-dashboard on them
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +15,12 @@ from typing import Any, NoReturn
 
 from sae.cli import ArgumentParser, fail, run_main
 from sae.errors import first_line
+from sae.paths import owned
 
 MARKER = ".sae-demo"
-"""The file that says a folder is the demo's: only a folder holding it is ever deleted."""
+"""The file that says a folder is the demo's, and lists (JSON) every file and folder the demo
+made in it: a rerun deletes those and nothing else, and refuses a folder holding anything more."""
+MADE_BY = "sae-demo"
 SETTINGS_FILE = "mlflow.yaml"
 SETTINGS = (
     "# Written by the demo (make demo): its own stores, all in this folder, rewritten each run.\n"
@@ -83,24 +86,77 @@ class Step:
 def prepare_folder(folder: Path) -> None:
     """Make ``folder`` the demo's, empty but for its marker and settings file.
 
-    A folder made by an earlier demo (it holds ``MARKER``) is deleted first; any other folder
-    with something in it is refused, as are a link, a file, and a folder holding the working
-    folder: the demo deletes only what it made.
+    A folder an earlier demo made (it holds ``MARKER``) is emptied of what that demo listed
+    there as made (``record_made``), once it is sure the folder holds nothing else; any other
+    folder with something in it is refused, as are a link, a file, a folder holding the working
+    folder, and a symbolic link inside: the demo deletes only what it made.
     """
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise DemoError(f"{folder} is not a folder the demo made: pass --folder NEW_FOLDER")
     if Path.cwd().resolve().is_relative_to(folder.resolve()):
         raise DemoError(f"{folder} holds the working folder: pass --folder NEW_FOLDER")
     if folder.is_dir() and any(folder.iterdir()):
-        if not (folder / MARKER).is_file():
-            raise DemoError(
-                f"{folder}/ holds files not made by the demo (no {MARKER} in it): "
-                "move them away or pass --folder NEW_FOLDER"
-            )
-        shutil.rmtree(folder)
+        made = _made(folder)
+        for path in _entries(folder):  # all of them, before anything is deleted
+            if path not in made:
+                raise DemoError(
+                    f"{folder}/ holds {path}, which the demo did not make (its {MARKER} does not "
+                    "list it): move it away or pass --folder NEW_FOLDER; nothing was deleted"
+                )
+            owned(folder, path)  # never a symbolic link
+        # the deepest first, so that each folder is empty when its turn comes; the marker last
+        for path in sorted(made, key=lambda p: (p == MARKER, -p.count("/"), p)):
+            target = owned(folder, path)
+            if target.is_dir():
+                target.rmdir()  # emptied first: its entries are deeper
+            elif target.exists():
+                target.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text("made by sae-demo: deleted and made again on every run\n")
-    (folder / SETTINGS_FILE).write_text(SETTINGS.format(folder=folder))
+    owned(folder, MARKER).write_text(json.dumps({"made_by": MADE_BY, "made": []}))
+    owned(folder, SETTINGS_FILE).write_text(SETTINGS.format(folder=folder))
+    record_made(folder)
+
+
+def record_made(folder: Path) -> None:
+    """Add every file and folder now in ``folder`` (but a symbolic link, which the demo never
+    makes) to the list in its MARKER: called after each of the demo's steps, whatever its end,
+    so that only what the demo's own commands made is ever listed and deleted."""
+    made = sorted(_made(folder) | {p for p in _entries(folder) if not (folder / p).is_symlink()})
+    new = owned(folder, f"{MARKER}.new")
+    new.write_text(json.dumps({"made_by": MADE_BY, "made": made}, indent=0) + "\n")
+    os.replace(new, owned(folder, MARKER))
+
+
+def _made(folder: Path) -> set[str]:
+    """What ``folder``'s MARKER lists as made by the demo (the marker itself included); raises
+    DemoError when there is no marker or it lists nothing readable."""
+    marker = folder / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        raise DemoError(
+            f"{folder}/ holds files not made by the demo (no {MARKER} in it): "
+            "move them away or pass --folder NEW_FOLDER"
+        )
+    try:
+        listed = json.loads(marker.read_text())
+        made = set(listed["made"]) if listed.get("made_by") == MADE_BY else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        made = None
+    if made is None or not all(isinstance(p, str) for p in made):
+        raise DemoError(
+            f"{marker} does not list what the demo made in {folder}/ (an older demo's?): "
+            "delete the folder yourself or pass --folder NEW_FOLDER; nothing was deleted"
+        )
+    return made | {MARKER, f"{MARKER}.new"}
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file, folder and link under ``folder`` as a relative POSIX path, links not
+    followed."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        base = Path(top).relative_to(folder)
+        found += [(base / name).as_posix() for name in [*dirs, *files]]
+    return sorted(found)
 
 
 def steps(opts: DemoOptions, folder: Path) -> list[Step]:
@@ -210,13 +266,9 @@ def run_step(step: Step, number: str, logs: Path) -> float:
     return seconds
 
 
-def main() -> None:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_dataclass("demo", DemoOptions())
-    opts: DemoOptions = parser.parse_args().demo
-    folder = Path(opts.folder)
-    prepare_folder(folder)
-    logs = folder / "logs"
+def run_steps(opts: DemoOptions, folder: Path) -> float:
+    """The demo's steps in its prepared ``folder``, their logs in ``folder/logs``; seconds."""
+    logs = owned(folder, "logs")
     logs.mkdir()
     epochs = f"{opts.epochs} epoch{'s' if opts.epochs > 1 else ''}"
     print(
@@ -227,6 +279,21 @@ def main() -> None:
     total = 0.0
     for i, step in enumerate(plan, 1):
         total += run_step(step, f"[{i}/{len(plan)}]", logs)
+        record_made(folder)
+    return total
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__)
+    parser.add_dataclass("demo", DemoOptions())
+    opts: DemoOptions = parser.parse_args().demo
+    folder = Path(opts.folder)
+    prepare_folder(folder)
+    try:
+        total = run_steps(opts, folder)
+    finally:
+        record_made(folder)  # whatever the steps' end: what they made is the demo's to delete
+    logs = folder / "logs"
     print(f"{'total':<47} {total:.0f} s")
     for line in (logs / "report.log").read_text().splitlines():
         if line.startswith(("report:", "html:")):
