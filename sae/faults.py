@@ -15,6 +15,7 @@ the store: the store's disk may be the one that is full. Its name is on every li
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import functools
 import logging
@@ -141,6 +142,9 @@ def _journal_assertion(e: BaseException) -> bool:
 
 
 _local = threading.local()
+_warned: set[tuple[str, str]] = set()
+"""The faults this process has said on the console, by store: each is one line, however many
+calls it fails (every one is in the log)."""
 _gave_up: set[str] = set()
 """The stores whose last retry gave up: tried once per call until one succeeds, so that a sweep
 stopping on a lasting fault does not wait the whole ``RETRY_S`` again for every call."""
@@ -177,12 +181,13 @@ def _retrying(what: str) -> tenacity.Retrying:
 
     def warn(state: tenacity.RetryCallState) -> None:
         err = state.outcome.exception()
-        if state.attempt_number == 1:
-            tqdm.write(
-                f"warning: {what}: {describe(err)}; trying again for up to {RETRY_S:g} s "
-                f"{log_fault(err, f'{what}, tried again')}",
-                file=sys.stderr,
-            )
+        if state.attempt_number > 1:
+            return
+        words = log_fault(err, f"{what}, tried again")
+        if (what, describe(err)) not in _warned:  # one line for each fault, not each call
+            _warned.add((what, describe(err)))
+            line = f"warning: {what}: {describe(err)}; trying again for up to {RETRY_S:g} s"
+            tqdm.write(f"{line} {words}", file=sys.stderr)
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_passing_fault),
@@ -245,10 +250,26 @@ class DivertTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         err = record.exc_info[1] if record.exc_info else None
-        if err is None or not is_passing_fault(err):
-            return True
-        log_fault(err, f"logged by {record.name}: {record.getMessage()[:200]}")
-        return False
+        message = record.getMessage()
+        if err is not None and is_passing_fault(err):
+            log_fault(err, f"logged by {record.name}: {message[:200]}")
+            return False
+        if err is None and _names_passing_fault(message):  # a sidecar's line (system metrics)
+            _log_line(f"logged by {record.name}: {message}")
+            return False
+        return True
+
+
+def _names_passing_fault(message: str) -> bool:
+    """Whether a library's log line quotes a passing fault (it has no exception to walk)."""
+    text = message.lower()
+    disk = [os.strerror(code).lower() for code in _DISK_ERRNOS]
+    return any(words in text for words in (*_SQLITE_MESSAGES, *disk))
+
+
+def _log_line(line: str) -> None:
+    with contextlib.suppress(OSError), log_path().open("a", encoding="utf-8") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {redact(line)}\n")
 
 
 def divert_tracebacks(*loggers: str) -> None:

@@ -24,6 +24,7 @@ def quick_retries(monkeypatch, tmp_path):
     monkeypatch.setattr(faults, "RETRY_S", 0.05)
     monkeypatch.setattr(faults, "_LOG", [tmp_path / "fault.log"])
     monkeypatch.setattr(faults, "_gave_up", set())
+    monkeypatch.setattr(faults, "_warned", set())
 
 
 def _raised(err: BaseException, cause: BaseException | None = None) -> BaseException:
@@ -210,3 +211,49 @@ def test_run_main__a_file_size_limit_is_one_line(tmp_path):
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: OSError: [Errno 27] File too large")
     assert "(its traceback could not be written" in line or "(details in" in line
+
+
+def test_report_cli__a_full_disk_is_one_line_and_the_previous_report_stays(
+    tmp_path, monkeypatch, capsys
+):
+    """Regression: the report on a full disk ended in a raw traceback (its previous report
+    survived, which is right). Now one line naming the log, exit 1, the previous report intact."""
+    import runpy
+    from pathlib import Path
+
+    from sae import tracking
+    from sae.report import figures
+
+    analysis = Path(__file__).resolve().parents[1] / "analysis"
+    monkeypatch.syspath_prepend(str(analysis))
+    import synthetic_store
+
+    (tmp_path / "mlflow.yaml").write_text(
+        "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
+        "optuna_storage: optuna.journal\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = tracking.load_settings(tmp_path / "mlflow.yaml")
+    synthetic_store.synthetic_store(settings, n_runs=4, epochs=2, study="s1")
+
+    def report_cli() -> int:
+        argv = ["report.py", "--config-file", "mlflow.yaml", "--no-log"]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(analysis / "report.py"), run_name="__main__")
+        return done.value.code
+
+    assert report_cli() == 0
+    folder = tmp_path / "reports" / "latest"
+    previous = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(figures, "plot_tradeoff", full)
+    assert report_cli() == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: OSError: [Errno 28] No space left on device: a fault of")
+    assert f"(details in {faults.log_path()})" in line
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == previous

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -354,3 +355,165 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
     assert retry.state == TrialState.WAITING and retry.user_attrs[names.ATTR_RETRY_OF] == 1
     parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"
+
+
+def _store_fault(kind: str) -> BaseException:
+    """What the MLflow store raises: locked by another process (an MlflowException from
+    SQLAlchemy's OperationalError from sqlite3's, as MLflow chains them), or a full disk."""
+    import errno
+    import sqlite3
+
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    if kind == "full":
+        return OSError(errno.ENOSPC, "No space left on device")
+    driver = sqlite3.OperationalError("database is locked")
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("INSERT INTO metrics", {}, driver) from driver
+        except sqlalchemy.exc.OperationalError as wrapped:
+            raise MlflowException("(sqlite3.OperationalError) database is locked") from wrapped
+    except MlflowException as err:
+        return err
+
+
+def _faulty_store(monkeypatch, kind: str, during: str, times: int | None):
+    """The MLflow store fails every epoch's metrics (``log_batch``) once the trial run
+    ``during`` starts: ``times`` calls, or every call until ``healed`` is set."""
+    from mlflow.tracking import MlflowClient
+
+    from sae import faults
+
+    monkeypatch.setattr(faults, "FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(faults, "MAX_WAIT_S", 0.02)
+    monkeypatch.setattr(faults, "_warned", set())
+    monkeypatch.setattr(faults, "_gave_up", set())
+    monkeypatch.setattr(faults, "_LOG", [])
+    real_batch, real_run = MlflowClient.log_batch, sweep_objective.train_run
+    state = {"armed": False, "failed": 0, "healed": False}
+
+    def trial_run(cfg, **kwargs):
+        state["armed"] = kwargs["run_name"] == during
+        return real_run(cfg, **kwargs)
+
+    def log_batch(self, run_id, metrics=(), *args, **kwargs):
+        lasting = times is None and not state["healed"]
+        if state["armed"] and metrics and (lasting or state["failed"] < (times or 0)):
+            state["failed"] += 1
+            raise _store_fault(kind)
+        return real_batch(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_objective, "train_run", trial_run)
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+    return state
+
+
+def test_sweep__a_store_locked_for_a_while_is_waited_out_and_the_sweep_reaches_its_count(
+    tmp_path, monkeypatch, capsys
+):
+    """Regression: the MLflow store held locked by another process ended the trial in flight
+    FAIL ("database is locked"), counted as finished and never retried: the sweep never reached
+    its count. Now the store call is tried again until the lock goes, with one warning line."""
+    state = _faulty_store(monkeypatch, "locked", during="trial-000", times=3)
+    base = sweep_base(tmp_path, epochs=1)
+    result = run_sweep(base, sweep_config(trials=2, batch_sizes=(50,)), log=_quiet)
+    assert state["failed"] == 3
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    err = console_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith(
+        "warning: the MLflow store: OperationalError: database is locked; trying again"
+    ), err
+
+
+@pytest.mark.parametrize("kind", ["full", "locked"])
+def test_sweep_cli__a_lasting_store_fault_stops_in_one_line_and_resume_retries_the_trial(
+    tmp_path, monkeypatch, capfd, kind
+):
+    """Regression: a full disk (or a lock that did not go) during a sweep failed the remaining
+    trials as their own outcome ("disk I/O error", with some 330 lines of SQLAlchemy
+    tracebacks), and a rerun with space again ran nothing: the failed trials counted as
+    finished. Now the store call is retried for a bounded time, then the sweep stops with one
+    line naming the log of the traceback, exit 1; the trial in flight is FAIL as interrupted,
+    its run KILLED, and a resume trains its parameters again."""
+    from sae import faults
+
+    monkeypatch.setattr(faults, "RETRY_S", 0.2)
+    state = _faulty_store(monkeypatch, kind, during="trial-001", times=None)
+    base = sweep_base(tmp_path, epochs=1)
+    monkeypatch.chdir(tmp_path)
+    argv = ("--trials", "2", "--batch-sizes", "50", "--epochs", "1")
+    monkeypatch.setattr(sys, "argv", sweep_command(base, *argv)[1:])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(SWEEP), run_name="__main__")
+    out, err = capfd.readouterr()
+    assert exit_.value.code == 1, err
+    assert "Traceback" not in out + err
+    warning, error = console_lines(err)
+    assert warning.startswith("warning: the MLflow store: ")
+    assert error.startswith("error: ") and "outlasted its retries" in error
+    log = error.rpartition("(details in ")[2].rstrip(")")
+    assert "Traceback" in Path(log).read_text()
+    study = load_study(tmp_path)
+    first, stopped = study.trials[:2]
+    assert first.state == TrialState.COMPLETE and stopped.state == TrialState.FAIL
+    assert stopped.user_attrs[names.ATTR_FAIL_REASON].startswith(names.REASON_FAULT)
+    assert names.ATTR_FAILED not in stopped.user_attrs
+    assert not sweep.counts_as_finished(stopped)
+    assert client(tmp_path).get_run(stopped.user_attrs[names.ATTR_RUN_ID]).info.status == "KILLED"
+    assert len(study.trials) <= 3  # nothing trained after the fault, but its retry waiting
+
+    state["healed"] = True  # space again: the same command resumes, training them again
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(SWEEP), run_name="__main__")
+    assert exit_.value.code == 0, capfd.readouterr().err
+    study = load_study(tmp_path)
+    (retry,) = [t for t in study.trials if t.user_attrs.get(names.ATTR_RETRY_OF) == stopped.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == stopped.params
+    assert sweep.finished_count(study) == 2
+
+
+def test_recover__a_running_trial_that_names_no_worker_is_failed_once_it_is_old(tmp_path):
+    """Regression: a RUNNING trial with no worker recorded (its worker died before it named
+    itself, or the record was lost) was never taken as dead: every resume counted it as running
+    and ran nothing. It is failed once older than ORPHAN_AGE_S (a fresh one may be a live
+    worker's, about to name itself), and its parameters retried."""
+    from sae.sweep import recovery
+
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(storage=storage, study_name="s", directions=["minimize"] * 2)
+    trial = study.ask({"beta": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)})
+    assert recovery.fail_dead_holders(study, storage, "gone") == []  # fresh: left alone
+    assert recovery.fail_dead_holders(study, storage, "gone", orphan_age_s=0.0) == [0]
+    assert study.trials[0].state == TrialState.FAIL
+    assert sweep.recover_interrupted(study, storage, client(tmp_path)) == [0]
+    (retry,) = study.get_trials(states=(TrialState.WAITING,))
+    assert retry.params == trial.params
+
+
+def test_make_storage__a_journal_append_through_a_full_disk_is_tried_again(tmp_path, monkeypatch):
+    """The Optuna storage's calls are retried while a passing fault lasts: an append that fails
+    twice with ENOSPC, then finds space, is written once and whole."""
+    import errno
+
+    from sae import faults, journal
+
+    monkeypatch.setattr(faults, "FIRST_WAIT_S", 0.001)
+    monkeypatch.setattr(faults, "_LOG", [tmp_path / "fault.log"])
+    real = optuna.storages.journal.JournalFileBackend.append_logs
+    failures = []
+
+    def append_logs(self, logs):
+        if logs[0].get("user_attr") and len(failures) < 2:
+            failures.append(1)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, logs)
+
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(storage=storage, study_name="s")
+    monkeypatch.setattr(optuna.storages.journal.JournalFileBackend, "append_logs", append_logs)
+    study.set_user_attr("k", "v")
+    assert len(failures) == 2
+    assert load_study(tmp_path, "s").user_attrs == {"k": "v"}
+    assert journal.find_damage(tmp_path / "optuna.journal") is None

@@ -1,5 +1,7 @@
 """How a command ends on an error: one line on stderr, credentials masked; exit 2 for a usage
-error (argparse's), 1 for a refused value or a failed run, 130 and 143 for Ctrl-C and SIGTERM."""
+error (argparse's), 1 for a refused value, a failed run or a fault of the stores or the machine
+that outlasted its retries (its traceback in the log the line names), 130 and 143 for Ctrl-C and
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class _NeverRaised(Exception):
 def run_main(main: Callable[[], int | None]) -> NoReturn:
     """Call an entry point's ``main``; a user mistake or a failed run ends in one line."""
     from sae.data import DataError
+    from sae.faults import fault_line, is_passing_fault
     from sae.signals import RunKilled
     from sae.train import NonFiniteLossError
 
@@ -32,7 +35,12 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
         MlflowException = _NeverRaised
 
     try:
-        code = main() or 0
+        try:
+            code = main() or 0
+        except BaseException as err:  # a lock, a full disk, a lost connection that persisted
+            if is_passing_fault(err):
+                fail(fault_line(err))
+            raise
     except (ValueError, DataError, NonFiniteLossError, MlflowException) as err:
         fail(first_line(str(err)) or type(err).__name__)
     except RunKilled:  # SIGTERM; a KeyboardInterrupt too, so it comes first

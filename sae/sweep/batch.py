@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from sae import internals, tracking
+from sae import faults, internals, tracking
 from sae.config import Config
 from sae.population import Member, fit_population
 from sae.sweep.config import SweepConfig
@@ -51,6 +51,8 @@ class _Entry:
     run_id: str | None = None
     tracker: tracking.Tracker | None = None
     told: bool = False
+    fault: BaseException | None = None
+    """The passing fault of the stores or the machine that ended the trial, if one did."""
 
 
 @dataclass
@@ -70,7 +72,8 @@ class Batch:
 
 def run_batch(batch: Batch, size: int) -> None:
     """Ask ``size`` trials, train them by batch-size group, and tell each its outcome. Raises
-    only KeyboardInterrupt (Ctrl-C, SIGTERM), after ending every trial of the batch."""
+    only KeyboardInterrupt (Ctrl-C, SIGTERM; ``faults.FaultPersisted`` when a passing fault of
+    the stores or the machine outlasted its retries), after ending every trial of the batch."""
     study = batch.study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -100,6 +103,9 @@ def run_batch(batch: Batch, size: int) -> None:
         except Exception as err:  # of the population as a whole (out of memory): its trials only
             for entry in entries:
                 _finish(batch, entry, err, close=True)
+    fault = next((e.fault for e in entries if e.fault is not None), None)
+    if fault is not None:  # the sweep stops as on an interruption; the trials are retried
+        raise faults.FaultPersisted(faults.describe(fault)) from fault
 
 
 def _train_group(batch: Batch, group: Sequence[_Entry]) -> None:
@@ -160,10 +166,12 @@ def _finish(
         except Exception as raised:
             err = raised
     state, reason = ("COMPLETE", "") if err is None else settle(entry.trial, err)
+    if err is not None and faults.is_passing_fault(err):
+        entry.fault = err
     record_outcome(batch.mlflow, entry.trial, entry.run_id, state, reason)
     frozen = batch.study.tell(entry.trial, values, state=_STATES[state], skip_if_finished=True)
-    if not isinstance(err, KeyboardInterrupt):  # an interruption is one line for the sweep
-        announce(batch.log)(batch.study, frozen)
+    if not isinstance(err, KeyboardInterrupt) and entry.fault is None:
+        announce(batch.log)(batch.study, frozen)  # an interruption is one line for the sweep
 
 
 def _close(run: Any, err: BaseException | None) -> BaseException | None:

@@ -14,8 +14,8 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
+from sae import faults, tracking
 from sae import metrics as M
-from sae import tracking
 from sae.config import Config
 from sae.errors import one_line
 from sae.names import (
@@ -32,6 +32,7 @@ from sae.names import (
     ATTR_RUN_ID,
     ATTR_TEST_MSE,
     ATTR_WORKER,
+    REASON_FAULT,
     REASON_INTERRUPTED,
     TAG_DESCRIPTION,
     TAG_PRUNED_AT,
@@ -102,8 +103,8 @@ def plan_trial(
 ) -> TrialPlan:
     """Sample the trial's parameters (or take them as enqueued, for a retry) and record who
     runs it."""
+    trial.set_user_attr(ATTR_WORKER, worker_id())  # first: a trial naming no worker is orphaned
     params = suggest(trial, space)
-    trial.set_user_attr(ATTR_WORKER, worker_id())
     cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, **params))
     tags = {
         TAG_STUDY: sweep.study_name,
@@ -127,6 +128,8 @@ def settle(trial: optuna.Trial, err: BaseException) -> tuple[str, str]:
     is)."""
     if isinstance(err, optuna.TrialPruned):
         return "PRUNED", str(err)
+    if faults.is_passing_fault(err):  # a lock, a full disk, a lost connection: retried
+        return "FAIL", f"{REASON_FAULT}: {faults.describe(err)}"
     if isinstance(err, KeyboardInterrupt):  # Ctrl-C or SIGTERM (signals.RunKilled): retried
         return "FAIL", REASON_INTERRUPTED
     if isinstance(err, NonFiniteLossError):
@@ -152,7 +155,9 @@ def make_objective(
     """The objective: one tracked training run per trial, nested under ``parent_run_id`` (runs
     in ``mlflow``). Whatever goes wrong inside the trial ends that trial FAIL with its reason (a
     user attribute, and tags on its FAILED run) and is raised for Optuna to record; the sweep
-    catches it and goes on."""
+    catches it and goes on. A passing fault of the stores or the machine that outlasted its
+    retries is raised as ``faults.FaultPersisted``, an interruption: the trial is retried on
+    resume and the sweep stops."""
     space = build_space(sweep)
 
     def objective(trial: optuna.Trial) -> Any:
@@ -181,6 +186,9 @@ def make_objective(
             return values
         except BaseException as err:
             state, reason = settle(trial, err)
+            if faults.is_passing_fault(err) and not isinstance(err, faults.FaultPersisted):
+                # stops the sweep as an interruption does, the trial failed to be retried
+                raise faults.FaultPersisted(faults.describe(err)) from err
             raise
         finally:
             record_outcome(mlflow, trial, run_id[0] if run_id else None, state, reason)

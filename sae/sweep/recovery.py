@@ -5,6 +5,7 @@ their parameters tried again (by Optuna's retry callback, the one the RDB heartb
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import socket
 import warnings
@@ -32,6 +33,10 @@ from sae.names import (
 
 MAX_RETRIES = 2
 """How many times the parameters of an interrupted trial are tried again."""
+ORPHAN_AGE_S = 900.0
+"""A RUNNING trial that names no worker is taken as abandoned this long after it started: a
+worker names itself first thing, so only one that died at once (or whose record a journal
+repair lost) leaves none; the margin covers a store that held it up with retries."""
 
 
 def counts_as_finished(trial: FrozenTrial) -> bool:
@@ -68,6 +73,34 @@ def _is_dead(worker: str) -> bool:
     return False
 
 
+def fail_dead_holders(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    reason: str,
+    ours: bool = False,
+    orphan_age_s: float | None = None,
+) -> list[int]:
+    """Fail, with ``reason``, the RUNNING trials no live process holds: their worker process on
+    this machine is gone, or none was recorded and the trial started over ``orphan_age_s`` ago
+    (its worker died before it could say, or the record was lost to a journal repair; default
+    ``ORPHAN_AGE_S``); with ``ours``, this process's own trials too. Returns their numbers."""
+    orphan_age_s = ORPHAN_AGE_S if orphan_age_s is None else orphan_age_s
+    failed = []
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(ATTR_WORKER)
+        started = trial.datetime_start or now
+        orphan = worker is None and (now - started).total_seconds() >= orphan_age_s
+        if orphan or (worker and _is_dead(worker)) or (ours and worker == worker_id()):
+            # another process's trial (or ours, between Optuna's steps): no Trial handle here
+            internals.set_trial_user_attr(
+                storage, study.study_name, trial.number, ATTR_FAIL_REASON, reason
+            )
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(trial.number)
+    return failed
+
+
 def recover_interrupted(
     study: optuna.Study,
     storage: optuna.storages.BaseStorage,
@@ -85,14 +118,7 @@ def recover_interrupted(
     storage's heartbeat fails the trials of dead workers on any machine and retries them through
     ``retry_interrupted`` itself, and this then ends their runs the same way.
     """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(ATTR_WORKER, "")
-        if _is_dead(worker) or (ours and worker == worker_id()):
-            # another process's trial (or ours, between Optuna's steps): no Trial handle here
-            internals.set_trial_user_attr(
-                storage, study.study_name, trial.number, ATTR_FAIL_REASON, reason
-            )
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    fail_dead_holders(study, storage, reason, ours=ours)
     trials = study.get_trials(deepcopy=False)
     retries = Counter(t.user_attrs.get(ATTR_RETRY_OF) for t in trials)
     given = []

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from sae.config import Config
 from sae.errors import one_line
+from sae.faults import is_passing_fault
 from sae.names import TAG_ERROR, TAG_KIND, TAG_PARENT_RUN
 from sae.redact import redact_values
 from sae.signals import interrupts_deferred
@@ -29,7 +30,8 @@ def run_lifecycle(
 ) -> Iterator[str]:
     """End run ``run_id`` with the status its block earned, the one place run status is decided.
 
-    FINISHED on success; KILLED on Ctrl-C or SIGTERM (``RunKilled``); FINISHED too for the
+    FINISHED on success; KILLED on Ctrl-C or SIGTERM (``RunKilled``) and on a passing fault of
+    the stores or the machine (``sae.faults``); FINISHED too for the
     exceptions in ``finish_on`` (an early stop such as a pruned trial); FAILED on any other
     exception, with its one-line message as the ``error`` tag. The exception is re-raised; the
     run is always terminated, never left RUNNING. System metrics are logged on the run while
@@ -47,6 +49,8 @@ def run_lifecycle(
         status = RunStatus.to_string(RunStatus.FINISHED)
         raise
     except BaseException as err:
+        if is_passing_fault(err):  # a lock, a full disk, a lost connection: not the run's doing
+            status = RunStatus.to_string(RunStatus.KILLED)
         client.set_tag(run_id, TAG_ERROR, one_line(err))
         if isinstance(err, DeadNetworkError):
             mark_degenerate(client, run_id, str(err))

@@ -14,6 +14,7 @@ import mlflow
 from mlflow.entities import Experiment
 from mlflow.tracking import MlflowClient
 
+from sae import faults
 from sae.errors import reason
 from sae.locks import database_lock
 from sae.names import EXPERIMENT_KIND, TAG_EXPERIMENT_KIND
@@ -25,6 +26,11 @@ from sae.tracking.settings import Settings, sqlite_file
 # MLflow's own artifact progress bars would interleave with ours on every logged model (read
 # when an upload starts, so setting it at import is early enough).
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# the traceback of every failed store call, the system metrics' line for every failed sample
+faults.divert_tracebacks(
+    "mlflow.store.db.utils", "mlflow.system_metrics.system_metrics_monitor", "sae.tracking.system"
+)
 
 _READY: set[str] = set()
 """The tracking URIs this process has already created or checked."""
@@ -63,15 +69,24 @@ def ensure_store(uri: str) -> None:
             if path is not None and not path.exists():
                 _create_sqlite_store(path)
             with database_lock(uri, "sae: create the MLflow store"):
-                MlflowClient(uri).search_experiments(max_results=1)
-        except (mlflow.exceptions.MlflowException, ValueError) as err:
-            raise ValueError(f"cannot open the MLflow store {redact(uri)}: {reason(err)}") from None
-        except Exception as err:  # sqlalchemy and driver errors of a damaged store
-            raise ValueError(
-                f"cannot open the MLflow store {redact(uri)}: {reason(err)}; if an earlier "
-                "start was interrupted it may be half-built: move it aside to start a new one"
-            ) from None
+                RetriedClient(uri).search_experiments(max_results=1)
+        except Exception as err:
+            if faults.is_passing_fault(err):  # a lock, a full disk, a lost connection that lasted
+                raise
+            raise ValueError(_cannot_open(uri, err)) from None
     _READY.add(uri)
+
+
+def _cannot_open(uri: str, err: Exception) -> str:
+    """Why the store at ``uri`` does not open, in one line."""
+    why = f"cannot open the MLflow store {redact(uri)}: {reason(err)}"
+    if isinstance(err, mlflow.exceptions.MlflowException | ValueError):
+        return why
+    # sqlalchemy and driver errors of a damaged store
+    return (
+        f"{why}; if an earlier start was interrupted it may be half-built: move it aside to "
+        "start a new one"
+    )
 
 
 def _create_sqlite_store(path: Path) -> None:
@@ -96,8 +111,16 @@ def client(settings: Settings) -> MlflowClient:
     uri = settings.tracking_uri
     if uri not in _CLIENTS:
         ensure_store(uri)
-        _CLIENTS[uri] = MlflowClient(uri)
+        _CLIENTS[uri] = RetriedClient(uri)
     return _CLIENTS[uri]
+
+
+class RetriedClient(faults.Retried, MlflowClient):
+    """MLflow's client, every call tried again while a passing fault of the store lasts (a
+    locked SQLite file, a full disk, a server out of reach: ``sae.faults``); MLflow's own log
+    line and traceback of each failed try go to the fault log, off the console."""
+
+    fault_source = "the MLflow store"
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
