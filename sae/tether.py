@@ -34,13 +34,16 @@ def command(argv: list[str], parent: int | None = None) -> list[str]:
     return [sys.executable, "-m", "sae.tether", str(parent), "--", *argv]
 
 
-def signal_on_parent_death(sig: int) -> None:
+def signal_on_parent_death(sig: int) -> bool:
     """Linux: ``sig`` to this process when the thread that started it ends (the kernel's
-    ``PR_SET_PDEATHSIG``); elsewhere nothing, and the guard's polling notices instead."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    ``PR_SET_PDEATHSIG``); whether that was set. Elsewhere, or where a sandbox refuses it, the
+    guard's polling notices instead."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _members(pgid: int) -> list[int] | None:

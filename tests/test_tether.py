@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers_proc import live_in_group
 
 from sae import tether
@@ -95,3 +96,9 @@ def test_guard__a_sigterm_stops_the_group_and_exits_143():
     os.killpg(guard.pid, signal.SIGTERM)
     assert guard.wait(60) == 143
     assert _wait_empty(guard.pid) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_signal_on_parent_death__the_kernel_takes_it_on_linux():
+    """The prompt notice the guard relies on before its polling (0 clears it again)."""
+    assert tether.signal_on_parent_death(0) is True
