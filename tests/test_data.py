@@ -399,6 +399,24 @@ def test_prepare__fetches_only_the_missing_files(canonical_tiny, monkeypatch) ->
     data.load_split(raw, True, files)
 
 
+@pytest.mark.parametrize("link", ["MNIST", "MNIST/raw", "MNIST/raw/" + data.TRAIN_IMAGES])
+def test_prepare__never_writes_through_a_link_in_the_data_root(canonical_tiny, monkeypatch, link):
+    """Bug fix (issue 23): with ``<root>/MNIST`` or ``<root>/MNIST/raw`` a link to another
+    folder, the fetch made folders and wrote the downloaded files there. Now it refuses in one
+    line before fetching, and the other folder is as it was."""
+    root, files, blobs = canonical_tiny
+    elsewhere = root.parent / "elsewhere"
+    elsewhere.mkdir()
+    (root / link).parent.mkdir(parents=True, exist_ok=True)
+    (root / link).symlink_to(elsewhere / "file" if link.endswith("ubyte") else elsewhere)
+    monkeypatch.setattr(data_fetch, "fetch_torchvision", lambda workdir, *, log, timeout: blobs)
+    monkeypatch.setattr(data_fetch, "fetch_mirror", None)  # never reached
+    with pytest.raises(ValueError, match=r"is a symbolic link: nothing is written") as err:
+        data.prepare(root, files, log=lambda m: None)
+    assert "\n" not in str(err.value)
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_prepare__source_bytes_that_fail_verification_are_never_written(
     canonical_tiny, monkeypatch
 ) -> None:

@@ -21,6 +21,7 @@ from sae.data.sources import (
 )
 from sae.data.verify import check_bytes, verify_file
 from sae.errors import reason
+from sae.paths import owned
 
 _logger = logging.getLogger(__package__)  # "sae.data", as before the package was split
 
@@ -59,7 +60,8 @@ def prepare_with_source(
     # 2. and 3. Remote sources, each into a scratch folder inside root (same filesystem, removed
     #    after); only bytes that verify are written, and only the missing files.
     log(f"missing in {raw_dir}: {names}")
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    # Written only inside the data root, never through a symbolic link planted in it.
+    owned(root, raw_dir.relative_to(root)).mkdir(parents=True, exist_ok=True)
     sources: list[tuple[str, Callable[[Path], dict[str, bytes]]]] = [
         (SOURCE_TORCHVISION, lambda w: fetch_torchvision(w, log=log, timeout=download_timeout)),
         (SOURCE_MIRROR, lambda w: fetch_mirror(w, log=log)),
@@ -68,7 +70,7 @@ def prepare_with_source(
     for source, fetch in sources:
         start = time.perf_counter()
         try:
-            with tempfile.TemporaryDirectory(dir=root, prefix=".sae-fetch-") as workdir:
+            with tempfile.TemporaryDirectory(dir=owned(root), prefix=".sae-fetch-") as workdir:
                 blobs = fetch(Path(workdir))
                 for spec in missing:
                     check_bytes(
@@ -84,7 +86,7 @@ def prepare_with_source(
             log(f"{source} failed after {time.perf_counter() - start:.1f} s: {why}")
             continue
         for spec in missing:
-            atomic_write(raw_dir / spec.name, blobs[spec.name])
+            atomic_write(owned(root, raw_dir.relative_to(root), spec.name), blobs[spec.name])
         log(
             f"wrote {names} to {raw_dir} from the {source} in "
             f"{time.perf_counter() - start:.1f} s, all sha256 verified"
