@@ -169,3 +169,46 @@ def test_sweep_population__on_postgresql(tmp_path):
         study = optuna.load_study(study_name="sae-sweep", storage=sweep.make_storage(storage))
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert client(tmp_path).get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_sweep_population__a_lasting_store_fault_fails_every_member_as_interrupted(
+    tmp_path, monkeypatch
+):
+    """Regression (a full disk during a sweep): each trial failed as its own outcome, counted
+    as finished, never run again. In a population too, a store fault that outlasts its retries
+    fails every member as interrupted, stops the sweep, and the resume trains their
+    parameters."""
+    import errno
+
+    from mlflow.tracking import MlflowClient
+
+    from sae import faults
+
+    monkeypatch.setattr(faults, "RETRY_S", 0.1)
+    monkeypatch.setattr(faults, "FIRST_WAIT_S", 0.001)
+    monkeypatch.setattr(faults, "_warned", set())
+    monkeypatch.setattr(faults, "_gave_up", set())
+    monkeypatch.setattr(faults, "_LOG", [tmp_path / "fault.log"])
+    real = MlflowClient.log_batch
+
+    def full_disk(self, run_id, metrics=(), *args, **kwargs):
+        if metrics:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", full_disk)
+    with pytest.raises(BaseException) as stopped:
+        _sweep(tmp_path, 2, TRIALS[:2])
+    assert faults.is_passing_fault(stopped.value)
+    study = load_study(tmp_path)
+    for trial in study.trials[:2]:
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs[names.ATTR_FAIL_REASON].startswith(names.REASON_FAULT)
+        assert not sweep.counts_as_finished(trial)
+    assert [t.state for t in study.trials[2:]] == [TrialState.WAITING] * 2
+
+    monkeypatch.setattr(MlflowClient, "log_batch", real)  # space again
+    resumed = run_sweep(sweep_base(tmp_path), sweep_config(trials=2, population=2), log=_quiet)
+    trials = resumed.study.get_trials()
+    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE] * 2
+    assert [t.params for t in trials[2:]] == [t.params for t in trials[:2]]
