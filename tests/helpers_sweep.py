@@ -290,3 +290,26 @@ def dashboard_study(application, study_id: int) -> dict:
     body = b"".join(application(environ, lambda s, headers, exc=None: status.append(s)))
     assert status == ["200 OK"], body
     return json.loads(body)
+
+
+SLOW_TRIAL = ("--trials", "1", "--batch-sizes", "50", "--epochs", "400")
+"""``sweep_command`` flags of one trial long enough to be caught running, then stopped."""
+
+
+def resuming_slow_trial(base: Config, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """``base`` as ``sweep_command(base, *SLOW_TRIAL)`` trains it (400 epochs, the command's test
+    batch of 60), the settings an in-process resume of that study must pass (its identity). The
+    resumed trials' training is cut to 2 epochs here, for speed: what the tests check is which
+    parameters they train and how they end."""
+    from sae.sweep import objective
+
+    real = objective.train_run
+
+    def two_epochs(cfg: Config, **kwargs):
+        return real(
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2)), **kwargs
+        )
+
+    monkeypatch.setattr(objective, "train_run", two_epochs)
+    train = dataclasses.replace(base.train, epochs=400, test_batch_size=60)
+    return dataclasses.replace(base, train=train)

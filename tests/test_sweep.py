@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from helpers_sweep import (
+    SLOW_TRIAL,
     SWEEP,
     children,
     clean_env,
     client,
+    resuming_slow_trial,
     running_with_run,
     sweep_base,
     sweep_command,
@@ -142,12 +144,12 @@ def test_sweep__constrained_objective_excludes_infeasible_and_degenerate_trials_
     assert trials[5].user_attrs[names.ATTR_FAIL_REASON].startswith("pruned at epoch ")
 
 
-def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
+def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path, monkeypatch):
     """A sweep killed with SIGKILL mid-trial: the rerun fails that trial, ends its MLflow run
     KILLED, runs its parameters again, and completes the total."""
     base = sweep_base(tmp_path)
     slow = subprocess.Popen(
-        sweep_command(base, "--trials", "1", "--batch-sizes", "50", "--epochs", "400"),
+        sweep_command(base, *SLOW_TRIAL),
         cwd=tmp_path,
         env=clean_env(),
         stdout=subprocess.DEVNULL,
@@ -160,7 +162,8 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path):
         slow.wait()
     assert client(tmp_path).get_run(killed.user_attrs[names.ATTR_RUN_ID]).info.status == "RUNNING"
 
-    result = run_sweep(base, sweep_config(trials=1, batch_sizes=(50,)), log=lambda _m: None)
+    same = resuming_slow_trial(base, monkeypatch)
+    result = run_sweep(same, sweep_config(trials=1, batch_sizes=(50,)), log=lambda _m: None)
     trials = result.study.get_trials()
     assert len(trials) == 2 and trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs[names.ATTR_FAIL_REASON] == "worker process died"

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from helpers_postgres import scratch_databases, url
 from helpers_sweep import (
+    SLOW_TRIAL,
     SWEEP,
     assert_interrupted,
     children,
@@ -20,6 +21,7 @@ from helpers_sweep import (
     client,
     console_lines,
     load_study,
+    resuming_slow_trial,
     running_with_run,
     sweep_base,
     sweep_command,
@@ -126,11 +128,11 @@ def _start(base, cwd, *argv):
 
 
 def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_retries_it(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     """Regression: SIGTERM left the Optuna trial RUNNING while its MLflow run said KILLED."""
     base = sweep_base(tmp_path)
-    proc = _start(base, tmp_path, "--trials", "1", "--batch-sizes", "50", "--epochs", "400")
+    proc = _start(base, tmp_path, *SLOW_TRIAL)
     try:
         (trial,) = wait_for("a running trial", lambda: running_with_run(tmp_path))
     finally:
@@ -143,7 +145,8 @@ def test_sweep_cli__sigterm_fails_the_trial_in_flight_in_both_stores_and_resume_
     parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"
 
-    resumed = run_sweep(base, sweep_config(trials=1, batch_sizes=(50,)), log=_quiet)
+    same = resuming_slow_trial(base, monkeypatch)
+    resumed = run_sweep(same, sweep_config(trials=1, batch_sizes=(50,)), log=_quiet)
     trials = resumed.study.get_trials()
     retry = [t for t in trials if t.user_attrs.get(names.ATTR_RETRY_OF) == trial.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
