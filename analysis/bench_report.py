@@ -21,6 +21,8 @@ import synthetic_store
 
 from sae import report, tracking
 from sae.cli import ArgumentParser, run_main
+from sae.data.idx import atomic_write
+from sae.paths import owned
 
 
 def progress(logged: int) -> None:
@@ -96,8 +98,9 @@ def main() -> None:
     }
     for key, value in figures.items():
         print(f"{key:>24}: {value}")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(figures, indent=2) + "\n")
+    output = owned(args.output)  # never written through a symbolic link
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, (json.dumps(figures, indent=2) + "\n").encode("utf-8"))
     print(f"written to {args.output}" + (f"; store kept in {folder}" if args.keep else ""))
 
 

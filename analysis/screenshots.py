@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from sae import tracking
+from sae.paths import owned
 from sae.tracking import views
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +56,20 @@ def shoot(config_file: Path, output: Path, chromium: str) -> list[Path]:
     settings = tracking.load_settings(config_file)
     client = tracking.client(settings)
     sweep = client.get_experiment_by_name(settings.experiment("sweep"))
-    best = client.search_runs(
+    trained = sweep and client.search_runs(
         [sweep.experiment_id], views.TRAINED_RUNS, order_by=[f"{views.ORDER_BY} ASC"]
-    )[0]
+    )
+    if not trained:  # a selection that matches nothing: nothing to photograph, nothing written
+        raise SystemExit(
+            f"error: no trained run in the experiment {settings.experiment('sweep')!r} of "
+            f"{config_file}: run `make demo` first"
+        )
+    best = trained[0]
     ui, printed = start_ui(config_file)
     mlflow = re.search(r"MLflow UI: (http://\S+)", printed).group(1)
     board = re.search(r"Optuna dashboard: (http://\S+)", printed).group(1)
     study_link = re.search(r"^    study .+? +(http\S+)$", printed, re.M).group(1)
-    output.mkdir(parents=True, exist_ok=True)
+    owned(output).mkdir(parents=True, exist_ok=True)
     saved = []
     try:
         with sync_playwright() as playwright:
@@ -72,8 +79,9 @@ def shoot(config_file: Path, output: Path, chromium: str) -> list[Path]:
 
             def save(name: str) -> None:
                 page.wait_for_timeout(1500)  # charts finish drawing
-                page.screenshot(path=str(output / f"{name}.png"))
-                saved.append(output / f"{name}.png")
+                path = owned(output, f"{name}.png")  # never through a symbolic link
+                page.screenshot(path=str(path))
+                saved.append(path)
 
             page.goto(mlflow)
             page.get_by_text("Model training", exact=True).first.click()
@@ -114,6 +122,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.config_file.is_file():
         parser.error(f"no settings file {args.config_file}: run `make demo` first")
+    try:
+        owned(args.output_dir)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     for path in shoot(args.config_file, args.output_dir, args.chromium):
         print(path)
 

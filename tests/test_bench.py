@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -222,3 +223,20 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
     assert out["hypervolume"] == pytest.approx(unpruned["hypervolume"])  # it was dominated
     # no warm-up left: the same sweep with a warm-up of five prunes nothing
     assert sweep_outcome(replay(study, ParetoPruner(1, 2, warmup=5), epochs=4))["pruned"] == 0
+
+
+@pytest.mark.parametrize("link", ["benchmarks.json", "benchmarks.tmp"])
+def test_write_json__never_writes_through_a_symbolic_link(tmp_path, link):
+    """Bug fix (issue 23): the figures were written to ``<output>.tmp`` first, through a link
+    planted there into its target; a link as the output itself is refused in one line."""
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text("theirs")
+    (tmp_path / link).symlink_to(theirs)
+    output = tmp_path / "benchmarks.json"
+    if link == "benchmarks.json":
+        with pytest.raises(ValueError, match="is a symbolic link: nothing is written"):
+            bench.write_json({"x": 1.0}, {"machine": "m"}, output)
+    else:
+        bench.write_json({"x": 1.0}, {"machine": "m"}, output)
+        assert json.loads(output.read_text())["results"] == {"x": 1.0}
+    assert theirs.read_text() == "theirs"

@@ -129,6 +129,20 @@ def test_baseline_cli__bad_seeds_or_output_refused_before_any_run(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_baseline_cli__an_output_that_is_a_symbolic_link_is_refused_before_any_run(
+    tmp_path, monkeypatch, capsys
+):
+    """Bug fix (issue 23): ``--output LINK`` trained every run, then wrote the table through
+    the link into its target."""
+    (tmp_path / "theirs.md").write_text("theirs")
+    (tmp_path / "table.md").symlink_to(tmp_path / "theirs.md")
+    code, err = _run_script(BASELINE, ["--output", "table.md"], monkeypatch, capsys, tmp_path)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("error: table.md is a symbolic link: nothing is written or deleted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md", "theirs.md"]
+    assert (tmp_path / "theirs.md").read_text() == "theirs"
+
+
 def test_train_cli__subprocess_error_has_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, str(TRAIN), "--data-root-does-not-exist"],

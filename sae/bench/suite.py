@@ -30,6 +30,8 @@ from sae.bench.loops import (
 from sae.bench.population import population_figures
 from sae.bench.pruning import pruning_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
+from sae.data.idx import atomic_write
+from sae.paths import owned
 from sae.train import load_splits
 
 PARTS = (
@@ -299,7 +301,9 @@ def measure(
 
 
 def write_json(results: dict[str, Any], info: dict[str, str], path: Path) -> None:
+    """Write the figures to ``path`` whole (a temporary file renamed), never through a symbolic
+    link at ``path``: refused in one line (``sae.paths.owned``)."""
+    path = owned(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": info, "results": results}, indent=2, sort_keys=True))
-    tmp.replace(path)
+    text = json.dumps({"machine": info, "results": results}, indent=2, sort_keys=True)
+    atomic_write(path, text.encode("utf-8"))

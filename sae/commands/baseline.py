@@ -10,6 +10,8 @@ from sae import baseline
 from sae import metrics as M
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.config import Config, TrainConfig
+from sae.data.idx import atomic_write
+from sae.paths import owned
 from sae.progress import Progress
 
 
@@ -38,6 +40,8 @@ def main() -> None:
     output = Path(args.baseline.output) if args.baseline.output else None
     if output and (output.is_dir() or not output.resolve().parent.is_dir()):
         raise ValueError(f"--output {output}: not a file name in an existing folder")
+    if output:
+        owned(output)  # never written through a symbolic link
     cfg = config_from_args(args)
 
     started = time.perf_counter()
@@ -49,7 +53,7 @@ def main() -> None:
     print()
     print(text)
     if output:
-        output.write_text(text + "\n")
+        atomic_write(owned(output), (text + "\n").encode("utf-8"))
         print(f"\nwritten to {output}")
 
 

@@ -8,6 +8,7 @@ from typing import NoReturn
 from sae import bench
 from sae.cli import ArgumentParser, SettingsOptions, run_main
 from sae.data import default_root
+from sae.paths import owned
 from sae.train import resolve_device
 
 TARGETS = {
@@ -74,8 +75,8 @@ def main() -> None:
         ):
             info[name] = str(getattr(cfg, name))
         print(f"machine: {info}")
+        output = owned(Path(opts.output))  # refused now, not after the benchmark's hour
         results = bench.run(cfg, opts.root, log=print)
-        output = Path(opts.output)
         bench.write_json(results, info, output)
     print()
     print_table(results)
