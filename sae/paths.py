@@ -44,7 +44,7 @@ def owned(root: str | Path, *parts: str | Path) -> Path:
         path = path / part
         if path.is_symlink():
             raise PathError(
-                f"{path} is a symbolic link: nothing is written or deleted through one "
-                f"(remove the link, or name a real folder instead of {root})"
+                f"{path} is a symbolic link: nothing is written or deleted through one; "
+                "remove the link or choose another path"
             )
     return path
