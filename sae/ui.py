@@ -153,17 +153,19 @@ def security_env(allowed_hosts: list[str]) -> dict[str, str]:
 
 
 _DASHBOARD = (
-    "import os, sys, optuna_dashboard\n"
+    "import os, sys\n"
     "from sae import hosts\n"
+    "from sae.sweep import dashboard\n"
     f"storage = os.environ.pop({STORAGE_ENV!r})\n"
-    "hosts.serve(optuna_dashboard.wsgi(storage), sys.argv[1], int(sys.argv[2]))\n"
+    "hosts.serve(dashboard.app(storage), sys.argv[1], int(sys.argv[2]))\n"
 )
 
 
 def dashboard_command(host: str, port: int) -> list[str]:
-    """optuna-dashboard's app through its public ``wsgi`` and this interpreter (the package has
-    no ``-m`` entry), served behind ``hosts.HostGuard`` (optuna-dashboard's own ``run_server``
-    answers any Host); the storage comes from ``dashboard_env``."""
+    """optuna-dashboard's app showing the sweep's front (``sae.sweep.dashboard.app``, over its
+    public ``wsgi``) in this interpreter (the package has no ``-m`` entry), served behind
+    ``hosts.HostGuard`` (optuna-dashboard's own ``run_server`` answers any Host); the storage
+    comes from ``dashboard_env``."""
     return [sys.executable, "-c", _DASHBOARD, host, str(port)]
 
 

@@ -12,6 +12,7 @@ CI=true, where they fail.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -233,10 +234,16 @@ def test_ui__no_password_on_a_command_line_or_in_its_output_and_sigterm_stops_bo
 
 
 def _small_store(folder: Path) -> Path:
-    """An empty MLflow store and a journal holding one empty study: all the servers need."""
+    """An empty MLflow store and a journal holding one two-objective study of three trials, the
+    sparsest degenerate (a dead code: non-dominated, off the sweep's front)."""
     empty_store(folder / "mlflow.db")
     storage = sweep.make_storage(str(folder / "optuna.journal"))
-    optuna.create_study(study_name="sae-sweep", storage=storage)
+    study = optuna.create_study(
+        study_name="sae-sweep", storage=storage, directions=["minimize", "minimize"]
+    )
+    for mse, active, degenerate in ((0.01, 0.5, ""), (0.02, 0.3, ""), (0.066, 0.0, "dead")):
+        attrs = {names.ATTR_DEGENERATE: degenerate}
+        study.add_trial(optuna.trial.create_trial(values=[mse, active], user_attrs=attrs))
     return _write_settings(folder)
 
 
@@ -262,7 +269,7 @@ OPEN_ENV = {
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Iterator[tuple[Command, str, str]]:
     """``experiments/ui.py --dashboard`` on ``_small_store``, in ``OPEN_ENV``, started once for
-    the two tests below (the second kills it): (the command, the MLflow UI's address, the
+    the tests below (the last kills it): (the command, the MLflow UI's address, the
     dashboard's)."""
     folder = tmp_path_factory.mktemp("ui-small")
     command = _ui(_small_store(folder), env={**os.environ, **OPEN_ENV})
@@ -297,6 +304,18 @@ def test_ui__both_servers_refuse_a_foreign_host_and_serve_their_own(small):
     assert _status(search, host=f"evil.example:{mlflow_port}") == 403
     assert _status(search, "POST", host=f"evil.example:{mlflow_port}") == 403
     assert _status(search, host=f"localhost:{mlflow_port}") == 200
+
+
+def test_ui__the_dashboard_it_serves_shows_the_sweeps_front(small):
+    """Regression: the dashboard ui.py started was optuna-dashboard's own app, whose Best Trials
+    counted a degenerate trial (here trial 2, the sparsest). The one it serves now lists the
+    sweep's front (``front.best_trials``) and draws the degenerate trial infeasible."""
+    _, _, board = small
+    with urllib.request.urlopen(f"{board}/api/studies/0", timeout=30) as response:
+        shown = json.loads(response.read())
+    assert sorted(t["number"] for t in shown["best_trials"]) == [0, 1]
+    infeasible = {t["number"] for t in shown["trials"] if any(c > 0 for c in t["constraints"])}
+    assert infeasible == {2}
 
 
 def test_ui__kill_9_of_it_ends_both_servers_and_their_workers(small):
