@@ -72,7 +72,8 @@ def test_demo__failing_step_ends_it_in_one_line_naming_the_step(tmp_path):
     data = tiny_data(tmp_path / "data", n_train=40, n_test=20)
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = _demo(tmp_path, "--root", str(empty), "--manifest", data.manifest)
+    sizes = ("--train-size", "40", "--test-size", "20")  # what the data holds: its files fail
+    result = _demo(tmp_path, "--root", str(empty), "--manifest", data.manifest, *sizes)
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: baseline failed (exit 1): ")
