@@ -8,8 +8,8 @@ the Optuna storage), never at each call site. A fault that outlasts its retries 
 ends the trial as interrupted (``FaultPersisted``): it is trained again on resume, and never
 counts as an outcome of its parameters.
 
-The log is a file in the system's temporary folder (``sae-fault-<time>-<pid>.log``), not beside
-the store: the store's disk may be the one that is full. Its name is on every line.
+The log is a new file in the system's temporary folder (``sae-fault-<time>-<pid>-<random>.log``),
+not beside the store: the store's disk may be the one that is full. Its name is on every line.
 """
 
 from __future__ import annotations
@@ -215,18 +215,25 @@ _LOG: list[Path] = []
 
 
 def log_path() -> Path:
-    """This process's fault log (created on first use)."""
+    """This process's fault log, created on first use as a new file of its own (``mkstemp``:
+    a name no one can guess beforehand and plant a link at, readable by this user alone)."""
     if not _LOG:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        _LOG.append(Path(tempfile.gettempdir()) / f"sae-fault-{stamp}-{os.getpid()}.log")
+        prefix = f"sae-fault-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".log")
+        os.close(fd)
+        _LOG.append(Path(name))
     return _LOG[0]
 
 
 def log_fault(err: BaseException, context: str = "") -> str:
     """Append ``err``'s traceback (credentials masked) to the fault log; returns the words that
     name it, "(details in PATH)", or why it could not be written (the disk may be full)."""
-    path = log_path()
     text = "".join(traceback.format_exception(err))
+    try:
+        path = log_path()
+    except OSError as failed:
+        where = tempfile.gettempdir()
+        return f"(its traceback could not be written in {where}: {failed.strerror or failed})"
     try:
         with path.open("a", encoding="utf-8") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {context}\n{redact(text)}\n")

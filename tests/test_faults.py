@@ -257,3 +257,23 @@ def test_report_cli__a_full_disk_is_one_line_and_the_previous_report_stays(
     assert line.startswith("error: OSError: [Errno 28] No space left on device: a fault of")
     assert f"(details in {faults.log_path()})" in line
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == previous
+
+
+def test_log_path__is_a_new_file_of_its_own_never_a_link_planted_at_a_guessable_name(
+    monkeypatch, tmp_path
+):
+    """Regression: the fault log was ``sae-fault-<time>-<pid>.log`` in the temporary folder,
+    opened for appending: a link planted there by another user would have had the traceback
+    written through it, outside anything the command owns. It is now made by ``mkstemp``."""
+    monkeypatch.setattr(faults.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(faults, "_LOG", [])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("theirs")
+    stamp = faults.time.strftime("%Y%m%dT%H%M%S")
+    (tmp_path / f"sae-fault-{stamp}-{faults.os.getpid()}.log").symlink_to(victim)
+    words = faults.log_fault(_locked(), "a test")
+    path = faults.log_path()
+    assert words == f"(details in {path})"
+    assert path.parent == tmp_path and not path.is_symlink()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert "database is locked" in path.read_text() and victim.read_text() == "theirs"
