@@ -42,6 +42,9 @@ a while (a backup, a long write), short enough that a lasting fault stops the sw
 FIRST_WAIT_S = 0.5
 """The first wait between two tries; each next one doubles, up to ``MAX_WAIT_S``."""
 MAX_WAIT_S = 10.0
+OPEN_RETRY_S = 10.0
+"""How long a store that has not answered yet is tried when a command opens it: a database that
+restarts comes back within it, a wrong host or port (a user's mistake) is said soon."""
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.ENOLCK}
 _SQLITE_MESSAGES = (
@@ -66,7 +69,8 @@ class FaultPersisted(KeyboardInterrupt):
 
 def chain(err: BaseException) -> Iterator[BaseException]:
     """``err`` and every exception behind it: its causes, contexts and a driver's original
-    error (SQLAlchemy's ``orig``), each once."""
+    error (SQLAlchemy's ``orig``), each once. A context its raiser suppressed (``raise ...
+    from None``: this error, not that one, is what happened) is not behind it."""
     seen: set[int] = set()
     todo = collections.deque([err])  # breadth first: the deepest come last
     while todo:
@@ -75,7 +79,8 @@ def chain(err: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+        context = None if e.__suppress_context__ else e.__context__
+        todo += [e.__cause__, context, getattr(e, "orig", None)]
 
 
 def is_passing_fault(err: BaseException) -> bool:
@@ -150,11 +155,11 @@ _gave_up: set[str] = set()
 stopping on a lasting fault does not wait the whole ``RETRY_S`` again for every call."""
 
 
-def retried(fn: Callable[..., T], what: str) -> Callable[..., T]:
-    """``fn``, tried again with exponential backoff for ``RETRY_S`` while it raises a passing
-    fault of ``what`` (a store, named for the console line). A call made from inside another
-    retried call is tried once: its caller retries. The first retry of a fault is one warning
-    line naming the log; a fault that persists is raised as it was."""
+def retried(fn: Callable[..., T], what: str, seconds: float | None = None) -> Callable[..., T]:
+    """``fn``, tried again with exponential backoff for ``seconds`` (default ``RETRY_S``) while
+    it raises a passing fault of ``what`` (a store, named for the console line). A call made from
+    inside another retried call is tried once: its caller retries. The first retry of a fault is
+    one warning line naming the log; a fault that persists is raised as it was."""
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> T:
@@ -162,7 +167,7 @@ def retried(fn: Callable[..., T], what: str) -> Callable[..., T]:
             return fn(*args, **kwargs)
         _local.inside = True
         try:
-            result = _retrying(what)(fn, *args, **kwargs)
+            result = _retrying(what, RETRY_S if seconds is None else seconds)(fn, *args, **kwargs)
         except BaseException as err:
             if is_passing_fault(err):
                 _gave_up.add(what)
@@ -175,9 +180,9 @@ def retried(fn: Callable[..., T], what: str) -> Callable[..., T]:
     return call
 
 
-def _retrying(what: str) -> tenacity.Retrying:
+def _retrying(what: str, seconds: float) -> tenacity.Retrying:
     once = what in _gave_up
-    stop = tenacity.stop_after_attempt(1) if once else tenacity.stop_after_delay(RETRY_S)
+    stop = tenacity.stop_after_attempt(1) if once else tenacity.stop_after_delay(seconds)
 
     def warn(state: tenacity.RetryCallState) -> None:
         err = state.outcome.exception()
@@ -186,7 +191,7 @@ def _retrying(what: str) -> tenacity.Retrying:
         words = log_fault(err, f"{what}, tried again")
         if (what, describe(err)) not in _warned:  # one line for each fault, not each call
             _warned.add((what, describe(err)))
-            line = f"warning: {what}: {describe(err)}; trying again for up to {RETRY_S:g} s"
+            line = f"warning: {what}: {describe(err)}; trying again for up to {seconds:g} s"
             tqdm.write(f"{line} {words}", file=sys.stderr)
 
     return tenacity.Retrying(

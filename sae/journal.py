@@ -275,9 +275,8 @@ def _loads(data: bytes, folder: Path) -> bool:
         candidate.write_bytes(data)
         try:
             storage = optuna.storages.JournalStorage(JournalFileBackend(str(candidate)))
-            for study in storage.get_all_studies():
-                study_id = storage.get_study_id_from_name(study.study_name)
-                storage.get_all_trials(study_id, deepcopy=False)
+            for name in optuna.get_all_study_names(storage):
+                optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         except Exception:
             return False
     return True

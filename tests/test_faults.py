@@ -277,3 +277,18 @@ def test_log_path__is_a_new_file_of_its_own_never_a_link_planted_at_a_guessable_
     assert path.parent == tmp_path and not path.is_symlink()
     assert (path.stat().st_mode & 0o777) == 0o600
     assert "database is locked" in path.read_text() and victim.read_text() == "theirs"
+
+
+def test_is_passing_fault__not_through_a_context_its_raiser_suppressed():
+    """Regression: ``raise ValueError(...) from None`` over a refused connection (the one line of
+    a storage that cannot be opened) was taken for the passing fault it replaced, so a wrong
+    port ended as "a fault ... that outlasted its retries" instead of "cannot open"."""
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError:
+            raise ValueError("cannot open Optuna storage postgresql://db:1/x") from None
+    except ValueError as err:
+        refused = err
+    assert not faults.is_passing_fault(refused)
+    assert faults.is_passing_fault(_raised(ValueError("wrapped"), ConnectionRefusedError()))

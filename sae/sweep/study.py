@@ -60,16 +60,17 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            return faults.retried(_RDBStorage, _RDBStorage.fault_source)(
+            opened = faults.retried(_RDBStorage, _RDBStorage.fault_source, faults.OPEN_RETRY_S)
+            return opened(
                 url,
                 heartbeat_interval=10,
                 grace_period=30,
                 heartbeat_stale_trial_callback=retry_interrupted,
             )
     except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
-        if faults.is_passing_fault(err):  # a lock, a full disk, a lost connection that lasted
-            raise
-        why = reason(err, whole=True)
+        # A database that never answered this command (a wrong host or port, or down for longer
+        # than OPEN_RETRY_S) is one line like any other; nothing was written to it.
+        why = faults.describe(err) if faults.is_passing_fault(err) else reason(err, whole=True)
         raise ValueError(f"cannot open Optuna storage {redact(url)}: {why}") from None
 
 
