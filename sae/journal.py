@@ -30,6 +30,8 @@ from typing import Any
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from sae.data.idx import atomic_write
+
 REPAIR_COMMAND = "python experiments/repair_journal.py"
 
 OP_CODES = range(11)
@@ -185,7 +187,7 @@ def repair(path: str | Path) -> Repair | None:
             repaired = data[: damage.offset]
         backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
         shutil.copy2(path, backup)
-        _replace(path, repaired)
+        atomic_write(path, repaired)
     return Repair(damage, len(kept), damaged, after, backup)
 
 
@@ -280,16 +282,3 @@ def _loads(data: bytes, folder: Path) -> bool:
         except Exception:
             return False
     return True
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".repair")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
