@@ -8,6 +8,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 import torch
@@ -79,30 +80,9 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     cfg = _population(cfg, base, splits, log)
     mlflow = tracking.client(settings)
 
-    with locks.store_lock(storage_url, f"sae: study {cfg.study_name}"):
-        study = open_study(storage, cfg, space, base.train.epochs, identity=identity)
-        parent = study.user_attrs.get(STUDY_PARENT_RUN)
-        if parent is None:
-            parent = tracking.open_parent_run(
-                settings,
-                experiment,
-                run_name=f"study-{cfg.study_name}",
-                tags={TAG_STUDY: cfg.study_name, TAG_KIND: "sweep"},
-                description=_describe(cfg, space, base),
-            )
-            study.set_user_attr(STUDY_PARENT_RUN, parent)
-            log(f"new study {cfg.study_name!r} in {shown}")
-        else:
-            tracking.set_run_status(mlflow, parent, "RUNNING")
-            log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
-            if adopted:
-                log(f"study {cfg.study_name!r} had no recorded settings: recorded this command's")
-        run = mlflow.get_run(parent)
-        experiment_id = run.info.experiment_id
-        # The parent's description (as it was written) is the study's note in optuna-dashboard;
-        # the study's landing view lists its trials in the MLflow UI.
-        note_study(study, run.data.tags.get(TAG_DESCRIPTION, ""))
-        views.save_study_view(mlflow, experiment_id, cfg.study_name)
+    study, parent, experiment_id = _open_parent(
+        storage, storage_url, cfg, space, base, identity, settings, mlflow, adopted, log
+    )
     # The parent ends FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED, its summary logged first.
     with tracking.run_lifecycle(mlflow, parent):
         retries = recover_interrupted(study, storage, mlflow)
@@ -135,6 +115,49 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
             log_summary(mlflow, result, cfg)
         result.registered = _register(mlflow, result, experiment, storage_url, log)
     return result
+
+
+def _open_parent(
+    storage: optuna.storages.BaseStorage,
+    storage_url: str,
+    cfg: SweepConfig,
+    space: dict[str, BaseDistribution],
+    base: Config,
+    identity: dict[str, Any],
+    settings: tracking.Settings,
+    mlflow: MlflowClient,
+    adopted: bool,
+    log: Callable[[str], None],
+) -> tuple[optuna.Study, str, str]:
+    """Under the storage's lock, so that commands starting together share one: the study opened
+    (or created, with ``identity``) and its one parent run created, or set RUNNING again on a
+    resume; the study's note and landing view. Returns the study, the parent run's id and its
+    experiment's id."""
+    with locks.store_lock(storage_url, f"sae: study {cfg.study_name}"):
+        study = open_study(storage, cfg, space, base.train.epochs, identity=identity)
+        parent = study.user_attrs.get(STUDY_PARENT_RUN)
+        if parent is None:
+            parent = tracking.open_parent_run(
+                settings,
+                base.tracking.experiment,
+                run_name=f"study-{cfg.study_name}",
+                tags={TAG_STUDY: cfg.study_name, TAG_KIND: "sweep"},
+                description=_describe(cfg, space, base),
+            )
+            study.set_user_attr(STUDY_PARENT_RUN, parent)
+            log(f"new study {cfg.study_name!r} in {redact(storage_url)}")
+        else:
+            tracking.set_run_status(mlflow, parent, "RUNNING")
+            log(f"resuming study {cfg.study_name!r} ({finished_count(study)} trials finished)")
+            if adopted:
+                log(f"study {cfg.study_name!r} had no recorded settings: recorded this command's")
+        run = mlflow.get_run(parent)
+        experiment_id = run.info.experiment_id
+        # The parent's description (as it was written) is the study's note in optuna-dashboard;
+        # the study's landing view lists its trials in the MLflow UI.
+        note_study(study, run.data.tags.get(TAG_DESCRIPTION, ""))
+        views.save_study_view(mlflow, experiment_id, cfg.study_name)
+    return study, parent, experiment_id
 
 
 def _check_experiment(settings: tracking.Settings, study: optuna.Study, experiment: str) -> None:
