@@ -232,6 +232,22 @@ def test_sweep_cli__two_commands_started_at_once_on_a_new_store_share_one_parent
     assert not list(tmp_path.glob(".mlflow.db.*"))  # no private store left behind
 
 
+def test_store__an_mlflow_store_that_never_answers_is_one_line_after_a_short_retry(monkeypatch):
+    """Regression: a tracking URI with a wrong port (connection refused, a passing fault) was
+    tried for the whole RETRY_S and then ended as a fault "that outlasted its retries"; like the
+    Optuna storage, a store that has not answered yet is tried for OPEN_RETRY_S and refused as
+    one that cannot be opened."""
+    from sae import faults
+
+    monkeypatch.setattr(faults, "RETRY_S", 1.0)  # the old path: the raw fault after it
+    monkeypatch.setattr(faults, "OPEN_RETRY_S", 0.2)
+    monkeypatch.setattr(faults, "FIRST_WAIT_S", 0.01)
+    uri = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    with pytest.raises(ValueError, match="cannot open the MLflow store") as err:
+        tracking.ensure_store(uri)
+    assert "\n" not in str(err.value) and "refused" in str(err.value).lower()
+
+
 def test_store__a_damaged_mlflow_store_is_one_line(tmp_path):
     path = tmp_path / "mlflow.db"
     path.write_bytes(b"not a database, half of one at best " * 50)

@@ -69,16 +69,21 @@ def ensure_store(uri: str) -> None:
             if path is not None and not path.exists():
                 _create_sqlite_store(path)
             with database_lock(uri, "sae: create the MLflow store"):
-                RetriedClient(uri).search_experiments(max_results=1)
+                # A store that has not answered yet is tried for OPEN_RETRY_S, as the Optuna
+                # storage is: a wrong host or port (a user's mistake) is one line soon.
+                search = MlflowClient(uri).search_experiments
+                faults.retried(search, RetriedClient.fault_source, faults.OPEN_RETRY_S)(
+                    max_results=1
+                )
         except Exception as err:
-            if faults.is_passing_fault(err):  # a lock, a full disk, a lost connection that lasted
-                raise
             raise ValueError(_cannot_open(uri, err)) from None
     _READY.add(uri)
 
 
 def _cannot_open(uri: str, err: Exception) -> str:
     """Why the store at ``uri`` does not open, in one line."""
+    if faults.is_passing_fault(err):  # a lock, a full disk, no answer, for OPEN_RETRY_S
+        return f"cannot open the MLflow store {redact(uri)}: {faults.describe(err)}"
     why = f"cannot open the MLflow store {redact(uri)}: {reason(err)}"
     if isinstance(err, mlflow.exceptions.MlflowException | ValueError):
         return why
