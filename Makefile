@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: sweep baseline demo test lint data
+.PHONY: sweep baseline demo test lint data docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 sweep: $(VENV)/.installed
 	$(PY) experiments/sweep.py --trials 30
 
-# Replicate the published 10-epoch baseline (the table in the README).
+# Replicate the published 10-epoch baseline (docs/baseline.md).
 baseline: $(VENV)/.installed
 	$(PY) experiments/baseline.py --seeds 5
 
@@ -36,3 +36,8 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The documentation site (mkdocs.yml, docs/) into site/. --strict fails on any warning: a broken
+# link or anchor, a page left out of the nav (no -q: it hides the warnings --strict counts).
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
