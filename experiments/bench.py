@@ -7,11 +7,14 @@
     python experiments/bench.py --device cuda --amp --parts throughput,eval,flops
     python experiments/bench.py --from-json gpu.json   # log figures measured on another machine
 
-Prints a table, writes a JSON file, and logs every figure to an MLflow run in the `benchmarks`
-experiment (the machine as tags).
+Prints a table, writes a JSON file (the figures, the machine and settings, the date and this
+command line), and logs every figure to an MLflow run in the `benchmarks` experiment (the
+machine as tags). `python analysis/bench_tables.py FILE.json` makes markdown tables of it.
 """
 
+from sae.cli import run_main
 from sae.commands import bench
 
 if __name__ == "__main__":
-    bench.run()
+    # The JSON names the command that made it as the user typed it.
+    run_main(lambda: bench.main(program="python experiments/bench.py"))

@@ -240,3 +240,140 @@ def test_write_json__never_writes_through_a_symbolic_link(tmp_path, link):
         bench.write_json({"x": 1.0}, {"machine": "m"}, output)
         assert json.loads(output.read_text())["results"] == {"x": 1.0}
     assert theirs.read_text() == "theirs"
+
+
+def test_part_steps__one_step_for_each_part_in_the_order_of_parts():
+    assert tuple(suite.PART_STEPS) == suite.PARTS
+
+
+def test_measure__the_requested_parts_in_parts_order_each_seeing_the_figures_before_it(
+    tmp_path, monkeypatch
+):
+    """``measure`` is a loop over the table of parts: a part named in ``--parts`` runs, in
+    PARTS order whatever the order asked, and reads what the parts before it measured."""
+    calls = []
+
+    def step(name, figures):
+        def part(context):
+            calls.append((name, dict(context.results)))
+            return figures
+
+        return part
+
+    fake = {name: step(name, {f"{name}_figure": float(i)}) for i, name in enumerate(suite.PARTS)}
+    monkeypatch.setattr(suite, "PART_STEPS", fake)
+    cfg = bench.BenchConfig(parts=("flops", "eval", "throughput"), device="cpu")
+    out = suite.measure(cfg, str(tmp_path / "data"), lambda line: None, tmp_path)
+    assert [name for name, _ in calls] == ["throughput", "eval", "flops"]
+    assert calls[2][1] == {"throughput_figure": 0.0, "eval_figure": 2.0}
+    assert out == {"throughput_figure": 0.0, "eval_figure": 2.0, "flops_figure": 6.0}
+    assert (tmp_path / "mlflow.yaml").exists()
+
+
+def test_source__the_date_in_utc_and_the_command_as_typed_with_credentials_masked():
+    import datetime
+
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    argv = ["/x/experiments/bench.py", "--parts", "flops", "--output", "my file.json"]
+    out = bench.source(argv, program="python experiments/bench.py")
+    assert set(out) == {"date", "command"}
+    date = datetime.datetime.fromisoformat(out["date"])
+    assert date.utcoffset() == datetime.timedelta(0) and before <= date
+    assert out["command"] == "python experiments/bench.py --parts flops --output 'my file.json'"
+    assert bench.source(["/venv/bin/sae-bench", "--device", "cpu"])["command"] == (
+        "sae-bench --device cpu"
+    )
+    masked = bench.source(["sae-bench", "--tracking-uri", "postgresql://bob:hunter2@db/x"])
+    assert "hunter2" not in masked["command"] and "bob:***@db" in masked["command"]
+
+
+def test_bench_cli__the_json_says_when_and_by_which_command_its_figures_were_made(
+    tmp_path, monkeypatch, capsys
+):
+    """The file records its date, command and settings beside the machine and the figures, and
+    the tables made from it say so."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from sae.bench import tables
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
+    output = tmp_path / "bench.json"
+    argv = ["--parts", "flops", "--no-track", "--device", "cpu", "--output", str(output)]
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0, capsys.readouterr().err
+    saved = json.loads(output.read_text())
+    assert set(saved) == {"machine", "results", "date", "command"}
+    assert saved["command"] == f"python experiments/bench.py {' '.join(argv)}"
+    assert set(saved["results"]) == {"train_mflops_per_image", "matmul_gflops"}
+    assert saved["machine"]["parts"] == "flops" and saved["machine"]["sweep_trials"] == "6"
+    text = tables.render([tables.load(output)], ("cpu",))
+    assert text.startswith(f"From `{saved['command']}`, {saved['date'][:10]} ")
+    assert (
+        "| FLOPs per training image (forward + backward, from the layer shapes) | 4.2 MFLOP |"
+        in (text)
+    )
+
+
+def test_pruning_figures__each_seeds_sweeps_the_replay_the_means_and_the_target(
+    tmp_path, monkeypatch
+):
+    """The part's steps put together: each seed's two sweeps (run_sweep, here in-memory studies)
+    and the replay under the keys the tables read, then the means of the ratios over the seeds
+    and the target, with values computed by hand."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sae.bench import pruning
+    from sae.names import ATTR_DEGENERATE, ATTR_EPOCH_POINTS
+
+    def study(finals, epochs):
+        made = optuna.create_study(directions=["minimize", "minimize"])
+        for mse, active in finals:
+            points = {str(e): [mse, active, 0.0] for e in range(1, epochs + 1)}
+            attrs = {ATTR_EPOCH_POINTS: points, ATTR_DEGENERATE: ""}
+            made.add_trial(
+                create_trial(state=TrialState.COMPLETE, values=[mse, active], user_attrs=attrs)
+            )
+        return made
+
+    unpruned = study([(0.01, 0.5), (0.02, 0.3), (0.03, 0.1)], epochs=4)  # 12 epochs
+    pruned = study([(0.01, 0.5), (0.03, 0.1)], epochs=3)  # 6 epochs, one point off the front
+    sweeps = {"none": (unpruned, 100.0), "pareto": (pruned, 40.0)}
+    calls = []
+
+    def run_sweep(folder, data_root, argv, name, seed, pruner):
+        calls.append((seed, pruner))
+        return sweeps[pruner]
+
+    monkeypatch.setattr(pruning, "run_sweep", run_sweep)
+    lines = []
+    out = pruning.pruning_figures(tmp_path, "data", "small", [], 4, (0, 1), lines.append)
+    assert calls == [(0, "none"), (0, "pareto"), (1, "none"), (1, "pareto")]
+    per_seed = {
+        f"pruning_small_seed{seed}_{sweep}_{figure}"
+        for seed in (0, 1)
+        for sweep in ("none", "pareto", "replay")
+        for figure in ("epochs", "pruned", "front", "hypervolume")
+    } | {
+        f"pruning_small_seed{seed}_{sweep}_seconds"
+        for seed in (0, 1)
+        for sweep in ("none", "pareto")
+    }
+    means = {
+        f"pruning_small_{name}_ratio"
+        for name in ("epochs", "hypervolume", "replay_epochs", "replay_hypervolume")
+    }
+    assert set(out) == per_seed | means | {"pruning_small_target_met"}
+    x, y = pruning.REFERENCE
+    full = (x - 0.01) * (y - 0.5) + (x - 0.02) * (0.5 - 0.3) + (x - 0.03) * (0.3 - 0.1)
+    part = (x - 0.01) * (y - 0.5) + (x - 0.03) * (0.5 - 0.1)
+    assert out["pruning_small_seed1_none_hypervolume"] == pytest.approx(full)
+    assert out["pruning_small_seed1_pareto_seconds"] == 40.0
+    assert out["pruning_small_epochs_ratio"] == 12 / 6
+    assert out["pruning_small_hypervolume_ratio"] == pytest.approx(part / full)
+    assert out["pruning_small_target_met"] == float(part / full >= pruning.HYPERVOLUME_TARGET)
+    assert len(lines) == 2 * 3 + 2 and lines[-1].startswith("pruning, small: 2.00x fewer epochs")

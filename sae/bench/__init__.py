@@ -3,7 +3,8 @@ sweep throughput, peak memory, the arithmetic bound, sweep trials trained as pop
 Pareto sweep with and without its pruner.
 
 loops (what is timed, and the seed's loop), population (the population part), pruning (the
-pruning part), suite (``BenchConfig`` and ``run``: the parts in order, the figures as JSON).
+pruning part), suite (``BenchConfig`` and ``run``: the parts in order, the figures as JSON),
+targets (the bound a figure must meet), tables (markdown tables of the JSON).
 """
 
 from sae.bench.loops import (
@@ -20,10 +21,12 @@ from sae.bench.loops import (
     tracked_fit_seconds,
 )
 from sae.bench.population import WARM_UP_IMAGES, population_figures, sweep_trial_params
-from sae.bench.suite import PARTS, BenchConfig, parse_parts, run, write_json
+from sae.bench.suite import PARTS, BenchConfig, parse_parts, run, source, write_json
+from sae.bench.targets import TARGETS, meets
 
 __all__ = [
     "PARTS",
+    "TARGETS",
     "WARM_UP_IMAGES",
     "BenchConfig",
     "SeedModel",
@@ -32,11 +35,13 @@ __all__ = [
     "flops_per_image",
     "machine",
     "matmul_gflops",
+    "meets",
     "parse_parts",
     "peak_rss_mb",
     "population_figures",
     "probe_seconds",
     "run",
+    "source",
     "seed_loop_images_per_s",
     "seed_loss",
     "sweep_trial_params",

@@ -102,65 +102,107 @@ def pruning_figures(
     and ``--pruner pareto`` for each sampler seed, each in a fresh process on its own study in
     ``folder`` (which holds the benchmark's mlflow.yaml); and the pruner replayed on each
     unpruned study (``replay``: the same trials, so the pruner's own cost). Keys
-    ``pruning_{setting}_...``."""
+    ``pruning_{setting}_...``: each seed's (``seed_figures``), then the means over the seeds
+    of the ratios (``ratio_figures``) and whether they meet the target."""
     import optuna
-
-    from sae.sweep import make_storage
-    from sae.sweep.pareto import ParetoPruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line for each study read back
     out: dict[str, float] = {}
+    seen = []
+    for seed in seeds:
+        figures, outcomes = seed_figures(folder, data_root, setting, argv, epochs, seed, log)
+        out.update(figures)
+        seen.append(outcomes)
+    out.update(ratio_figures(setting, seen, log))
+    return out
+
+
+def seed_figures(
+    folder: Path,
+    data_root: str,
+    setting: str,
+    argv: Sequence[str],
+    epochs: int,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """One seed's two sweeps and the replay: their figures under
+    ``pruning_{setting}_seed{seed}_{none,pareto,replay}_...``, and their outcomes by name."""
+    from sae.sweep.pareto import ParetoPruner
+
+    seen: dict[str, dict[str, float]] = {}
+    out: dict[str, float] = {}
+    for pruner in ("none", "pareto"):
+        name = f"pruning-{setting}-{seed}-{pruner}-{time.time_ns()}"
+        study, seconds = run_sweep(folder, data_root, argv, name, seed, pruner)
+        seen[pruner] = {**sweep_outcome(study), "seconds": seconds}
+        if pruner == "none":
+            seen["replay"] = sweep_outcome(replay(study, ParetoPruner(), epochs))
+        for figure, value in seen[pruner].items():
+            out[f"pruning_{setting}_seed{seed}_{pruner}_{figure}"] = value
+        log(
+            f"pruning, {setting}, seed {seed}, --pruner {pruner}: {seen[pruner]['epochs']} "
+            f"epochs, {seen[pruner]['pruned']} trials pruned, {seconds:.0f} s, hypervolume "
+            f"{seen[pruner]['hypervolume']:.5f} ({seen[pruner]['front']} on the front)"
+        )
+    for figure, value in seen["replay"].items():
+        out[f"pruning_{setting}_seed{seed}_replay_{figure}"] = value
+    log(
+        f"pruning, {setting}, seed {seed}, replayed on the unpruned sweep: "
+        f"{seen['replay']['epochs']} epochs, {seen['replay']['pruned']} trials pruned, "
+        f"hypervolume {seen['replay']['hypervolume']:.5f}"
+    )
+    return out, seen
+
+
+def run_sweep(
+    folder: Path, data_root: str, argv: Sequence[str], name: str, seed: int, pruner: str
+) -> tuple[Any, float]:
+    """The Pareto sweep ``argv`` as study ``name`` with ``--pruner pruner``, in a fresh process
+    in ``folder``: the finished study, read back, and the process's wall seconds."""
+    import optuna
+
+    from sae.sweep import make_storage
+
+    command = [
+        *(sys.executable, "-m", "sae", "sweep", "--root", data_root, *argv),
+        *("--config-file", "mlflow.yaml", "--storage", f"{name}.journal"),
+        *("--study-name", name, "--sampler-seed", str(seed), "--pruner", pruner),
+        *("--objective", "pareto", "--confirm", "0", "--no-log-model"),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"the {pruner} sweep failed: {done.stderr[-500:]}")
+    storage = make_storage(str(folder / f"{name}.journal"))
+    return optuna.load_study(study_name=name, storage=storage), seconds
+
+
+def ratio_figures(
+    setting: str, seen: Sequence[dict[str, dict[str, float]]], log: Callable[[str], None]
+) -> dict[str, float]:
+    """Over the seeds' outcomes (``seed_figures``), the means of the unpruned epochs over the
+    pruned's and of the pruned hypervolume over the unpruned's, for the pruned sweep and the
+    replay (``pruning_{setting}_[replay_]{epochs,hypervolume}_ratio``), and
+    ``pruning_{setting}_target_met`` (1.0 or 0.0: the pruned sweep's means against
+    EPOCHS_TARGET and HYPERVOLUME_TARGET)."""
     ratios: dict[str, list[float]] = {
         "epochs": [],
         "hypervolume": [],
         "replay_epochs": [],
         "replay_hypervolume": [],
     }
-    for seed in seeds:
-        seen = {}
-        for pruner in ("none", "pareto"):
-            name = f"pruning-{setting}-{seed}-{pruner}-{time.time_ns()}"
-            command = [
-                *(sys.executable, "-m", "sae", "sweep", "--root", data_root, *argv),
-                *("--config-file", "mlflow.yaml", "--storage", f"{name}.journal"),
-                *("--study-name", name, "--sampler-seed", str(seed), "--pruner", pruner),
-                *("--objective", "pareto", "--confirm", "0", "--no-log-model"),
-            ]
-            started = time.perf_counter()
-            done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-            seconds = time.perf_counter() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"the {pruner} sweep failed: {done.stderr[-500:]}")
-            storage = make_storage(str(folder / f"{name}.journal"))
-            study = optuna.load_study(study_name=name, storage=storage)
-            seen[pruner] = {**sweep_outcome(study), "seconds": seconds}
-            if pruner == "none":
-                seen["replay"] = sweep_outcome(replay(study, ParetoPruner(), epochs))
-            key = f"pruning_{setting}_seed{seed}_{pruner}"
-            for figure, value in seen[pruner].items():
-                out[f"{key}_{figure}"] = value
-            log(
-                f"pruning, {setting}, seed {seed}, --pruner {pruner}: {seen[pruner]['epochs']} "
-                f"epochs, {seen[pruner]['pruned']} trials pruned, {seconds:.0f} s, hypervolume "
-                f"{seen[pruner]['hypervolume']:.5f} ({seen[pruner]['front']} on the front)"
-            )
-        for figure, value in seen["replay"].items():
-            out[f"pruning_{setting}_seed{seed}_replay_{figure}"] = value
-        log(
-            f"pruning, {setting}, seed {seed}, replayed on the unpruned sweep: "
-            f"{seen['replay']['epochs']} epochs, {seen['replay']['pruned']} trials pruned, "
-            f"hypervolume {seen['replay']['hypervolume']:.5f}"
-        )
-        unpruned = seen["none"]
-        for prefix, pruned in (("", seen["pareto"]), ("replay_", seen["replay"])):
+    for outcomes in seen:
+        unpruned = outcomes["none"]
+        for prefix, pruned in (("", outcomes["pareto"]), ("replay_", outcomes["replay"])):
             ratios[prefix + "epochs"].append(unpruned["epochs"] / pruned["epochs"])
             ratios[prefix + "hypervolume"].append(
                 pruned["hypervolume"] / unpruned["hypervolume"]
                 if unpruned["hypervolume"]
                 else float("nan")
             )
-    for figure, values in ratios.items():
-        out[f"pruning_{setting}_{figure}_ratio"] = statistics.mean(values)
+    out = {f"pruning_{setting}_{figure}_ratio": statistics.mean(v) for figure, v in ratios.items()}
     log(
         f"pruning, {setting}, replayed: {out[f'pruning_{setting}_replay_epochs_ratio']:.2f}x "
         f"fewer epochs, hypervolume {out[f'pruning_{setting}_replay_hypervolume_ratio']:.1%}"
@@ -170,7 +212,7 @@ def pruning_figures(
     out[f"pruning_{setting}_target_met"] = float(met)
     log(
         f"pruning, {setting}: {epochs:.2f}x fewer epochs, hypervolume {volume:.1%} of the "
-        f"unpruned front's (means over {len(seeds)} seeds); target "
+        f"unpruned front's (means over {len(seen)} seeds); target "
         f"{EPOCHS_TARGET:g}x within {1 - HYPERVOLUME_TARGET:.0%}: {'met' if met else 'NOT met'}"
     )
     return out

@@ -1,21 +1,25 @@
-"""The benchmark as one run: its settings (``BenchConfig``), its parts in order (``run``), and its
-figures as JSON."""
+"""The benchmark as one run: its settings (``BenchConfig``), its parts (``PART_STEPS``: each a step
+that adds its figures), run in order (``run``), and its figures as JSON with where they came
+from (``write_json``)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import simple_parsing
+import torch
 
 from sae.bench.loops import (
     core_images_per_s,
@@ -32,7 +36,8 @@ from sae.bench.pruning import pruning_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
 from sae.data.idx import atomic_write
 from sae.paths import owned
-from sae.train import load_splits
+from sae.redact import redact
+from sae.train import load_splits, resolve_device
 
 PARTS = (
     "throughput",
@@ -143,6 +148,21 @@ class BenchConfig:
             raise ValueError(f"--pruning-seeds needs distinct seeds, got {list(seeds)}")
 
 
+@dataclasses.dataclass
+class Context:
+    """What every part of a run reads: its settings, its device and base config, its scratch
+    folder, and the figures the parts before it measured (the arithmetic bound reads the core's
+    throughput; the population part, the matrix product's rate)."""
+
+    bench: BenchConfig
+    data_root: str
+    log: Callable[[str], None]
+    tmp: Path
+    device: torch.device
+    cfg: Config
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[str, Any]:
     """The measurements of the benchmark issue named in ``bench.parts``; a flat dict of figures.
     Its scratch stores (runs, studies) live in a temporary folder, removed at the end unless
@@ -160,11 +180,8 @@ def run(bench: BenchConfig, data_root: str, log: Callable[[str], None]) -> dict[
 def measure(
     bench: BenchConfig, data_root: str, log: Callable[[str], None], tmp: Path
 ) -> dict[str, Any]:
-    """``run``'s measurements, with ``tmp`` its scratch folder."""
-    from sae.train import resolve_device
-
-    device = resolve_device(bench.device)
-    results: dict[str, Any] = {}
+    """``run``'s measurements, with ``tmp`` its scratch folder: each part named in
+    ``bench.parts``, in PARTS order, adds its figures."""
     (tmp / "mlflow.yaml").write_text(
         "tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n"
         "optuna_storage: optuna.journal\n"
@@ -175,135 +192,191 @@ def measure(
         train=TrainConfig(epochs=1, device=bench.device, amp=bench.amp, probe=False),
         tracking=TrackingConfig(config_file=str(tmp / "mlflow.yaml"), log_model=False),
     )
+    context = Context(bench, data_root, log, tmp, resolve_device(bench.device), cfg)
+    for name, part in PART_STEPS.items():
+        if name in bench.parts:
+            context.results.update(part(context))
+    return context.results
 
-    # 1. Throughput, alternating the two loops so that both see the same machine state.
-    if "throughput" in bench.parts:
-        splits = load_splits(cfg.data, device)
-        core, seed = [], []
-        for i in range(bench.repeats):
-            core.append(core_images_per_s(cfg, splits))
-            seed.append(seed_loop_images_per_s(data_root, bench.images, device))
-            log(f"throughput repeat {i + 1}: core {core[-1]:,.0f}, seed loop {seed[-1]:,.0f} img/s")
-        results["core_images_per_s"] = statistics.median(core)
-        results["seed_loop_images_per_s"] = statistics.median(seed)
-        results["speedup_vs_seed_loop"] = results["core_images_per_s"] / statistics.median(seed)
 
-    # 2. Tracking overhead: a whole epoch (all 60,000 images) with the tracker and without.
-    if "tracking" in bench.parts:
-        epoch_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_size=None))
-        epoch_splits = load_splits(epoch_cfg.data, device)
-        on, off, end = [], [], []
-        for _ in range(bench.repeats):
-            off.append(tracked_fit_seconds(epoch_cfg, epoch_splits, track=False)[0])
-            seconds, end_of_run = tracked_fit_seconds(epoch_cfg, epoch_splits, track=True)
-            on.append(seconds)
-            end.append(end_of_run)
-        results["epoch_seconds_untracked"] = statistics.median(off)
-        results["epoch_seconds_tracked"] = statistics.median(on)
-        overhead = 100 * (statistics.median(on) / statistics.median(off) - 1)
-        results["tracking_overhead_pct"] = overhead
-        results["tracking_end_of_run_seconds"] = statistics.median(end)
-        log(f"tracking overhead {overhead:.2f}% of an epoch")
+def throughput(c: Context) -> dict[str, float]:
+    """The core against the seed's loop, alternating the two so that both see the same machine
+    state; medians of ``repeats``."""
+    splits = load_splits(c.cfg.data, c.device)
+    core, seed = [], []
+    for i in range(c.bench.repeats):
+        core.append(core_images_per_s(c.cfg, splits))
+        seed.append(seed_loop_images_per_s(c.data_root, c.bench.images, c.device))
+        c.log(f"throughput repeat {i + 1}: core {core[-1]:,.0f}, seed loop {seed[-1]:,.0f} img/s")
+    return {
+        "core_images_per_s": statistics.median(core),
+        "seed_loop_images_per_s": statistics.median(seed),
+        "speedup_vs_seed_loop": statistics.median(core) / statistics.median(seed),
+    }
 
-    # 3. Evaluation over the whole test set.
-    if "eval" in bench.parts:
-        full = load_splits(dataclasses.replace(cfg.data, train_size=100), device)
-        results["eval_ms_10k"] = eval_ms(cfg, full, bench.repeats)
 
-    # The linear probe at the end of a run, against the run's time (target: within 5%).
-    if "probe" in bench.parts:
-        whole = dataclasses.replace(cfg.data, train_size=None)
-        results.update(probe_seconds(cfg, load_splits(whole, device), bench.repeats))
-        log(
-            f"probe {results['probe_seconds']:.2f} s, "
-            f"{results['probe_pct_of_10_epoch_run']:.1f}% of a 10-epoch run"
+def tracking_overhead(c: Context) -> dict[str, float]:
+    """A whole epoch (all 60,000 images) with the tracker and without."""
+    epoch_cfg = dataclasses.replace(c.cfg, data=dataclasses.replace(c.cfg.data, train_size=None))
+    epoch_splits = load_splits(epoch_cfg.data, c.device)
+    on, off, end = [], [], []
+    for _ in range(c.bench.repeats):
+        off.append(tracked_fit_seconds(epoch_cfg, epoch_splits, track=False)[0])
+        seconds, end_of_run = tracked_fit_seconds(epoch_cfg, epoch_splits, track=True)
+        on.append(seconds)
+        end.append(end_of_run)
+    overhead = 100 * (statistics.median(on) / statistics.median(off) - 1)
+    c.log(f"tracking overhead {overhead:.2f}% of an epoch")
+    return {
+        "epoch_seconds_untracked": statistics.median(off),
+        "epoch_seconds_tracked": statistics.median(on),
+        "tracking_overhead_pct": overhead,
+        "tracking_end_of_run_seconds": statistics.median(end),
+    }
+
+
+def evaluation(c: Context) -> dict[str, float]:
+    """Evaluation over the whole test set."""
+    full = load_splits(dataclasses.replace(c.cfg.data, train_size=100), c.device)
+    return {"eval_ms_10k": eval_ms(c.cfg, full, c.bench.repeats)}
+
+
+def probe(c: Context) -> dict[str, float]:
+    """The linear probe at the end of a run, against the run's time (target: within 5%)."""
+    whole = dataclasses.replace(c.cfg.data, train_size=None)
+    out = probe_seconds(c.cfg, load_splits(whole, c.device), c.bench.repeats)
+    c.log(
+        f"probe {out['probe_seconds']:.2f} s, "
+        f"{out['probe_pct_of_10_epoch_run']:.1f}% of a 10-epoch run"
+    )
+    return out
+
+
+def sweep(c: Context) -> dict[str, float]:
+    """Sweep throughput in fresh processes: one worker, two workers, then one worker training
+    populations of 2 and of every trial."""
+    common = [
+        *("--root", c.data_root, "--config-file", str(c.tmp / "mlflow.yaml"), "--epochs", "1"),
+        *("--train-size", str(c.bench.sweep_train_size), "--test-size", "2000"),
+        *("--no-log-model", "--device", c.bench.device, "--trials", str(c.bench.sweep_trials)),
+    ]
+    runs = [(1, 1, "1w"), (2, 1, "2w"), (1, 2, "pop2")]
+    runs.append((1, c.bench.sweep_trials, f"pop{c.bench.sweep_trials}"))
+    out: dict[str, float] = {}
+    for workers, population, name in runs:
+        study = f"bench-{name}-{time.time_ns()}"
+        rss, seconds = peak_rss_mb(
+            [
+                *(sys.executable, "-m", "sae", "sweep", *common),
+                *("--workers", str(workers), "--population", str(population)),
+                *("--study-name", study),
+            ],
+            c.tmp,
         )
-
-    # 4. and 5. Sweep throughput and peak memory, each in fresh processes.
-    python = sys.executable
-    if "sweep" in bench.parts:
-        common = [
-            *("--root", data_root, "--config-file", str(tmp / "mlflow.yaml"), "--epochs", "1"),
-            *("--train-size", str(bench.sweep_train_size), "--test-size", "2000"),
-            *("--no-log-model", "--device", bench.device, "--trials", str(bench.sweep_trials)),
-        ]
-        # one worker, two workers, then one worker training populations of 2 and of every trial
-        runs = [(1, 1, "1w"), (2, 1, "2w"), (1, 2, "pop2")]
-        runs.append((1, bench.sweep_trials, f"pop{bench.sweep_trials}"))
-        for workers, population, name in runs:
-            study = f"bench-{name}-{time.time_ns()}"
-            rss, seconds = peak_rss_mb(
-                [
-                    *(python, "-m", "sae", "sweep", *common),
-                    *("--workers", str(workers), "--population", str(population)),
-                    *("--study-name", study),
-                ],
-                tmp,
-            )
-            results[f"sweep_trials_per_hour_{name}"] = bench.sweep_trials / seconds * 3600
-            results[f"sweep_peak_rss_mb_{name}"] = rss
-            log(
-                f"sweep, {workers} worker(s), population {population}: "
-                f"{bench.sweep_trials} trials in {seconds:.1f} s"
-            )
-        results["sweep_speedup_2w"] = (
-            results["sweep_trials_per_hour_2w"] / results["sweep_trials_per_hour_1w"]
+        out[f"sweep_trials_per_hour_{name}"] = c.bench.sweep_trials / seconds * 3600
+        out[f"sweep_peak_rss_mb_{name}"] = rss
+        c.log(
+            f"sweep, {workers} worker(s), population {population}: "
+            f"{c.bench.sweep_trials} trials in {seconds:.1f} s"
         )
-    if "memory" in bench.parts:
-        train = [python, "-m", "sae", "train", "--root", data_root]
-        train += ["--epochs", "1", "--no-track", "--device", bench.device]
-        results["train_peak_rss_mb"], _ = peak_rss_mb(train, tmp)
-
-    # 6. The arithmetic bound.
-    if "flops" in bench.parts:
-        flops = flops_per_image()
-        results["train_mflops_per_image"] = flops["train_flops"] / 1e6
-        results["matmul_gflops"] = matmul_gflops(device)
-        if "core_images_per_s" in results:
-            achieved = flops["train_flops"] * results["core_images_per_s"] / 1e9
-            results["achieved_gflops"] = achieved
-            results["fraction_of_matmul_peak"] = achieved / results["matmul_gflops"]
-
-    # 7. Sweep trials trained together as populations of K, as a trial trains: the default
-    # TrainConfig (probe on, float32) but for the sampled beta, lr and batch size.
-    if "population" in bench.parts:
-        base = dataclasses.replace(
-            cfg,
-            data=dataclasses.replace(cfg.data, train_size=bench.population_train_size),
-            train=TrainConfig(epochs=bench.population_epochs, device=bench.device),
-        )
-        if "matmul_gflops" not in results:
-            results["matmul_gflops"] = matmul_gflops(device)
-        results.update(
-            population_figures(
-                base,
-                load_splits(base.data, device),
-                bench.population_ks,
-                results["matmul_gflops"],
-                log,
-            )
-        )
-
-    # 8. The Pareto sweep with and without its pruner, each sweep in a fresh process.
-    if "pruning" in bench.parts:
-        sizes = {
-            "small": (bench.pruning_trials, bench.pruning_epochs, bench.pruning_train_size),
-            "full": (30, 10, None),
-        }
-        for setting in bench.pruning_settings:
-            trials, epochs, images = sizes[setting]
-            argv = ["--trials", str(trials), "--epochs", str(epochs), "--device", bench.device]
-            if images is not None:
-                argv += ["--train-size", str(images)]
-            seeds = bench.pruning_seeds if setting == "small" else bench.pruning_seeds[:1]
-            results.update(pruning_figures(tmp, data_root, setting, argv, epochs, seeds, log))
-    return results
+    out["sweep_speedup_2w"] = out["sweep_trials_per_hour_2w"] / out["sweep_trials_per_hour_1w"]
+    return out
 
 
-def write_json(results: dict[str, Any], info: dict[str, str], path: Path) -> None:
-    """Write the figures to ``path`` whole (a temporary file renamed), never through a symbolic
-    link at ``path``: refused in one line (``sae.paths.owned``)."""
+def memory(c: Context) -> dict[str, float]:
+    """Peak memory of a one-epoch training run, in a fresh process."""
+    train = [sys.executable, "-m", "sae", "train", "--root", c.data_root]
+    train += ["--epochs", "1", "--no-track", "--device", c.bench.device]
+    return {"train_peak_rss_mb": peak_rss_mb(train, c.tmp)[0]}
+
+
+def arithmetic_bound(c: Context) -> dict[str, float]:
+    """FLOPs per training image and a matrix product's rate; with the throughput part, what
+    the core achieves of that rate."""
+    train_flops = flops_per_image()["train_flops"]
+    out = {"train_mflops_per_image": train_flops / 1e6, "matmul_gflops": matmul_gflops(c.device)}
+    if "core_images_per_s" in c.results:
+        achieved = train_flops * c.results["core_images_per_s"] / 1e9
+        out["achieved_gflops"] = achieved
+        out["fraction_of_matmul_peak"] = achieved / out["matmul_gflops"]
+    return out
+
+
+def population(c: Context) -> dict[str, float]:
+    """Sweep trials trained together as populations of K, as a trial trains: the default
+    TrainConfig (probe on, float32) but for the sampled beta, lr and batch size."""
+    base = dataclasses.replace(
+        c.cfg,
+        data=dataclasses.replace(c.cfg.data, train_size=c.bench.population_train_size),
+        train=TrainConfig(epochs=c.bench.population_epochs, device=c.bench.device),
+    )
+    out = {} if "matmul_gflops" in c.results else {"matmul_gflops": matmul_gflops(c.device)}
+    peak = {**c.results, **out}["matmul_gflops"]
+    splits = load_splits(base.data, c.device)
+    return {**out, **population_figures(base, splits, c.bench.population_ks, peak, c.log)}
+
+
+def pruning(c: Context) -> dict[str, float]:
+    """The Pareto sweep with and without its pruner, each sweep in a fresh process, for each
+    setting in ``pruning_settings`` (small: every seed; full: the first)."""
+    out: dict[str, float] = {}
+    for setting in c.bench.pruning_settings:
+        trials, epochs, images = pruning_size(c.bench, setting)
+        argv = ["--trials", str(trials), "--epochs", str(epochs), "--device", c.bench.device]
+        if images is not None:
+            argv += ["--train-size", str(images)]
+        seeds = c.bench.pruning_seeds if setting == "small" else c.bench.pruning_seeds[:1]
+        out.update(pruning_figures(c.tmp, c.data_root, setting, argv, epochs, seeds, c.log))
+    return out
+
+
+FULL_PRUNING = (30, 10, None)
+"""The pruning part's full setting: the default sweep's trials, epochs and images (all)."""
+
+
+def pruning_size(bench: BenchConfig, setting: str) -> tuple[int, int, int | None]:
+    """The trials, epochs and training images (None: all) of each sweep of ``setting``."""
+    if setting == "full":
+        return FULL_PRUNING
+    return bench.pruning_trials, bench.pruning_epochs, bench.pruning_train_size
+
+
+PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
+    "throughput": throughput,
+    "tracking": tracking_overhead,
+    "eval": evaluation,
+    "probe": probe,
+    "sweep": sweep,
+    "memory": memory,
+    "flops": arithmetic_bound,
+    "population": population,
+    "pruning": pruning,
+}
+"""Each part's step: the figures it adds to the run's. ``measure`` runs them in this order."""
+
+
+def source(argv: Sequence[str], program: str | None = None) -> dict[str, str]:
+    """Where a benchmark's figures come from, beside its machine: the date and time (UTC, ISO
+    8601) and the command as typed, ``program`` (default: ``argv[0]``'s name) then
+    ``argv[1:]``, with any credential masked (the command line refuses them already)."""
+    program = program or Path(argv[0]).name
+    words = [*shlex.split(program), *argv[1:]]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(redact(word) for word in words),
+    }
+
+
+def write_json(
+    results: dict[str, Any],
+    info: dict[str, str],
+    path: Path,
+    origin: dict[str, str] | None = None,
+) -> None:
+    """Write the figures (``results``), the machine (``info``) and where they came from
+    (``origin``: ``source``'s date and command) to ``path`` whole (a temporary file renamed),
+    never through a symbolic link at ``path``: refused in one line (``sae.paths.owned``)."""
     path = owned(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"machine": info, "results": results}, indent=2, sort_keys=True)
-    atomic_write(path, text.encode("utf-8"))
+    saved = {"machine": info, "results": results, **(origin or {})}
+    atomic_write(path, json.dumps(saved, indent=2, sort_keys=True).encode("utf-8"))
