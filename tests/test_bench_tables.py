@@ -17,7 +17,7 @@ from helpers_bench import (
     bench_json,
 )
 
-from sae.bench import tables
+from sae.bench import markdown, tables
 
 SCRIPT = Path(__file__).resolve().parents[1] / "analysis" / "bench_tables.py"
 SOURCE = (
@@ -281,7 +281,7 @@ def test_cli__the_output_through_a_symbolic_link_is_refused_and_its_target_kept(
 
 
 def test_significant__three_digits_and_thousands_separators():
-    assert [tables.significant(v) for v in (1.7, 20.0, 21.34, 369.2, 5229.4, 0.00236)] == [
+    assert [markdown.significant(v) for v in (1.7, 20.0, 21.34, 369.2, 5229.4, 0.00236)] == [
         "1.70",
         "20.0",
         "21.3",

@@ -4,7 +4,7 @@ Pareto sweep with and without its pruner.
 
 loops (what is timed, and the seed's loop), population (the population part), pruning (the
 pruning part), suite (``BenchConfig`` and ``run``: the parts in order, the figures as JSON),
-targets (the bound a figure must meet), tables (markdown tables of the JSON).
+targets (the bound a figure must meet), tables and markdown (markdown tables of the JSON).
 """
 
 from sae.bench.loops import (
