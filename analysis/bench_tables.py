@@ -29,7 +29,7 @@ class TablesOptions:
     group: Literal["all", "cpu", "population", "pruning", "gpu"] = "all"
     """the group of figures to render; all: every group with figures, each under a heading"""
     output: str | None = None
-    """markdown file to write (default: stdout)"""
+    """markdown file to write; none: print to stdout"""
 
 
 def main() -> None:

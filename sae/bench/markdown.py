@@ -132,6 +132,13 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def count(setting: str | None, noun: str) -> str | None:
+    """``2 cores`` from the setting "2"; None when there is none."""
+    if not setting:
+        return None
+    return plural(whole(setting), noun) if whole(setting) is not None else f"{setting} {noun}s"
+
+
 def when(bench: BenchFile) -> str:
     """The date and time the benchmark started, to the minute in UTC, or "date unknown"."""
     if not bench.date:
@@ -144,8 +151,8 @@ def machine_line(bench: BenchFile) -> str:
     m = bench.machine
     words = [
         m.get("cpu"),
-        m.get("cores") and f"{m['cores']} cores",
-        m.get("torch_threads") and f"{m['torch_threads']} torch threads",
+        count(m.get("cores"), "core"),
+        count(m.get("torch_threads"), "torch thread"),
         m.get("torch") and f"torch {m['torch']}",
         m.get("python") and f"Python {m['python']}",
         m.get("device") and f"device {m['device']}",
