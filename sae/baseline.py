@@ -26,7 +26,8 @@ from sae.names import (
     tag_column,
 )
 from sae.runner import train_run
-from sae.train import Callback, alive_seeds, dead_at_init, load_splits, resolve_device
+from sae.splits import load_splits, resolve_device
+from sae.train import Callback, alive_seeds, dead_at_init
 
 if TYPE_CHECKING:
     from sae.tracking import Settings

@@ -11,7 +11,8 @@ from tqdm import tqdm
 from sae import metrics as M
 from sae.config import Config
 from sae.model import SparseAutoencoder
-from sae.train import Callback, Splits
+from sae.splits import Splits
+from sae.train import Callback
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from sae.config import Config
 from sae.redact import redact
-from sae.train import Callback, FitResult, Splits, fit, load_splits, resolve_device
+from sae.splits import Splits, load_splits, resolve_device
+from sae.train import Callback, FitResult, fit
 
 
 @dataclass

@@ -1,27 +1,33 @@
-"""The training core: ``fit()`` trains the autoencoder and reports through callbacks.
+"""The training core: one loop, ``fit_members``, trains one autoencoder or a population of them
+and reports through callbacks; ``fit()`` is that loop for one run.
 
-It knows nothing of MLflow or Optuna, so it runs the same with tracking off, in a test or inside a
-trial. Data stay on the device as uint8 tensors and are converted one batch at a time.
+The loop owns what every run shares (seeding, the dead-at-initialisation check, the callbacks,
+the logging window, divergence, the epoch record, and how a failed member leaves); the optimiser
+step is the one thing that differs, in ``sae.steppers``. It knows nothing of MLflow or Optuna, so
+it runs the same with tracking off, in a test or inside a trial. Data stay on the device as uint8
+tensors and are converted one batch at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from sae import data as sae_data
 from sae import metrics as M
-from sae.config import Config, DataConfig, ModelConfig, TrainConfig
+from sae.config import Config, ModelConfig, TrainConfig
 from sae.model import LAYER_NAMES, SparseAutoencoder
 from sae.order import ScriptOrder, SeededOrder, make_order
-from sae.penalties import penalty
-from sae.probe import Encoder, as_encoder, encode_many, probe_accuracy
+from sae.probe import Encoder, encode_many, probe_accuracy
+
+# The data part moved to sae.splits; these names stay importable from here until every caller
+# imports them from there.
+from sae.splits import Splits, data_files, load_splits, resolve_device, split_sizes  # noqa: F401, E402
+from sae.steppers import SoloStep, StackedStep
 
 MAX_LOSS = 1e6
 """A training loss above this has diverged, like NaN: the images are in [0, 1], so a loss this
@@ -44,19 +50,6 @@ whole training set, so a network that is alive pays for one forward pass of thes
 
 def diverged(value: float) -> bool:
     return not math.isfinite(value) or value > MAX_LOSS
-
-
-@dataclass(frozen=True)
-class Splits:
-    """The images of both splits, uint8 (N, 28, 28), on the training device."""
-
-    train: torch.Tensor
-    test: torch.Tensor
-    digest: str
-    """Identifies the exact data files (``sae.data.dataset_digest``)."""
-    train_labels: torch.Tensor | None = None
-    """The digits of ``train``, int64 (N,), on the same device; None without labels (no probe)."""
-    test_labels: torch.Tensor | None = None
 
 
 class Callback:
@@ -92,60 +85,6 @@ class FitResult:
     def degenerate_reason(self) -> str | None:
         """Why the last evaluation shows a collapsed model (``metrics.degenerate_reason``)."""
         return M.degenerate_reason(self.final) if self.history else None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is cuda when present, else cpu; asking for cuda without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but no CUDA device is available; use --device cpu")
-    return torch.device(name)
-
-
-def data_files(cfg: DataConfig) -> tuple[sae_data.FileSpec, ...]:
-    """The four files ``cfg`` reads: its manifest's, else canonical MNIST."""
-    return sae_data.load_manifest(cfg.manifest) if cfg.manifest else sae_data.MNIST_FILES
-
-
-def split_sizes(cfg: DataConfig) -> tuple[int, int]:
-    """The training and test images a run on ``cfg`` uses: its sizes, else whole splits.
-
-    Raises ValueError when a size asks for more images than its split holds (the counts that
-    loading verifies), so no run is logged with a size it does not train on.
-    """
-    counts = {spec.name: spec.count for spec in data_files(cfg)}  # the four, always
-    sizes = []
-    for name, size, what, split in (
-        ("train_size", cfg.train_size, "training", counts[sae_data.TRAIN_IMAGES]),
-        ("test_size", cfg.test_size, "test", counts[sae_data.TEST_IMAGES]),
-    ):
-        if size is not None and size > split:
-            raise ValueError(
-                f"{name} {size} is more than the {split:,} {what} images of the data: pass at "
-                f"most {split}, or leave it unset for all of them"
-            )
-        sizes.append(split if size is None else size)
-    return sizes[0], sizes[1]
-
-
-def load_splits(
-    cfg: DataConfig, device: torch.device, log: Callable[[str], None] | None = None
-) -> Splits:
-    """Prepare (fetch and verify on first use) and load both splits onto ``device``; a size the
-    data cannot honour is refused first (``split_sizes``)."""
-    split_sizes(cfg)
-    files = data_files(cfg)
-    raw = sae_data.prepare(Path(cfg.root), files, log=log or (lambda _msg: None))
-    train, train_labels = sae_data.load_split(raw, train=True, files=files)
-    test, test_labels = sae_data.load_split(raw, train=False, files=files)
-    return Splits(
-        train=train[: cfg.train_size].to(device),
-        test=test[: cfg.test_size].to(device),
-        digest=sae_data.dataset_digest(files),
-        train_labels=train_labels[: cfg.train_size].to(device),
-        test_labels=test_labels[: cfg.test_size].to(device),
-    )
 
 
 @torch.inference_mode()
@@ -186,9 +125,14 @@ def dead_at_init(cfg: ModelConfig, seed: int, images: torch.Tensor) -> str | Non
     Builds it as ``fit`` does (``torch.manual_seed(seed)``, then the model), on ``images``'
     device; this draws from PyTorch's global generator, as ``fit`` does anyway.
     """
+    return dead_layer(seeded_model(cfg, seed, images.device), images)
+
+
+def seeded_model(cfg: ModelConfig, seed: int, device: torch.device) -> SparseAutoencoder:
+    """The network a run of ``seed`` starts from: ``torch.manual_seed(seed)``, then the model,
+    channels-last on ``device`` (drawn from PyTorch's global generator, as the seed's script)."""
     torch.manual_seed(seed)
-    model = SparseAutoencoder(cfg).to(images.device, memory_format=torch.channels_last)
-    return dead_layer(model, images)
+    return SparseAutoencoder(cfg).to(device, memory_format=torch.channels_last)
 
 
 def alive_seeds(
@@ -212,114 +156,223 @@ def alive_seeds(
     return alive, dead
 
 
+@dataclass
+class Member:
+    """One model to train: its config and the callbacks that see its training (a Tracker, a
+    pruner)."""
+
+    cfg: Config
+    callbacks: Sequence[Callback] = ()
+
+
+@dataclass
+class Outcome:
+    """How a member ended: its result (with its history up to the end) and, if it stopped
+    early, why."""
+
+    result: FitResult
+    error: BaseException | None = None
+    step: int = 0
+    """The optimiser steps it took."""
+
+
+@dataclass
+class _Live:
+    """A member still training: where its outcome goes, its data order and its running sums
+    (loss, mse, penalty) over the epoch and since the last report, on the device."""
+
+    member: Member
+    outcome: Outcome
+    order: SeededOrder | ScriptOrder
+    sums: torch.Tensor
+    """(2, 3): the epoch's sums, then the window's."""
+    batches: torch.Tensor | None = None
+    """This epoch's training order."""
+    means: dict[str, float] = field(default_factory=dict)
+    """This epoch's training means, once it ends."""
+
+    @property
+    def model(self) -> SparseAutoencoder:
+        return self.outcome.result.model
+
+
 def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitResult:
-    """Train for ``cfg.train.epochs`` epochs, evaluating on the whole test split after each."""
-    tc: TrainConfig = cfg.train
+    """Train for ``cfg.train.epochs`` epochs, evaluating on the whole test split after each; a
+    failure (a diverged loss, a network dead at initialisation, a callback that raises) is
+    raised."""
+    outcome = fit_members([Member(cfg, callbacks)], splits)[0]
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.result
+
+
+def fit_members(members: Sequence[Member], splits: Splits) -> list[Outcome]:
+    """Train every member for the shared ``epochs`` in one loop; one Outcome each, in order.
+
+    One member trains as itself (``SoloStep``); several are stepped together
+    (``StackedStep``, see ``sae.population`` for what they must share). A member whose loss
+    diverges, whose network is dead at initialisation, or whose callback raises leaves with its
+    own error and the others go on unchanged; Ctrl-C (KeyboardInterrupt) stops them all.
+    """
+    tc = members[0].cfg.train
     device = splits.train.device
-    if tc.amp and device.type != "cuda":
+    if any(m.cfg.train.amp for m in members) and device.type != "cuda":
         raise ValueError(f"--amp needs a CUDA device; this run is on {device.type}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    torch.manual_seed(tc.seed)
-    model = SparseAutoencoder(cfg.model).to(device, memory_format=torch.channels_last)
-    # The fused kernel computes the same Adam update in one pass over the parameters.
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=tc.lr,
-        betas=(tc.adam_beta1, tc.adam_beta2),
-        eps=tc.adam_eps,
-        fused=True,
-    )
-    order = make_order(tc.data_order, tc.seed)  # right after the model, as the seed's script
-    # CPU reads of a scalar are free, so check every step there; on a GPU a read is a host sync,
-    # so the check rides on the periodic report.
-    check_every = 1 if device.type == "cpu" else tc.log_every
-    # Mixed precision: the forward pass in float16, the loss scaled so small gradients survive.
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=tc.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=tc.amp)
-    result = FitResult(model=model)
-    for cb in callbacks:
-        cb.on_fit_start(model, cfg, splits)
-    dead = dead_layer(model, splits.train)
-    if dead:
-        raise DeadNetworkError(f"dead at initialisation: {dead}; no gradient can reach the weights")
-
-    n = splits.train.shape[0]
-    step = 0
+    engine = _Engine(members, splits)
     for epoch in range(1, tc.epochs + 1):
-        model.train()
-        batches_order = order.train(n).to(device)
-        # Sums stay on the device: (loss, mse, penalty) over the epoch and since the last report.
-        epoch_sums = torch.zeros(3, device=device)
-        window_sums = torch.zeros(3, device=device)
-        window_steps = 0
+        if not engine.live:
+            break
+        seconds = engine.train_epoch(epoch)
+        engine.end_epoch(epoch, seconds)
+    engine.finish()
+    return [live.outcome for live in engine.started]
+
+
+class _Engine:
+    """The state of one ``fit_members`` call: the members still training, in step order, their
+    stepper, and the steps taken. ``each`` is the one way a member leaves."""
+
+    def __init__(self, members: Sequence[Member], splits: Splits) -> None:
+        self.splits, self.tc, self.step = splits, members[0].cfg.train, 0
+        device = splits.train.device
+        self.started: list[_Live] = []
+        for member in members:
+            model = seeded_model(member.cfg.model, member.cfg.train.seed, device)
+            # the order right after the model, as the seed's script draws it
+            order = make_order(member.cfg.train.data_order, member.cfg.train.seed)
+            sums = torch.zeros(2, 3, device=device)
+            self.started.append(_Live(member, Outcome(FitResult(model=model)), order, sums))
+        self.live = list(self.started)
+        self.stepper: SoloStep | StackedStep | None = None  # made for the members that start
+        self.each(self._begin)
+        if len(self.live) == 1:
+            self.stepper = SoloStep(self.live[0].model, self.live[0].member.cfg.train)
+        elif self.live:
+            cfgs = [live.member.cfg.train for live in self.live]
+            self.stepper = StackedStep([m.model for m in self.live], members[0].cfg.model, cfgs)
+
+    def _begin(self, position: int, live: _Live) -> None:
+        for cb in live.member.callbacks:
+            cb.on_fit_start(live.model, live.member.cfg, self.splits)
+        dead = dead_layer(live.model, self.splits.train)
+        if dead:
+            raise DeadNetworkError(
+                f"dead at initialisation: {dead}; no gradient can reach the weights"
+            )
+
+    def each(self, call: Callable[[int, _Live], None]) -> None:
+        """``call(position, live)`` for every member still training; a member whose call raises
+        leaves with that error, its weights and steps as they are, and the rest go on."""
+        failed: dict[int, BaseException] = {}
+        for position, live in enumerate(self.live):
+            try:
+                call(position, live)
+            except Exception as err:  # this member only
+                failed[position] = err
+        if not failed:
+            return
+        for position, err in failed.items():
+            live = self.live[position]
+            if self.stepper is not None:
+                self.stepper.sync(position, live.model)
+            live.outcome.error, live.outcome.step = err, self.step
+        keep = [i for i in range(len(self.live)) if i not in failed]
+        if self.stepper is not None:
+            self.stepper.keep(keep)
+        self.live = [self.live[i] for i in keep]
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch of optimiser steps, every member on its own order; its seconds."""
+        tc, images = self.tc, self.splits.train
+        n = images.shape[0]
+        for live in self.live:
+            live.batches = live.order.train(n).to(images.device)
+            live.sums.zero_()
+        # CPU reads of a scalar are free, so check every step there; on a GPU a read is a host
+        # sync, so the check rides on the periodic report.
+        check_every = 1 if images.device.type == "cpu" else tc.log_every
+        window = 0
         started = time.perf_counter()
         for start in range(0, n, tc.batch_size):
-            # batch
-            x = M.to_float(
-                splits.train[batches_order[start : start + tc.batch_size]]
-            )  # (B, 1, 28, 28)
-            # forward and loss
-            with autocast:
-                recon, acts = model(x)
-                mse = F.mse_loss(recon.float(), x)
-                pen = penalty(acts, tc).float()
-                loss = mse + pen
-            # backward and step
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            window_steps += 1
-            parts = torch.stack((loss.detach(), mse.detach(), pen.detach()))
-            epoch_sums += parts
-            window_sums += parts
-            if step % check_every == 0 and diverged(loss.item()):
-                raise NonFiniteLossError(non_finite_message(epoch, step, loss.item()))
-            for cb in callbacks:
-                cb.on_step(step)
-            # periodic report
-            if step % tc.log_every == 0:
-                values = (window_sums / window_steps).tolist()
-                if diverged(values[0]):
-                    raise NonFiniteLossError(non_finite_message(epoch, step, values[0]))
-                for cb in callbacks:
-                    cb.on_log(step, dict(zip(M.TRAIN_STEP_METRICS, values, strict=True)))
-                window_sums.zero_()
-                window_steps = 0
-        if device.type == "cuda":
+            # batch, forward, loss, backward and step, every member at once
+            batches = [live.batches[start : start + tc.batch_size] for live in self.live]
+            parts = self.stepper.step(images, batches)  # (K, 3) loss, mse, penalty
+            self.step += 1
+            window += 1
+            losses = parts[:, 0].tolist() if self.step % check_every == 0 else None
+            report = self.step % tc.log_every == 0
+            self.each(functools.partial(self._after_step, epoch, parts, losses, window))
+            if report:
+                for live in self.live:
+                    live.sums[1].zero_()
+                window = 0
+            if not self.live:
+                break
+        if images.device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        return time.perf_counter() - started
 
-        record = epoch_record(model, splits, tc, order, epoch_sums, epoch, step, seconds)
-        result.history.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, step, record, model)
+    def _after_step(
+        self,
+        epoch: int,
+        parts: torch.Tensor,
+        losses: list[float] | None,
+        window: int,
+        position: int,
+        live: _Live,
+    ) -> None:
+        """Member ``position``'s sums, divergence check and on_step, and every ``log_every``
+        steps its periodic report: the TRAIN_STEP_METRICS averaged over the ``window`` steps
+        since the last one."""
+        live.sums += parts[position]
+        if losses is not None and diverged(losses[position]):
+            raise NonFiniteLossError(non_finite_message(epoch, self.step, losses[position]))
+        for cb in live.member.callbacks:
+            cb.on_step(self.step)
+        if self.step % self.tc.log_every == 0:
+            values = (live.sums[1] / window).tolist()
+            if diverged(values[0]):
+                raise NonFiniteLossError(non_finite_message(epoch, self.step, values[0]))
+            for cb in live.member.callbacks:
+                cb.on_log(self.step, dict(zip(M.TRAIN_STEP_METRICS, values, strict=True)))
 
-    for cb in callbacks:
-        cb.on_fit_end(model, result.history)
-    return result
+    def end_epoch(self, epoch: int, seconds: float) -> None:
+        """Each member's training means (a diverged one leaves), one evaluation pass for all
+        (and at the last epoch one encoding pass for the probe), then each member's record."""
 
+        def means(position: int, live: _Live) -> None:
+            cfg = live.member.cfg.train
+            live.means = training_means(self.splits, cfg, live.sums[0], epoch, self.step, seconds)
 
-def epoch_record(
-    model: SparseAutoencoder,
-    splits: Splits,
-    tc: TrainConfig,
-    order: SeededOrder | ScriptOrder,
-    epoch_sums: torch.Tensor,
-    epoch: int,
-    step: int,
-    seconds: float,
-) -> dict[str, float]:
-    """fit()'s record of epoch ``epoch`` for its one model: ``training_means``, then
-    ``evaluation_records`` with K = 1."""
-    record = training_means(splits, tc, epoch_sums, epoch, step, seconds)
-    model.eval()
-    forward, encoder = M.as_forward(model), as_encoder(model)
-    record.update(evaluation_records(forward, encoder, splits, [tc], [order], epoch)[0])
-    model.train()
-    return record
+        self.each(means)
+        if not self.live:
+            return
+        with self.stepper.evaluating() as (forward, encoder):
+            cfgs = [live.member.cfg.train for live in self.live]
+            orders = [live.order for live in self.live]
+            evaluations = evaluation_records(forward, encoder, self.splits, cfgs, orders, epoch)
+
+        def record(position: int, live: _Live) -> None:
+            self.stepper.sync(position, live.model)
+            record = {**live.means, **evaluations[position]}
+            live.outcome.result.history.append(record)
+            for cb in live.member.callbacks:
+                cb.on_epoch_end(epoch, self.step, record, live.model)
+
+        self.each(record)
+
+    def finish(self) -> None:
+        """The members that trained to the end: their weights, steps and on_fit_end."""
+
+        def end(position: int, live: _Live) -> None:
+            self.stepper.sync(position, live.model)
+            live.outcome.step = self.step
+            for cb in live.member.callbacks:
+                cb.on_fit_end(live.model, live.outcome.result.history)
+
+        self.each(end)
 
 
 def training_means(

@@ -11,6 +11,7 @@ from optuna.trial import create_trial
 
 from sae import metrics as M
 from sae import names, stats, sweep
+from sae import splits as splits_module
 from sae import train as train_module
 from sae.commands.sweep import report
 from sae.sweep import CONFIRM_SEEDS, run_sweep
@@ -53,7 +54,7 @@ def test_sweep__confirm_1_trains_two_more_seeds_under_the_trial_run_once(tmp_pat
     base, cfg, result = _sweep(tmp_path, lines, confirm=1)
     trial = result.study.trials[int(result.best.iloc[0]["number"])]
     trial_run = trial.user_attrs[names.ATTR_RUN_ID]
-    splits = train_module.load_splits(base.data, train_module.resolve_device("cpu"))
+    splits = splits_module.load_splits(base.data, splits_module.resolve_device("cpu"))
     seeds, _ = train_module.alive_seeds(CONFIRM_SEEDS, base.model, splits.train, start=2, skip=[1])
     runs = _confirm_runs(tmp_path)
     assert sorted(r.info.run_name for r in runs) == [

@@ -15,7 +15,8 @@ from sae.config import TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
 from sae.population import Member, fastest_size, fit_population
-from sae.train import fit, load_splits
+from sae.splits import load_splits
+from sae.train import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -12,15 +12,8 @@ from sae.config import ModelConfig
 from sae.model import SparseAutoencoder
 from sae.order import ScriptOrder, make_order
 from sae.probe import probe_accuracy
-from sae.train import (
-    Callback,
-    DeadNetworkError,
-    alive_seeds,
-    dead_at_init,
-    dead_layer,
-    fit,
-    load_splits,
-)
+from sae.splits import load_splits
+from sae.train import Callback, DeadNetworkError, alive_seeds, dead_at_init, dead_layer, fit
 
 
 def _splits(cfg):

@@ -16,7 +16,8 @@ from sae.metrics import (
     PROBE_SECONDS,
 )
 from sae.population import Member, fastest_size, fit_population
-from sae.train import Callback, NonFiniteLossError, fit, load_splits
+from sae.splits import load_splits
+from sae.train import Callback, NonFiniteLossError, fit
 
 MEMBERS = (
     {"lr": 1e-3, "beta": 1e-4, "seed": 1},

@@ -28,8 +28,9 @@ from sae import metrics as M
 from sae import names, report, sweep, tracking
 from sae.report import document
 from sae.runner import train_run
+from sae.splits import load_splits
 from sae.sweep import SweepConfig, run_sweep
-from sae.train import alive_seeds, load_splits
+from sae.train import alive_seeds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 import synthetic_store  # noqa: E402  (analysis/ holds scripts, not a package)

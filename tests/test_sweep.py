@@ -24,8 +24,7 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import names, sweep
-from sae import train as train_module
+from sae import names, steppers, sweep
 from sae.sweep import SweepConfig, run_sweep
 
 
@@ -65,7 +64,7 @@ def test_sweep__three_trials_in_two_sessions_are_three_linked_child_runs_under_o
 
 
 def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    real = train_module.penalty
+    real = steppers.penalty
     calls = []
 
     def nan_in_first_trial(acts, tc):
@@ -73,7 +72,7 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
         value = real(acts, tc)
         return value * float("nan") if len(calls) == 1 else value
 
-    monkeypatch.setattr(train_module, "penalty", nan_in_first_trial)
+    monkeypatch.setattr(steppers, "penalty", nan_in_first_trial)
     result = run_sweep(sweep_base(tmp_path), sweep_config(), log=lambda _m: None)
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -30,7 +30,8 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import names, sweep, tracking
+from sae import names, steppers, sweep, tracking
+from sae import splits as splits_module
 from sae import train as train_module
 from sae.sweep import objective as sweep_objective
 from sae.sweep import run_sweep
@@ -82,10 +83,10 @@ def test_fit__a_finite_but_absurd_loss_counts_as_diverged(tmp_path, monkeypatch)
     """Regression: a loss of 1e30 was trained on; the run then crashed in its logging."""
     from helpers import build_config
 
-    real = train_module.penalty
-    monkeypatch.setattr(train_module, "penalty", lambda acts, tc: real(acts, tc) + 1e7)
+    real = steppers.penalty
+    monkeypatch.setattr(steppers, "penalty", lambda acts, tc: real(acts, tc) + 1e7)
     cfg = build_config(tmp_path)
-    splits = train_module.load_splits(cfg.data, train_module.resolve_device("cpu"))
+    splits = splits_module.load_splits(cfg.data, splits_module.resolve_device("cpu"))
     with pytest.raises(train_module.NonFiniteLossError, match=r"above 1e\+06: diverged"):
         train_module.fit(cfg, splits)
 
@@ -356,7 +357,7 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
     """Regression: Ctrl-C (SIGINT) left the Optuna trial RUNNING or its state unexplained. Now
     the trial in flight is FAIL "interrupted", its run KILLED with the same state and reason, the
     parent KILLED, and the interrupt reaches the command (which prints its one line)."""
-    real_penalty, real_run = train_module.penalty, sweep_objective.train_run
+    real_penalty, real_run = steppers.penalty, sweep_objective.train_run
     armed = []
 
     def trial_run(cfg, **kwargs):
@@ -372,7 +373,7 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
         return real_penalty(acts, tc)
 
     monkeypatch.setattr(sweep_objective, "train_run", trial_run)
-    monkeypatch.setattr(train_module, "penalty", penalty)
+    monkeypatch.setattr(steppers, "penalty", penalty)
     base = sweep_base(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(base, sweep_config(), log=_quiet)

@@ -21,6 +21,7 @@ from optuna.trial import TrialState, create_trial
 
 from sae import metrics as M
 from sae import names, sweep, tracking
+from sae import splits as splits_module
 from sae import train as train_module
 from sae.commands.sweep import report
 from sae.report import tables as report_tables
@@ -159,7 +160,7 @@ def test_sweep__a_network_dead_at_initialisation_fails_its_trial_before_any_step
     ends FAIL with that reason (its parameters' outcome, not retried) without one optimiser step,
     and its run is FAILED and tagged degenerate."""
     base = sweep_base(tmp_path, epochs=50)
-    splits = train_module.load_splits(base.data, train_module.resolve_device("cpu"))
+    splits = splits_module.load_splits(base.data, splits_module.resolve_device("cpu"))
     seed = next(s for s in range(1, 50) if train_module.dead_at_init(base.model, s, splits.train))
     base = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
     result = run_sweep(base, sweep_config(trials=1, confirm=1), log=lambda _m: None)

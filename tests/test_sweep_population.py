@@ -17,8 +17,7 @@ from helpers_sweep import (
 )
 from optuna.trial import TrialState
 
-from sae import names, sweep
-from sae import population as population_module
+from sae import names, steppers, sweep
 from sae.sweep import run_sweep
 
 TRIALS = (  # (lr, beta, batch size)
@@ -87,13 +86,13 @@ def test_sweep_population__a_diverging_member_fails_its_trial_and_the_others_com
 ):
     """One member's loss turns NaN: its trial ends FAIL with the reason in both stores (its run
     FAILED), the other two members complete, and the sweep ends well."""
-    real = population_module.penalty
+    real = steppers.penalty
 
     def nan_for_one_member(acts, tc):
         value = real(acts, tc)
         return value * float("nan") if tc.beta == TRIALS[1][1] else value
 
-    monkeypatch.setattr(population_module, "penalty", nan_for_one_member)
+    monkeypatch.setattr(steppers, "penalty", nan_for_one_member)
     result = _sweep(tmp_path, 3, TRIALS[:3])
     trials = result.study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
@@ -113,7 +112,7 @@ def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(tmp
     """Ctrl-C while a population of 3 trains: every member's trial is FAIL "interrupted" with
     its run KILLED, each is queued again, and the next session completes them with their
     parameters."""
-    real = population_module.penalty
+    real = steppers.penalty
     sent = []
 
     def penalty(acts, tc):
@@ -122,7 +121,7 @@ def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(tmp
             os.kill(os.getpid(), signal.SIGINT)
         return real(acts, tc)
 
-    monkeypatch.setattr(population_module, "penalty", penalty)
+    monkeypatch.setattr(steppers, "penalty", penalty)
     with pytest.raises(KeyboardInterrupt):
         _sweep(tmp_path, 3, TRIALS[:3])
     study = load_study(tmp_path)
@@ -132,7 +131,7 @@ def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(tmp
     parent = client(tmp_path).get_run(study.user_attrs[names.STUDY_PARENT_RUN])
     assert parent.info.status == "KILLED"
 
-    monkeypatch.setattr(population_module, "penalty", real)
+    monkeypatch.setattr(steppers, "penalty", real)
     resumed = run_sweep(sweep_base(tmp_path), sweep_config(trials=3, population=3), log=_quiet)
     trials = resumed.study.get_trials()
     assert [t.state for t in trials[3:]] == [TrialState.COMPLETE] * 3

@@ -9,18 +9,12 @@ import torch.nn.functional as F
 from helpers import build_config
 
 from sae import metrics as M
-from sae import train as train_module
+from sae import splits as splits_module
+from sae import steppers
 from sae.config import Config, TrainConfig
 from sae.model import SparseAutoencoder
-from sae.train import (
-    Callback,
-    NonFiniteLossError,
-    Splits,
-    alive_seeds,
-    fit,
-    load_splits,
-    resolve_device,
-)
+from sae.splits import Splits, load_splits, resolve_device
+from sae.train import Callback, NonFiniteLossError, alive_seeds, fit
 
 
 def _splits(cfg):
@@ -92,9 +86,9 @@ def test_fit__non_finite_loss_stops_at_once(tmp_path, monkeypatch):
         def on_step(self, step):
             steps.append(step)
 
-    real = train_module.penalty
+    real = steppers.penalty
     monkeypatch.setattr(
-        train_module,
+        steppers,
         "penalty",
         lambda acts, tc: real(acts, tc) * (float("nan") if len(steps) >= 2 else 1.0),
     )
@@ -258,7 +252,7 @@ def test_load_splits__refuses_a_size_beyond_its_split(tmp_path, size, message):
     cfg = build_config(tmp_path)
     with pytest.raises(ValueError, match=message):
         load_splits(dataclasses.replace(cfg.data, **size), torch.device("cpu"))
-    assert train_module.split_sizes(cfg.data) == (200, 120)
+    assert splits_module.split_sizes(cfg.data) == (200, 120)
     whole = dataclasses.replace(cfg.data, train_size=200, test_size=120)
     assert len(load_splits(whole, torch.device("cpu")).train) == 200
 

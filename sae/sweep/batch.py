@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from sae import faults, internals, tracking
 from sae.config import Config
 from sae.population import Member, fit_population
+from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.objective import (
     Report,
@@ -35,7 +36,7 @@ from sae.sweep.objective import (
     settle,
 )
 from sae.sweep.space import build_space
-from sae.train import FitResult, Splits
+from sae.train import FitResult
 
 _STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
 

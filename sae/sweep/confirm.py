@@ -33,9 +33,10 @@ from sae.names import (
     tag_column,
 )
 from sae.runner import train_run
+from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.front import best_trials, degenerate_reasons, spread_along
-from sae.train import Splits, alive_seeds
+from sae.train import alive_seeds
 
 CONFIRM_SEEDS = 2
 """Seeds each confirmed trial is trained with besides its own: n = 3 with the trial's run."""

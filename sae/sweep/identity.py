@@ -9,9 +9,9 @@ from typing import Any
 from sae.config import Config
 from sae.data import dataset_digest
 from sae.names import param
+from sae.splits import data_files, split_sizes
 from sae.sweep.config import SweepConfig
 from sae.sweep.space import build_space
-from sae.train import data_files, split_sizes
 
 OUTSIDE = frozenset(
     {

@@ -43,12 +43,13 @@ from sae.names import (
 )
 from sae.redact import redact
 from sae.runner import train_run
+from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.notes import link_trial, note_degenerate
 from sae.sweep.pareto import ParetoPruner
 from sae.sweep.recovery import worker_id
 from sae.sweep.space import build_space, suggest
-from sae.train import Callback, DeadNetworkError, NonFiniteLossError, Splits
+from sae.train import Callback, DeadNetworkError, NonFiniteLossError
 
 
 class Report(Callback):

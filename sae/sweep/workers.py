@@ -17,6 +17,7 @@ from tqdm import tqdm
 from sae import faults, signals, tracking
 from sae.config import Config
 from sae.errors import one_line
+from sae.splits import Splits, load_splits, resolve_device
 from sae.sweep.batch import Batch, run_batch
 from sae.sweep.config import SweepConfig
 from sae.sweep.identity import study_identity
@@ -24,7 +25,6 @@ from sae.sweep.objective import announce, make_objective
 from sae.sweep.recovery import counts_as_finished, finished_count, recover_interrupted
 from sae.sweep.space import build_space
 from sae.sweep.study import make_storage, open_study
-from sae.train import Splits, load_splits, resolve_device
 
 EXIT_INTERRUPTED = 130
 WORKER_STOP_S = 30.0

@@ -28,6 +28,7 @@ from sae.names import (
     TAG_MODEL_URI,
 )
 from sae.signals import check_interrupted
+from sae.splits import Splits
 from sae.tracking.artifacts import (
     CURVES_FILE,
     DENSITY_FILE,
@@ -41,7 +42,7 @@ from sae.tracking.figures import (
     reconstruction_grid,
 )
 from sae.tracking.models import log_model
-from sae.train import Callback, Splits
+from sae.train import Callback
 
 N_FIXED_IMAGES = 16
 N_HISTOGRAM_IMAGES = 1000
