@@ -1,4 +1,4 @@
-"""Take the README's screenshots of the MLflow UI and optuna-dashboard on real runs.
+"""Take the screenshots of docs/browsing.md: the MLflow UI and optuna-dashboard on real runs.
 
     python analysis/screenshots.py --config-file demo/mlflow.yaml   # after `make demo --no-ui`
 

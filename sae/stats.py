@@ -1,5 +1,5 @@
 """Claims with their uncertainty: n, mean ± sample sd, and whether a difference is larger than the
-noise (Welch's t-test at 5%), in one place for the console, the report and the README tables.
+noise (Welch's t-test at 5%), in one place for the console, the report and the docs' tables.
 """
 
 from __future__ import annotations

@@ -7,7 +7,16 @@ from pathlib import Path
 
 SAE = Path(__file__).resolve().parents[1] / "sae"
 MAX_LINES = 450
-CORE = ("sae.config", "sae.model", "sae.penalties", "sae.metrics", "sae.train")
+CORE = (
+    "sae.config",
+    "sae.model",
+    "sae.penalties",
+    "sae.metrics",
+    "sae.splits",
+    "sae.steppers",
+    "sae.train",
+)
+MAX_FUNCTION_LINES = 80
 ABOVE_CORE = ("sae.tracking", "sae.sweep", "sae.report", "sae.cli", "sae.commands", "sae.runner")
 
 
@@ -79,6 +88,30 @@ def test_layout__small_modules_no_import_cycle_and_the_core_imports_nothing_abov
         assert not {t for t in graph[name] if t.startswith(ABOVE_CORE)}, (name, graph[name])
     # the check itself finds a cycle where there is one
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def _long_functions(source: str) -> list[tuple[str, int]]:
+    """Every function (and method) of ``source`` longer than MAX_FUNCTION_LINES, with its length
+    from its ``def`` line to its last line."""
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_layout__no_function_in_the_package_over_80_lines():
+    """A long orchestration reads as a few named steps (style.md): none over 80 lines."""
+    long = {
+        f"{path.relative_to(SAE.parent)}:{name}": lines
+        for path in sorted(SAE.rglob("*.py"))
+        for name, lines in _long_functions(path.read_text())
+    }
+    assert long == {}
+    # the check itself finds one
+    body = "\n".join(f"    x = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert _long_functions(f"def f():\n{body}\n") == [("f", MAX_FUNCTION_LINES + 1)]
 
 
 PRIVATE = re.compile(

@@ -33,7 +33,7 @@ class SweepConfig:
     """stops unpromising trials early: with the constrained objective Optuna's median (the
     default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objectives pareto,
     which stops a trial whose point is dominated at a rung (sae.sweep.pareto), off by default
-    (it missed its target in the benchmark: see the README); none turns pruning off"""
+    (it missed its target in the benchmark: see docs/performance.md); none turns pruning off"""
     pareto_first_rung: int = ParetoPruner.first_rung
     """--pruner pareto: the first epoch at which trials are compared"""
     pareto_factor: int = ParetoPruner.factor
@@ -111,7 +111,7 @@ class SweepConfig:
     @property
     def pruner_used(self) -> str:
         """The pruner that ``auto`` means for the objective: median when constrained, else none
-        (the Pareto pruner fell short of its 2x target in the benchmark: see the README)."""
+        (the Pareto pruner fell short of its 2x target in the benchmark: docs/performance.md)."""
         if self.pruner != "auto":
             return self.pruner
         return "median" if self.objective == "constrained" else "none"

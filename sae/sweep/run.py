@@ -29,6 +29,7 @@ from sae.names import (
     TAG_STUDY,
 )
 from sae.redact import redact
+from sae.splits import Splits, load_splits, resolve_device
 from sae.sweep.config import SweepConfig
 from sae.sweep.confirm import run_confirmations
 from sae.sweep.identity import study_identity
@@ -40,7 +41,6 @@ from sae.sweep.study import check_study, make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
 from sae.sweep.workers import Context, run_processes, run_worker
 from sae.tracking import views
-from sae.train import Splits, load_splits, resolve_device
 
 
 def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
@@ -191,7 +191,7 @@ def _population(
     cfg: SweepConfig, base: Config, splits: Splits, log: Callable[[str], None]
 ) -> SweepConfig:
     """``cfg`` with the population size it runs at: as given, else chosen for the device: 1 on
-    a CPU (one model at a time trains fastest there, see the README's measurements) and with
+    a CPU (one model at a time trains fastest there, see docs/performance.md) and with
     --amp; on a GPU the size that trains fastest, measured now (``population.fastest_size``),
     at most the trial count."""
     if cfg.population is not None:
