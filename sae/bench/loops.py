@@ -22,7 +22,8 @@ from torch import nn
 from sae import metrics as M
 from sae.config import Config
 from sae.model import LAYER_NAMES, LAYER_SHAPES, SparseAutoencoder
-from sae.train import Splits, fit
+from sae.splits import Splits
+from sae.train import fit
 
 
 class SeedModel(nn.Module):

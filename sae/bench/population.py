@@ -13,7 +13,8 @@ from sae import metrics as M
 from sae.bench.loops import flops_per_image, synchronize
 from sae.config import Config, TrainConfig
 from sae.population import Member, Outcome, fit_population
-from sae.train import Splits, fit
+from sae.splits import Splits
+from sae.train import fit
 
 
 def sweep_trial_params(count: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, 
 from sae.data.idx import atomic_write
 from sae.paths import owned
 from sae.redact import redact
-from sae.train import load_splits, resolve_device
+from sae.splits import load_splits, resolve_device
 
 PARTS = (
     "throughput",

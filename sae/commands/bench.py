@@ -11,7 +11,7 @@ from sae.bench.targets import TARGETS, meets
 from sae.cli import ArgumentParser, SettingsOptions, run_main
 from sae.data import default_root
 from sae.paths import owned
-from sae.train import resolve_device
+from sae.splits import resolve_device
 
 SETTINGS = (
     "images",
