@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers_sweep import sweep_base, sweep_config
+from helpers_sweep import empty_store, sweep_base, sweep_config
 
 from sae import baseline as B
 from sae import metrics as M
@@ -189,7 +189,8 @@ def test_baseline_page__the_table_is_the_one_the_baseline_and_the_report_make(sw
     assert rows == [list(row) for row in reported.astype(str).itertuples(index=False)]
     assert "5 of 5 runs trained" in header[-1]
     text = pages[results.BASELINE_PAGE]
-    assert "tag `baseline=true`): 10 of 10 FINISHED, made by a command they do not record;" in text
+    said = "tag `baseline=true`): 10 of 10 FINISHED, made by a command they do not record; 0."
+    assert said in text
     assert "The seeds: beta 0.0001: 1, 2, 3, 4, 5; beta 0.005: 1, 2, 3, 4, 5." in text
     assert "3 epochs, not the README's 10" in text  # the synthetic runs' protocol
 
@@ -225,9 +226,19 @@ def _baseline_only(tmp: Path) -> tracking.Settings:
 def test_main__a_store_without_a_study_writes_the_baseline_page_and_says_so_in_one_line(
     tmp_path, capsys
 ):
-    """The baseline page is written; the sweep page is not, an earlier one is left as it was,
-    and the command ends with one line and exit status 1."""
-    _baseline_only(tmp_path)
+    """The baseline page is written (a failed baseline run counted, not averaged in); the sweep
+    page is not, an earlier one is left as it was, and the command ends with one line and exit
+    status 1."""
+    settings = _baseline_only(tmp_path)
+    synthetic_store.log_completed_run(
+        settings,
+        "sae-baseline",
+        run_name="baseline-failed",
+        params={},
+        tags={"baseline": "true", "beta_source": "script"},
+        history={},
+        status="FAILED",
+    )
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / results.SWEEP_PAGE).write_text("an earlier page\n")
     assert _main(tmp_path) == 1
@@ -239,10 +250,24 @@ def test_main__a_store_without_a_study_writes_the_baseline_page_and_says_so_in_o
     assert captured.out == f"wrote {tmp_path / 'out' / results.BASELINE_PAGE}\n"
     assert (tmp_path / "out" / results.SWEEP_PAGE).read_text() == "an earlier page\n"
     baseline = (tmp_path / "out" / results.BASELINE_PAGE).read_text()
+    assert "10 of 11 FINISHED (1 FAILED), made by" in baseline
     assert baseline.rstrip().endswith(
         f"`python analysis/results_tables.py --config-file {tmp_path / 'mlflow.yaml'} "
         f"--output {tmp_path / 'out'}`"
     )
+
+
+def test_main__a_store_without_runs_is_one_line_naming_both_parts_and_writes_nothing(
+    tmp_path, capsys
+):
+    (tmp_path / "mlflow.yaml").write_text("tracking_uri: sqlite:///mlflow.db\n")
+    empty_store(tmp_path / "mlflow.db")
+    assert _main(tmp_path) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "no sweep study in" in captured.err and "; no finished baseline run in" in captured.err
+    assert not (tmp_path / "out").exists()
 
 
 def test_main__an_unknown_study_is_one_line_and_writes_nothing(swept, tmp_path, capsys):

@@ -91,7 +91,8 @@ def write_results(
             texts[page] = build(settings, frames, made, again)
         except NoResults as why:
             missing.append(str(why))
-    out.mkdir(parents=True, exist_ok=True)
+    if texts:
+        out.mkdir(parents=True, exist_ok=True)
     for page, text in texts.items():
         atomic_write(targets[page], text.encode("utf-8"))
     return Results(tuple(targets[p] for p in texts), tuple(missing), frames.study)

@@ -44,8 +44,9 @@ def baseline_page(settings: tracking.Settings, frames: Frames, made: str, again:
         code(settings.experiment("baseline")),
         ", tag ",
         code(f"{names.TAG_BASELINE}=true"),
-        f"): {len(base)} of {len(frames.baseline)} FINISHED, made by {commands}; "
-        f"{minutes(span(base))} from the first one's start to the last one's end.",
+        f"): {len(base)} of {len(frames.baseline)} FINISHED{_others(frames, base)}, made by "
+        f"{commands}; {minutes(span(base))} from the first finished one's start to the last "
+        "one's end.",
     )
     doc.text(*machine(base))
     differs = P.differences(base)
@@ -61,6 +62,15 @@ def baseline_page(settings: tracking.Settings, frames: Frames, made: str, again:
     doc.table(B.comparison_table(base))
     _baseline_notes(doc, base)
     return finish(made, doc, again)
+
+
+def _others(frames: Frames, base: pd.DataFrame) -> str:
+    """The baseline runs left out, by status: `` (1 RUNNING, 2 FAILED)``; empty when none."""
+    others = frames.baseline[~frames.baseline["run_id"].isin(base["run_id"])]
+    if others.empty:
+        return ""
+    counts = sorted(others["status"].value_counts().items())
+    return " (" + ", ".join(f"{n} {status}" for status, n in counts) + ")"
 
 
 def _seeds(base: pd.DataFrame) -> str:

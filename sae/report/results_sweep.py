@@ -70,6 +70,11 @@ def sweep_page(settings: tracking.Settings, frames: Frames, made: str, again: st
     doc.text(*_what_ran(frames, recorded))
     doc.text(*machine(ran))
     doc.text(_wall_time(frames))
+    if frames.parent is not None and frames.parent["status"] == "RUNNING":
+        doc.text(
+            strong("The sweep is still running"),
+            " (its parent run is RUNNING): this is a snapshot of the trials finished so far.",
+        )
     states = trial_states(frames.trials)
     doc.text(f"The study's {len(frames.trials)} trials by state:")
     doc.table(states)
