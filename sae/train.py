@@ -23,10 +23,7 @@ from sae.config import Config, ModelConfig, TrainConfig
 from sae.model import LAYER_NAMES, SparseAutoencoder
 from sae.order import ScriptOrder, SeededOrder, make_order
 from sae.probe import Encoder, encode_many, probe_accuracy
-
-# The data part moved to sae.splits; these names stay importable from here until every caller
-# imports them from there.
-from sae.splits import Splits, data_files, load_splits, resolve_device, split_sizes  # noqa: F401, E402
+from sae.splits import Splits
 from sae.steppers import SoloStep, StackedStep
 
 MAX_LOSS = 1e6

@@ -37,7 +37,7 @@ def test_flops_per_image__from_layer_shapes_by_hand():
 def test_probe_seconds__measures_the_probe_against_a_ten_epoch_run(tmp_path):
     from helpers import build_config
 
-    from sae.train import load_splits
+    from sae.splits import load_splits
 
     cfg = build_config(tmp_path, epochs=1)
     out = bench.probe_seconds(cfg, load_splits(cfg.data, torch.device("cpu")), repeats=1)
@@ -106,7 +106,7 @@ def test_population_figures__k1_and_k2_on_tiny_data(tmp_path):
     pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna")
     from helpers import build_config
 
-    from sae.train import load_splits
+    from sae.splits import load_splits
 
     base = build_config(tmp_path, epochs=1, probe=True)
     splits = load_splits(base.data, torch.device("cpu"))
@@ -137,7 +137,7 @@ def test_run__population_part_trains_trials_configured_as_the_sweep_configures_t
     pytest.importorskip("sae.sweep.space", reason="the sweep's space needs Optuna")
     from helpers import build_config
 
-    from sae.train import load_splits
+    from sae.splits import load_splits
 
     tiny = build_config(tmp_path, epochs=1)
     seen = {}
