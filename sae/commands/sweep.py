@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from sae import metrics as M
-from sae import stats, tracking
+from sae import tracking
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.redact import redact
 from sae.sweep import SweepConfig, SweepResult, read_space_file, run_sweep
+from sae.sweep.confirm import comparison_lines
 from sae.sweep.notes import served, ui_address, ui_hint
 from sae.sweep.summary import DEGENERATE, degenerate_trials
 from sae.tracking import views
@@ -86,28 +87,8 @@ def _closing(result: SweepResult, cfg: SweepConfig, browse: str) -> None:
 
 def _comparisons(result: SweepResult) -> None:
     """Each front trial against the tracked baseline runs: n, mean ± sd, Welch's verdict."""
-    runs = result.baseline_runs
-    if runs is None or runs.empty:
-        print("\nno tracked baseline runs to compare with: run `python experiments/baseline.py`")
-        return
-    beta = f"beta {runs['beta'].iloc[0]:g}, " if "beta" in runs else ""
-    print(
-        f"\ncompared with the tracked baseline ({beta}{len(runs)} runs that trained; "
-        f"{stats.TEST_NAME}):"
-    )
-    once = []
-    for c in result.comparisons:
-        if not c.confirmed:
-            once.append(str(c.trial))
-            continue
-        print(f"trial {c.trial}, seeds {', '.join(str(s) for s in c.seeds)}:")
-        for line in c.lines():
-            print(f"  {line}")
-    if once:
-        print(
-            f"trial{'s' if len(once) > 1 else ''} {', '.join(once)}: one run each (n=1), too few "
-            "to call better or worse than the baseline (confirm them with --confirm)"
-        )
+    print()
+    print("\n".join(comparison_lines(result.comparisons, result.baseline_runs)))
 
 
 def main() -> None:

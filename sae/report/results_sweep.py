@@ -13,7 +13,7 @@ import pandas as pd
 
 from sae import baseline as B
 from sae import metrics as M
-from sae import names, stats, tracking
+from sae import names, tracking
 from sae.cli import ArgumentParser, UsageError
 from sae.config import TrainConfig
 from sae.redact import redact
@@ -37,7 +37,7 @@ from sae.report.tables import (
     trial_states,
 )
 from sae.sweep.config import SweepConfig
-from sae.sweep.confirm import FrontComparison, compare_front, confirmations_frame
+from sae.sweep.confirm import compare_front, comparison_lines, confirmations_frame
 
 SWEEP_PROGRAMS = ("sweep.py", "sae-sweep")
 """How a sweep's command line starts, as its runs record it (``environment_tags``)."""
@@ -242,30 +242,3 @@ def _number(value: object, whole: bool) -> str:
     if value is None or pd.isna(value):
         return ""
     return str(int(value)) if whole else f"{float(value):.6g}"
-
-
-def comparison_lines(
-    comparisons: list[FrontComparison], baseline_runs: pd.DataFrame | None
-) -> list[str]:
-    """The lines the sweep prints under its front (``sae.commands.sweep``): each front trial
-    against the tracked baseline runs, n, mean ± sd and Welch's verdict."""
-    if baseline_runs is None or baseline_runs.empty:
-        return ["no tracked baseline runs to compare with: run `python experiments/baseline.py`"]
-    beta = f"beta {baseline_runs['beta'].iloc[0]:g}, " if "beta" in baseline_runs else ""
-    lines = [
-        f"compared with the tracked baseline ({beta}{len(baseline_runs)} runs that trained; "
-        f"{stats.TEST_NAME}):"
-    ]
-    once = []
-    for c in comparisons:
-        if not c.confirmed:
-            once.append(str(c.trial))
-            continue
-        lines.append(f"trial {c.trial}, seeds {', '.join(str(s) for s in c.seeds)}:")
-        lines += [f"  {line}" for line in c.lines()]
-    if once:
-        lines.append(
-            f"trial{'s' if len(once) > 1 else ''} {', '.join(once)}: one run each (n=1), too few "
-            "to call better or worse than the baseline (confirm them with --confirm)"
-        )
-    return lines

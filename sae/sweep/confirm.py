@@ -253,3 +253,30 @@ def _values(frame: pd.DataFrame | None, key: str) -> list[float]:
     if frame is None or key not in frame:
         return []
     return [float(v) for v in pd.to_numeric(frame[key]) if pd.notna(v)]
+
+
+def comparison_lines(
+    comparisons: list[FrontComparison], baseline_runs: pd.DataFrame | None
+) -> list[str]:
+    """Each front trial against the tracked baseline runs, n, mean ± sd and Welch's verdict: the
+    lines the sweep prints under its front and its results page shows."""
+    if baseline_runs is None or baseline_runs.empty:
+        return ["no tracked baseline runs to compare with: run `python experiments/baseline.py`"]
+    beta = f"beta {baseline_runs['beta'].iloc[0]:g}, " if "beta" in baseline_runs else ""
+    lines = [
+        f"compared with the tracked baseline ({beta}{len(baseline_runs)} runs that trained; "
+        f"{stats.TEST_NAME}):"
+    ]
+    once = []
+    for c in comparisons:
+        if not c.confirmed:
+            once.append(str(c.trial))
+            continue
+        lines.append(f"trial {c.trial}, seeds {', '.join(str(s) for s in c.seeds)}:")
+        lines += [f"  {line}" for line in c.lines()]
+    if once:
+        lines.append(
+            f"trial{'s' if len(once) > 1 else ''} {', '.join(once)}: one run each (n=1), too few "
+            "to call better or worse than the baseline (confirm them with --confirm)"
+        )
+    return lines
