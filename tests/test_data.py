@@ -564,16 +564,21 @@ def test_real_mnist__missing_files_fail_under_ci_and_skip_elsewhere(tmp_path, mo
         test_real_mnist__verifies_and_loads_when_present()
 
 
-def _fake_ci(tmp_path: Path, fetch: int, test: int) -> tuple[subprocess.CompletedProcess, str]:
+def _fake_ci(
+    tmp_path: Path, fetch: int, test: int, docs: int = 0
+) -> tuple[subprocess.CompletedProcess, str]:
     """Run a copy of .ci/run with make, the venv's python and chromium replaced by stubs that
     record their arguments and exit with the given statuses (fetch: `python -m sae.data fetch`,
-    test: `make test`); returns the finished process and the record."""
+    test: `make test`, docs: `make docs`); returns the finished process and the record."""
     repo, bin_ = tmp_path / "repo", tmp_path / "bin"
     (repo / ".ci").mkdir(parents=True)
     (repo / ".ci" / "run").write_bytes((REPO / ".ci" / "run").read_bytes())
     record = tmp_path / "calls"
     stubs = {
-        bin_ / "make": f'echo "make $*" >> {record}; [ "$1" = test ] && exit {test}; exit 0',
+        bin_ / "make": (
+            f'echo "make $*" >> {record}; [ "$1" = test ] && exit {test}; '
+            f'[ "$1" = docs ] && exit {docs}; exit 0'
+        ),
         bin_ / "chromium": "exit 0",
         repo / ".venv" / "bin" / "python": f'echo "python $*" >> {record}; exit {fetch}',
     }
@@ -592,19 +597,32 @@ def _fake_ci(tmp_path: Path, fetch: int, test: int) -> tuple[subprocess.Complete
 
 
 @pytest.mark.parametrize(
-    ("fetch", "test", "status"),
-    [(0, 0, 0), (1, 0, 1), (1, 2, 1), (0, 2, 2), (0, 5, 5)],
+    ("fetch", "docs", "test", "status"),
+    [
+        (0, 0, 0, 0),
+        (1, 0, 0, 1),
+        (1, 0, 2, 1),
+        (0, 0, 2, 2),
+        (0, 0, 5, 5),
+        (0, 2, 0, 1),
+        (0, 2, 5, 1),
+    ],
 )
-def test_ci_script__a_failed_fetch_or_test_ends_the_run_red(tmp_path, fetch, test, status) -> None:
+def test_ci_script__a_failed_fetch_docs_or_test_ends_the_run_red(
+    tmp_path, fetch, docs, test, status
+) -> None:
     """Regression: .ci/run turned a failed MNIST fetch into a note and exited 0. Now the fetch's
-    failure ends the run red after lint and tests have run, and make test's status (pytest's 1 for
-    a failed test, 5 for none collected) is the run's status."""
-    proc, calls = _fake_ci(tmp_path, fetch, test)
+    failure, and a documentation site that does not build (`make docs`, mkdocs --strict), end
+    the run red after lint and tests have run, and otherwise make test's status (pytest's 1 for a
+    failed test, 5 for none collected) is the run's status."""
+    proc, calls = _fake_ci(tmp_path, fetch, test, docs)
     assert proc.returncode == status, proc.stderr
     assert calls.splitlines() == [
         "make .venv/.installed",
         "python -m sae.data fetch",
         "make lint",
+        "make docs",
         "make test",
     ]
     assert ("error: MNIST could not be fetched" in proc.stderr) == bool(fetch)
+    assert ("error: the documentation site did not build" in proc.stderr) == bool(docs)
