@@ -136,8 +136,15 @@ def test_readme__is_at_most_200_lines():
 
 
 def _anchors(page: Path) -> set[str]:
-    """The ids the site gives the headings of ``page`` (Python-Markdown's toc slugify)."""
-    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)  # no code's comments
+    """The ids the site gives the headings of ``page`` (Python-Markdown's toc slugify), those of
+    the generated files its snippet lines pull in included."""
+    text = re.sub(
+        r'^--8<-- "([^"]+)"$',
+        lambda m: (ROOT / m.group(1)).read_text(),
+        page.read_text(),
+        flags=re.M,
+    )
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # no code's comments
     headings = re.findall(r"^#{1,6} (.+)$", text, flags=re.M)
     slugs = (re.sub(r"[^\w\s-]", "", h.replace("`", "")).strip().lower() for h in headings)
     return {re.sub(r"[-\s]+", "-", slug) for slug in slugs}

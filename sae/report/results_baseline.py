@@ -37,7 +37,7 @@ def baseline_page(settings: tracking.Settings, frames: Frames, made: str, again:
             + f": run `make baseline` (python experiments/baseline.py --seeds 5), so "
             f"{BASELINE_PAGE} is not written"
         )
-    doc = Document("Results of `make baseline`")
+    doc = Document("`make baseline`, read back from its store")
     commands = counted(base, names.TAG_COMMAND, "a command they do not record")
     doc.text(
         "The baseline runs (experiment ",

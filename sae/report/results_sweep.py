@@ -63,7 +63,7 @@ def sweep_page(settings: tracking.Settings, frames: Frames, made: str, again: st
             f"no sweep study in {redact(settings.tracking_uri)}: run `make sweep` "
             f"(python experiments/sweep.py), so {SWEEP_PAGE} is not written"
         )
-    doc = Document("Results of `make sweep`")
+    doc = Document("`make sweep`, read back from its store")
     runs = frames.runs
     ran = runs[runs["role"].isin([ROLE_STUDY, ROLE_TRIAL, ROLE_CONFIRM])]
     recorded = recorded_settings(_parent_tag(frames, names.TAG_COMMAND))
