@@ -6,6 +6,7 @@ import torch
 
 from sae import bench
 from sae.bench import suite
+from sae.bench.replay import REFERENCE
 from sae.config import TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
@@ -65,7 +66,7 @@ def test_bench_flags__parts_population_and_its_sizes_parse():
     defaults = _bench_parser().parse_args([]).bench
     assert defaults.parts[-2:] == ("population", "pruning")
     assert defaults.population_ks == (1, 2, 4, 8, 16, 32)
-    assert defaults.pruning_seeds == (0, 1, 2) and defaults.pruning_settings == ("small",)
+    assert defaults.pruning_seeds == (0, 1, 2) and defaults.pruning_settings == ("recorded",)
     assert defaults.images is None and defaults.population_train_size is None
 
 
@@ -172,7 +173,7 @@ def test_sweep_outcome__epochs_spent_pruned_trials_and_the_fronts_hypervolume():
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from sae.bench.pruning import REFERENCE, sweep_outcome
+    from sae.bench.pruning import sweep_outcome
     from sae.names import ATTR_DEGENERATE, ATTR_EPOCH_POINTS
 
     study = optuna.create_study(directions=["minimize", "minimize"])
@@ -199,7 +200,8 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from sae.bench.pruning import replay, sweep_outcome
+    from sae.bench.pruning import sweep_outcome
+    from sae.bench.replay import replay
     from sae.names import ATTR_DEGENERATE, ATTR_EPOCH_POINTS, ATTR_PRUNED_AT
     from sae.sweep.pareto import ParetoPruner
 
@@ -211,7 +213,10 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
         study.add_trial(
             create_trial(state=TrialState.COMPLETE, values=[mse, active], user_attrs=attrs)
         )
-    kept = replay(study, ParetoPruner(first_rung=1, factor=2, warmup=3), epochs=4)
+    result = replay(study, ParetoPruner(first_rung=1, factor=2, warmup=3))
+    kept = result.kept
+    assert [(s.number, s.epoch) for s in result.stops] == [(3, 1)]
+    assert (result.epochs, result.total) == (17, 20) and result.saved == 20 / 17
     states = [t.state for t in kept.trials]
     assert states == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED, TrialState.COMPLETE]
     stopped = kept.trials[3]
@@ -222,7 +227,7 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
     assert (out["epochs"], unpruned["epochs"]) == (17, 20) and out["pruned"] == 1
     assert out["hypervolume"] == pytest.approx(unpruned["hypervolume"])  # it was dominated
     # no warm-up left: the same sweep with a warm-up of five prunes nothing
-    assert sweep_outcome(replay(study, ParetoPruner(1, 2, warmup=5), epochs=4))["pruned"] == 0
+    assert sweep_outcome(replay(study, ParetoPruner(1, 2, warmup=5)).kept)["pruned"] == 0
 
 
 @pytest.mark.parametrize("link", ["benchmarks.json", "benchmarks.tmp"])
@@ -368,7 +373,7 @@ def test_pruning_figures__each_seeds_sweeps_the_replay_the_means_and_the_target(
         for name in ("epochs", "hypervolume", "replay_epochs", "replay_hypervolume")
     }
     assert set(out) == per_seed | means | {"pruning_small_target_met"}
-    x, y = pruning.REFERENCE
+    x, y = REFERENCE
     full = (x - 0.01) * (y - 0.5) + (x - 0.02) * (0.5 - 0.3) + (x - 0.03) * (0.3 - 0.1)
     part = (x - 0.01) * (y - 0.5) + (x - 0.03) * (0.5 - 0.1)
     assert out["pruning_small_seed1_none_hypervolume"] == pytest.approx(full)

@@ -12,15 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REFERENCE = (0.07, 1.0)
-"""The hypervolume's reference point (test MSE, code active fraction): a reconstruction no
-better than MNIST's mean image (test MSE about 0.067) with every code unit active. Fixed, so that
-the fronts of all runs are measured against the same point."""
+from sae.bench.replay import front_hypervolume, records, replay
 
 EPOCHS_TARGET = 2.0
 """At least this many times fewer training epochs with the pruner ..."""
 HYPERVOLUME_TARGET = 0.98
-"""... for a hypervolume at least this fraction of the unpruned front's (means over the seeds)."""
+"""... for a hypervolume at least this fraction of the unpruned front's (means over the seeds):
+the small and full settings' target, which runs the sweeps."""
+SAFE_SHARE = 0.99
+"""The default rule is safe when, replayed on every recorded sweep, its front keeps at least this
+fraction of the unpruned front's hypervolume; it is designed to save EPOCHS_TARGET (mean)."""
 
 
 def sweep_outcome(study: Any) -> dict[str, float]:
@@ -31,62 +32,14 @@ def sweep_outcome(study: Any) -> dict[str, float]:
 
     from sae.names import ATTR_EPOCH_POINTS
     from sae.sweep import best_trials
-    from sae.sweep.pareto import hypervolume
 
     trials = study.get_trials(deepcopy=False)
-    front = [tuple(t.values[:2]) for t in best_trials(study)]
     return {
         "epochs": sum(len(t.user_attrs.get(ATTR_EPOCH_POINTS, {})) for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "front": len(front),
-        "hypervolume": hypervolume(front, REFERENCE),
+        "front": len(best_trials(study)),
+        "hypervolume": front_hypervolume(study),
     }
-
-
-def replay(study: Any, pruner: Any, epochs: int) -> Any:
-    """What ``pruner`` would have kept of the unpruned ``study`` (a sweep of ``epochs`` epochs,
-    one worker), as an in-memory study: its trials in number order, each deciding at its rungs
-    against the points the earlier ones would have recorded, up to where they would have stopped.
-
-    The same trials either way, so the comparison measures the pruner alone; a real pruned sweep
-    also draws other trials after its first prune (its sampler learns from the pruned points).
-    """
-    import copy
-
-    import optuna
-    from optuna.trial import TrialState, create_trial
-
-    from sae.names import ATTR_EPOCH_POINTS, ATTR_PRUNED_AT
-
-    kept = optuna.create_study(directions=study.directions)
-    seen: list[Any] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        points = trial.user_attrs.get(ATTR_EPOCH_POINTS, {})
-        running = copy.deepcopy(trial)
-        running.state = TrialState.RUNNING
-        stopped = None
-        for epoch in range(1, epochs + 1):
-            running.user_attrs = {
-                ATTR_EPOCH_POINTS: {e: p for e, p in points.items() if int(e) <= epoch}
-            }
-            if pruner.decide([*seen, running], trial.number, epoch, epochs):
-                stopped = epoch
-                break
-        if stopped is None:
-            seen.append(trial)
-            kept.add_trial(trial)
-        else:
-            running.state = TrialState.PRUNED
-            seen.append(running)
-            kept.add_trial(
-                create_trial(
-                    state=TrialState.PRUNED,
-                    params=trial.params,
-                    distributions=trial.distributions,
-                    user_attrs={**running.user_attrs, ATTR_PRUNED_AT: stopped},
-                )
-            )
-    return kept
 
 
 def pruning_figures(
@@ -137,7 +90,7 @@ def seed_figures(
         study, seconds = run_sweep(folder, data_root, argv, name, seed, pruner)
         seen[pruner] = {**sweep_outcome(study), "seconds": seconds}
         if pruner == "none":
-            seen["replay"] = sweep_outcome(replay(study, ParetoPruner(), epochs))
+            seen["replay"] = sweep_outcome(replay(study, ParetoPruner()).kept)
         for figure, value in seen[pruner].items():
             out[f"pruning_{setting}_seed{seed}_{pruner}_{figure}"] = value
         log(
@@ -214,5 +167,49 @@ def ratio_figures(
         f"pruning, {setting}: {epochs:.2f}x fewer epochs, hypervolume {volume:.1%} of the "
         f"unpruned front's (means over {len(seen)} seeds); target "
         f"{EPOCHS_TARGET:g}x within {1 - HYPERVOLUME_TARGET:.0%}: {'met' if met else 'NOT met'}"
+    )
+    return out
+
+
+def recorded_figures(log: Callable[[str], None], folder: Path | None = None) -> dict[str, float]:
+    """The default Pareto pruner replayed on every recorded full default sweep (``folder``: the
+    fixtures, ``sae.bench.replay.RECORDS``, by default), in trial-number order. Keys
+    ``pruning_recorded_{record}_...`` for each (epochs, total, saved, pruned, hypervolume,
+    unpruned, kept), then ``pruning_recorded_saved_mean``, ``..._kept_min``, ``..._safe`` (1.0
+    when every record keeps SAFE_SHARE of its hypervolume) and ``..._target_met`` (safe, and
+    EPOCHS_TARGET saved on the mean)."""
+    from sae.sweep.pareto import ParetoPruner
+
+    found = records() if folder is None else records(folder)
+    if not found:
+        raise ValueError(f"no sweep record in {folder or 'sae/bench/records'}")
+    out: dict[str, float] = {}
+    saved, kept = [], []
+    for name, study in found.items():
+        result = replay(study, ParetoPruner())
+        figures = {
+            "epochs": result.epochs,
+            "total": result.total,
+            "saved": result.saved,
+            "pruned": len(result.stops),
+            "hypervolume": result.hypervolume,
+            "unpruned": result.unpruned,
+            "kept": result.kept_share,
+        }
+        out.update({f"pruning_recorded_{name}_{k}": float(v) for k, v in figures.items()})
+        saved.append(result.saved)
+        kept.append(result.kept_share)
+        log(f"pruning, recorded sweep {name}: {len(result.stops)} trials stopped, {result.line()}")
+    out["pruning_recorded_saved_mean"] = statistics.mean(saved)
+    out["pruning_recorded_kept_min"] = min(kept)
+    safe = min(kept) >= SAFE_SHARE
+    out["pruning_recorded_safe"] = float(safe)
+    met = safe and statistics.mean(saved) >= EPOCHS_TARGET
+    out["pruning_recorded_target_met"] = float(met)
+    log(
+        f"pruning, {len(found)} recorded sweeps: {statistics.mean(saved):.2f}x fewer epochs "
+        f"(mean), the least hypervolume kept {min(kept):.1%}; safe (>= {SAFE_SHARE:.0%} on "
+        f"every one): {'yes' if safe else 'NO'}; {EPOCHS_TARGET:g}x target: "
+        f"{'met' if met else 'NOT met'}"
     )
     return out

@@ -32,7 +32,7 @@ from sae.bench.loops import (
     tracked_fit_seconds,
 )
 from sae.bench.population import population_figures
-from sae.bench.pruning import pruning_figures
+from sae.bench.pruning import pruning_figures, recorded_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
 from sae.data.idx import atomic_write
 from sae.paths import owned
@@ -68,7 +68,7 @@ def comma_separated(choices: tuple[str, ...], what: str) -> Callable[[str], tupl
     return parse
 
 
-PRUNING_SETTINGS = ("small", "full")
+PRUNING_SETTINGS = ("recorded", "small", "full")
 parse_parts = comma_separated(PARTS, "part")
 """argparse type of ``--parts``."""
 parse_pruning_settings = comma_separated(PRUNING_SETTINGS, "pruning setting")
@@ -105,11 +105,13 @@ class BenchConfig:
     pruning_train_size: int = 10_000
     """training images of each trial of the small setting"""
     pruning_settings: tuple[str, ...] = simple_parsing.field(
-        default=("small",), type=parse_pruning_settings, nargs=None
+        default=("recorded",), type=parse_pruning_settings, nargs=None
     )
-    """comma-separated sweeps of the pruning part: small (the setting above, every seed) and
-    full (the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first seed;
-    the unpruned one took 70 minutes on 2 CPU cores)"""
+    """comma-separated settings of the pruning part: recorded (the default rule replayed on the
+    recorded full default sweeps, sae/bench/records: seconds; it decides the default), small
+    (the setting above, a sweep with and one without the pruner for every seed) and full (the
+    same for the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first
+    seed; the unpruned one took 70 minutes on 2 CPU cores)"""
     keep_stores: bool = False
     """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps
     among them), and print where it is; by default it is removed at the end"""
@@ -317,10 +319,14 @@ def population(c: Context) -> dict[str, float]:
 
 
 def pruning(c: Context) -> dict[str, float]:
-    """The Pareto sweep with and without its pruner, each sweep in a fresh process, for each
-    setting in ``pruning_settings`` (small: every seed; full: the first)."""
+    """The default rule replayed on the recorded sweeps (recorded), and the Pareto sweep with and
+    without its pruner, each sweep in a fresh process (small: every seed; full: the first), for
+    each setting in ``pruning_settings``."""
     out: dict[str, float] = {}
     for setting in c.bench.pruning_settings:
+        if setting == "recorded":
+            out.update(recorded_figures(c.log))
+            continue
         trials, epochs, images = pruning_size(c.bench, setting)
         argv = ["--trials", str(trials), "--epochs", str(epochs), "--device", c.bench.device]
         if images is not None:

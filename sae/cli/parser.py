@@ -164,10 +164,15 @@ class ArgumentParser(simple_parsing.ArgumentParser):
         )
         self._default_files: list[tuple[str, Callable[[str], dict[str, Any]]]] = []
 
-    def add_dataclass(self, dest: str, default: Any) -> None:
-        """One flag per field of the dataclass instance ``default``; the parsed one at ``dest``."""
+    def add_dataclass(self, dest: str, default: Any, prefix: str = "") -> None:
+        """One flag per field of the dataclass instance ``default`` (``--{prefix}{field}``); the
+        parsed one at ``dest``."""
         self.add_arguments(
-            type(default), dest=dest, default=default, dataclass_wrapper_class=_Section
+            type(default),
+            dest=dest,
+            default=default,
+            prefix=prefix,
+            dataclass_wrapper_class=_Section,
         )
 
     def read_defaults_from(self, flag: str, load: Callable[[str], dict[str, Any]]) -> None:

@@ -1,4 +1,7 @@
-"""Benchmark the training core against the seed's own loop, and the rest of the suite."""
+"""Benchmark the training core against the seed's own loop, and the rest of the suite.
+
+``sae-bench replay --storage FILE --study NAME`` replays the sweep's Pareto pruner on a recorded,
+unpruned study instead (``sae.bench.replay``)."""
 
 import json
 import sys
@@ -54,8 +57,56 @@ def print_table(results: dict[str, float]) -> None:
         print(f"{key:<{width}}  {value:>12,.3f}{note}")
 
 
+@dataclass(frozen=True)
+class ReplayOptions:
+    """The recorded study to replay."""
+
+    storage: str
+    """the study's Optuna storage (a journal file or a database URL), or a sweep record (.json)"""
+    study: str | None = None
+    """the study's name (the only one in the storage by default)"""
+    record: str | None = None
+    """also write the study's record (its trials' parameters, values and per-epoch points) to
+    this JSON file: the form of the benchmark's fixtures"""
+
+
+def optuna_quiet() -> None:
+    """No line from Optuna for each in-memory study the replay makes."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def replay_main() -> None:
+    """``sae-bench replay``: a line per trial the pruner would stop, then the summary line."""
+    from sae.bench import replay
+    from sae.sweep.pareto import ParetoPruner
+
+    parser = ArgumentParser(
+        prog="sae-bench replay",
+        description="Replay the sweep's Pareto pruner (the default rule, or the one the "
+        "--pareto-* flags name) on a recorded, unpruned study, in trial-number order.",
+    )
+    parser.add_dataclass("replay", ReplayOptions(storage=""))
+    parser.add_dataclass("rule", ParetoPruner(), prefix="pareto-")
+    args = parser.parse_args(sys.argv[2:])
+    optuna_quiet()
+    opts: ReplayOptions = args.replay
+    if not opts.storage:
+        raise ValueError("--storage is required: the recorded study's storage or record file")
+    study = replay.open_recorded(opts.storage, opts.study)
+    if opts.record:
+        record = owned(Path(opts.record))
+        about = {"command": bench.source(sys.argv, "sae-bench")["command"]}
+        replay.write_record(study, record, about)
+        print(f"record of study {study.study_name!r} written to {record}")
+    replay.replay_lines(replay.replay(study, args.rule), print)
+
+
 def main(program: str | None = None) -> None:
     """``program`` is how the JSON names the command that made it (default: this one's)."""
+    if sys.argv[1:2] == ["replay"]:
+        return replay_main()
     parser = ArgumentParser(description=__doc__)
     parser.add_dataclass("bench", bench.BenchConfig())
     parser.add_dataclass("options", BenchOptions())
