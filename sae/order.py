@@ -27,6 +27,14 @@ class SeededOrder:
     def test(self, n: int) -> torch.Tensor:
         return torch.randperm(n, generator=self._test)
 
+    def state(self) -> list[torch.Tensor]:
+        """Where both generators are, to go on from there (``restore``)."""
+        return [self._train.get_state(), self._test.get_state()]
+
+    def restore(self, states: list[torch.Tensor]) -> None:
+        self._train.set_state(states[0])
+        self._test.set_state(states[1])
+
 
 class ScriptOrder:
     """What the seed's loaders draw from the global generator, from its state when this is made.
@@ -57,6 +65,13 @@ class ScriptOrder:
 
     def test(self, n: int) -> torch.Tensor:
         return self._iterate_loader(n)
+
+    def state(self) -> list[torch.Tensor]:
+        """Where the copied generator is, to go on from there (``restore``)."""
+        return [self._global.get_state()]
+
+    def restore(self, states: list[torch.Tensor]) -> None:
+        self._global.set_state(states[0])
 
 
 def make_order(kind: DataOrder, seed: int) -> SeededOrder | ScriptOrder:

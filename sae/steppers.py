@@ -11,10 +11,12 @@ its own, the update being Adam's written over the stacked tensors. A member's tr
 one ``SoloStep`` gives the same config, equal up to float32 rounding (the batched kernels add in
 another order), which ``tests/test_population.py`` bounds.
 
-Both answer the same four calls: ``step`` (one optimiser step of every member on its own batch,
+Both answer the same calls: ``step`` (one optimiser step of every member on its own batch,
 returning each member's (loss, mse, penalty)), ``evaluating`` (the members as a
 ``sae.metrics.Forward`` and a ``sae.probe.Encoder``), ``sync`` (copy a member's weights into its
-own module) and ``keep`` (go on with some of the members only).
+own module), ``keep`` (go on with some of the members only), and ``optimizer_state`` and
+``load_optimizer_state`` (a member's Adam state, in one form for both, to resume from:
+``OptimizerState``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +36,11 @@ from sae.config import ModelConfig, TrainConfig
 from sae.model import SparseAutoencoder
 from sae.penalties import penalty
 from sae.probe import Encoder, as_encoder
+
+OptimizerState = dict[str, Any]
+"""One member's optimiser state on the CPU, the same for both steppers: ``step`` (the steps
+taken), ``exp_avg`` and ``exp_avg_sq`` (Adam's averages, by parameter name) and ``scaler`` (the
+loss scaler's ``state_dict`` under ``--amp``, else empty)."""
 
 
 class SoloStep:
@@ -79,6 +87,32 @@ class SoloStep:
 
     def sync(self, position: int, model: SparseAutoencoder) -> None:
         """Nothing to copy: the model trains in place."""
+
+    def optimizer_state(self, position: int) -> OptimizerState:
+        names = [name for name, _ in self.model.named_parameters()]
+        state = self.optimizer.state_dict()["state"]
+        out: OptimizerState = {"step": int(state[0]["step"].item()) if state else 0}
+        for key in ("exp_avg", "exp_avg_sq"):
+            out[key] = {names[i]: s[key].detach().cpu().clone() for i, s in state.items()}
+        out["scaler"] = self.scaler.state_dict() if self.tc.amp else {}
+        return out
+
+    def load_optimizer_state(self, position: int, saved: OptimizerState) -> None:
+        """Adam goes on from ``saved`` (through its public ``load_state_dict``, which puts each
+        tensor on its parameter's device and dtype)."""
+        names = [name for name, _ in self.model.named_parameters()]
+        whole = self.optimizer.state_dict()
+        whole["state"] = {
+            i: {
+                "step": torch.tensor(float(saved["step"])),  # one each: Adam counts in place
+                "exp_avg": saved["exp_avg"][n].clone(),
+                "exp_avg_sq": saved["exp_avg_sq"][n].clone(),
+            }
+            for i, n in enumerate(names)
+        }
+        self.optimizer.load_state_dict(whole)
+        if saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
 
     def keep(self, positions: Sequence[int]) -> None:
         """With one member, going on with none of them ends training."""
@@ -175,6 +209,21 @@ class StackedStep:
         self.buffers = {k: v[index] for k, v in self.buffers.items()}
         self.lr = self.lr[index]
         self.cfgs = [self.cfgs[i] for i in positions]
+
+    def optimizer_state(self, position: int) -> OptimizerState:
+        out: OptimizerState = {"step": self.steps, "scaler": {}}
+        for key, which in (("exp_avg", 0), ("exp_avg_sq", 1)):
+            out[key] = {n: s[which][position].cpu().clone() for n, s in self.state.items()}
+        return out
+
+    def load_optimizer_state(self, position: int, saved: OptimizerState) -> None:
+        """Member ``position``'s Adam goes on from ``saved``; the steps are the population's, so
+        every member resumed together has taken as many."""
+        self.steps = saved["step"]
+        with torch.no_grad():
+            for name, (avg, avg_sq) in self.state.items():
+                avg[position].copy_(saved["exp_avg"][name])
+                avg_sq[position].copy_(saved["exp_avg_sq"][name])
 
 
 class _Encoder(SparseAutoencoder):

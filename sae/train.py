@@ -3,9 +3,10 @@ and reports through callbacks; ``fit()`` is that loop for one run.
 
 The loop owns what every run shares (seeding, the dead-at-initialisation check, the callbacks,
 the logging window, divergence, the epoch record, and how a failed member leaves); the optimiser
-step is the one thing that differs, in ``sae.steppers``. It knows nothing of MLflow or Optuna, so
-it runs the same with tracking off, in a test or inside a trial. Data stay on the device as uint8
-tensors and are converted one batch at a time.
+step is the one thing that differs, in ``sae.steppers``. After each epoch it can hand a member's
+state to its callbacks, and go on from such a state (``sae.resume``). It knows nothing of MLflow or
+Optuna, so it runs the same with tracking off, in a test or inside a trial. Data stay on the
+device as uint8 tensors and are converted one batch at a time.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass, field
 import torch
 
 from sae import metrics as M
+from sae import resume
 from sae.config import Config, ModelConfig, TrainConfig
 from sae.model import LAYER_NAMES, SparseAutoencoder
 from sae.order import ScriptOrder, SeededOrder, make_order
-from sae.probe import Encoder, encode_many, probe_accuracy
+from sae.records import evaluation_records
 from sae.splits import Splits
 from sae.steppers import SoloStep, StackedStep
 
@@ -54,6 +56,9 @@ class Callback:
 
     def on_fit_start(self, model: SparseAutoencoder, cfg: Config, splits: Splits) -> None: ...
 
+    def on_resume(self, epoch: int, step: int, history: list[dict[str, float]]) -> None:
+        """After on_fit_start when training goes on after ``epoch``: ``history``, its records."""
+
     def on_step(self, step: int) -> None:
         """After every optimiser step; must be cheap (progress bars)."""
 
@@ -64,6 +69,9 @@ class Callback:
         self, epoch: int, step: int, metrics: dict[str, float], model: SparseAutoencoder
     ) -> None:
         """After each epoch's evaluation: EPOCH_METRICS and EVAL_METRICS for that epoch."""
+
+    def on_checkpoint(self, epoch: int, state: resume.State) -> None:
+        """After on_epoch_end, if defined: the state to go on from (``Member.resume``)."""
 
     def on_fit_end(self, model: SparseAutoencoder, history: list[dict[str, float]]) -> None: ...
 
@@ -160,6 +168,8 @@ class Member:
 
     cfg: Config
     callbacks: Sequence[Callback] = ()
+    resume: resume.State | None = None
+    """A state ``on_checkpoint`` gave, checked (``resume.problem``): training goes on from it."""
 
 
 @dataclass
@@ -193,11 +203,16 @@ class _Live:
         return self.outcome.result.model
 
 
-def fit(cfg: Config, splits: Splits, callbacks: Sequence[Callback] = ()) -> FitResult:
-    """Train for ``cfg.train.epochs`` epochs, evaluating on the whole test split after each; a
-    failure (a diverged loss, a network dead at initialisation, a callback that raises) is
-    raised."""
-    outcome = fit_members([Member(cfg, callbacks)], splits)[0]
+def fit(
+    cfg: Config,
+    splits: Splits,
+    callbacks: Sequence[Callback] = (),
+    resume: resume.State | None = None,
+) -> FitResult:
+    """Train for ``cfg.train.epochs`` epochs (after those of ``resume``, a state a callback's
+    ``on_checkpoint`` gave), evaluating on the whole test split after each; a failure (a
+    diverged loss, a network dead at initialisation, a callback that raises) is raised."""
+    outcome = fit_members([Member(cfg, callbacks, resume)], splits)[0]
     if outcome.error is not None:
         raise outcome.error
     return outcome.result
@@ -218,7 +233,7 @@ def fit_members(members: Sequence[Member], splits: Splits) -> list[Outcome]:
     if tc.threads:
         torch.set_num_threads(tc.threads)
     engine = _Engine(members, splits)
-    for epoch in range(1, tc.epochs + 1):
+    for epoch in range(engine.epoch + 1, tc.epochs + 1):
         if not engine.live:
             break
         seconds = engine.train_epoch(epoch)
@@ -229,10 +244,11 @@ def fit_members(members: Sequence[Member], splits: Splits) -> list[Outcome]:
 
 class _Engine:
     """The state of one ``fit_members`` call: the members still training, in step order, their
-    stepper, and the steps taken. ``each`` is the one way a member leaves."""
+    stepper, the steps taken and the epochs done. ``each`` is the one way a member leaves."""
 
     def __init__(self, members: Sequence[Member], splits: Splits) -> None:
-        self.splits, self.tc, self.step = splits, members[0].cfg.train, 0
+        self.splits, self.tc = splits, members[0].cfg.train
+        self.epoch, self.step = resume.start([member.resume for member in members])
         device = splits.train.device
         self.started: list[_Live] = []
         for member in members:
@@ -240,7 +256,11 @@ class _Engine:
             # the order right after the model, as the seed's script draws it
             order = make_order(member.cfg.train.data_order, member.cfg.train.seed)
             sums = torch.zeros(2, 3, device=device)
-            self.started.append(_Live(member, Outcome(FitResult(model=model)), order, sums))
+            live = _Live(member, Outcome(FitResult(model=model)), order, sums)
+            if member.resume:  # weights, order, window and records as the epoch left them
+                history = resume.restore(member.resume, member.cfg, splits, model, order, sums[1])
+                live.outcome.result.history.extend(history)
+            self.started.append(live)
         self.live = list(self.started)
         self.stepper: SoloStep | StackedStep | None = None  # made for the members that start
         self.each(self._begin)
@@ -249,10 +269,17 @@ class _Engine:
         elif self.live:
             cfgs = [live.member.cfg.train for live in self.live]
             self.stepper = StackedStep([m.model for m in self.live], members[0].cfg.model, cfgs)
+        for position, live in enumerate(self.live):
+            if live.member.resume:
+                self.stepper.load_optimizer_state(position, live.member.resume["optimizer"])
 
     def _begin(self, position: int, live: _Live) -> None:
         for cb in live.member.callbacks:
             cb.on_fit_start(live.model, live.member.cfg, self.splits)
+        if live.member.resume:  # alive at initialisation: it trained
+            for cb in live.member.callbacks:
+                cb.on_resume(self.epoch, self.step, live.outcome.result.history)
+            return
         dead = dead_layer(live.model, self.splits.train)
         if dead:
             raise DeadNetworkError(
@@ -355,10 +382,27 @@ class _Engine:
             self.stepper.sync(position, live.model)
             record = {**live.means, **evaluations[position]}
             live.outcome.result.history.append(record)
-            for cb in live.member.callbacks:
+            callbacks = live.member.callbacks
+            for cb in callbacks:
                 cb.on_epoch_end(epoch, self.step, record, live.model)
+            wanted = (type(cb).on_checkpoint is not Callback.on_checkpoint for cb in callbacks)
+            if any(wanted):  # the state is built only for a callback that takes it
+                optimizer = self.stepper.optimizer_state(position)
+                state = resume.member_state(
+                    live.member.cfg,
+                    self.splits,
+                    live.model,
+                    optimizer,
+                    live.order,
+                    live.sums[1],
+                    self.step,
+                    live.outcome.result.history,
+                )
+                for cb in callbacks:
+                    cb.on_checkpoint(epoch, state)
 
         self.each(record)
+        self.epoch = epoch
 
     def finish(self) -> None:
         """The members that trained to the end: their weights, steps and on_fit_end."""
@@ -393,42 +437,6 @@ def training_means(
         M.PERF_IMAGES_PER_S: n / seconds,
         M.PERF_EPOCH_SECONDS: seconds,
     }
-
-
-def evaluation_records(
-    forward: M.Forward,
-    encoder: Encoder,
-    splits: Splits,
-    cfgs: Sequence[TrainConfig],
-    orders: Sequence[SeededOrder | ScriptOrder],
-    epoch: int,
-) -> list[dict[str, float]]:
-    """The rest of epoch ``epoch``'s record for K models, in one pass for all: the evaluation on
-    the whole test split (model k in ``orders[k]``'s test order, with its ``cfgs[k]``) and, at
-    the last epoch, the probe. ``epochs`` and ``probe`` are common to the ``cfgs``."""
-    n_test = splits.test.shape[0]
-    records = M.evaluate_many(forward, splits.test, cfgs, [o.test(n_test) for o in orders])
-    if epoch == cfgs[0].epochs and cfgs[0].probe and splits.train_labels is not None:
-        for record, probe in zip(records, probe_metrics(encoder, splits), strict=True):
-            record.update(probe)
-    return records
-
-
-def probe_metrics(encoder: Encoder, splits: Splits) -> list[dict[str, float]]:
-    """Each of K models' linear probe test accuracy from its codes, and its wall time: an equal
-    share of encoding both splits for all K at once, plus fitting its own probe."""
-    started = time.perf_counter()
-    train_codes = encode_many(encoder, splits.train)  # (K, N, 64)
-    test_codes = encode_many(encoder, splits.test)
-    share = (time.perf_counter() - started) / len(train_codes)
-    out = []
-    for train_code, test_code in zip(train_codes, test_codes, strict=True):
-        started = time.perf_counter()
-        accuracy = probe_accuracy(train_code, splits.train_labels, test_code, splits.test_labels)
-        out.append(
-            {M.PROBE_ACCURACY: accuracy, M.PROBE_SECONDS: share + time.perf_counter() - started}
-        )
-    return out
 
 
 def non_finite_message(epoch: int, step: int, value: float) -> str:

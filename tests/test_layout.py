@@ -14,6 +14,8 @@ CORE = (
     "sae.metrics",
     "sae.splits",
     "sae.steppers",
+    "sae.records",
+    "sae.resume",
     "sae.train",
 )
 MAX_FUNCTION_LINES = 80
