@@ -15,6 +15,9 @@ Everything else in the suite uses public APIs. Each call here has a test
   (``mlflow.start_run(log_system_metrics=True)``); the suite's runs are opened with the client,
   so ``system_metrics_monitor`` builds the monitor behind that switch for a run id, and
   ``publish_last_sample`` logs what it gathered after its last sample (``sae.tracking.system``).
+- MLflow's client logs and downloads a run's artifacts but has no call to delete one; each
+  artifact repository has ``delete_artifacts``, which ``delete_run_artifacts`` calls for the
+  repository behind a run's artifact URI (a trial's checkpoint is removed when the trial ends).
 - optuna-dashboard (0.21) has no public way to say which trials are a study's best: its study
   page computes the Pareto front over every COMPLETE trial (the best value, for one objective)
   and reads constraints only from Optuna's older ``constraints`` system attribute, while
@@ -120,6 +123,14 @@ def publish_last_sample(monitor: Any) -> None:
     monitor.collect_metrics()
     monitor.publish_metrics(monitor.aggregate_metrics())
     monitor.mlflow_logger.flush()
+
+
+def delete_run_artifacts(client: MlflowClient, run_id: str, path: str) -> None:
+    """Delete the artifact file or folder ``path`` of run ``run_id``; nothing when it has none."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    uri = client.get_run(run_id).info.artifact_uri
+    get_artifact_repository(uri, tracking_uri=client.tracking_uri).delete_artifacts(path)
 
 
 _DASHBOARD_FRONT: contextvars.ContextVar[tuple[Callable[..., Any], Callable[..., Any]] | None] = (

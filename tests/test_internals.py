@@ -122,3 +122,17 @@ def test_dashboard_front__replaces_the_dashboards_best_trials_and_constraints(tm
     assert [t["number"] for t in shown["best_trials"]] == [0]
     assert shown["best_trials"][0]["values"] == [0.01, 0.5]
     assert [t["constraints"] for t in shown["trials"]] == [[-1.0], [1.0]]
+
+
+def test_delete_run_artifacts__removes_a_folder_of_a_runs_artifacts_and_nothing_else(tmp_path):
+    """If this fails, MLflow moved the artifact repositories' ``delete_artifacts``: a trial's
+    checkpoint would stay in its run's artifacts after the trial ended."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    (tmp_path / "state.pt").write_bytes(b"x")
+    client.log_artifact(run_id, str(tmp_path / "state.pt"), "checkpoint")
+    client.log_artifact(run_id, str(tmp_path / "state.pt"), "kept")
+    internals.delete_run_artifacts(client, run_id, "checkpoint")
+    assert [a.path for a in client.list_artifacts(run_id)] == ["kept"]
+    internals.delete_run_artifacts(client, run_id, "checkpoint")  # none left: nothing happens

@@ -1,7 +1,8 @@
 """Everything that talks to MLflow, one job per module: ``settings`` (mlflow.yaml), ``store`` (the
 store and its one client), ``lifecycle`` (a run opened and always ended with a status),
 ``tracker`` (the training callback), ``figures``, ``models``, ``runs`` (parent, benchmark and
-report runs), ``readback`` (the report's frames and artifacts).
+report runs), ``checkpoints`` (a run's checkpoint in its artifacts), ``readback`` (the report's
+frames and artifacts).
 
 No process-wide MLflow state is used: every call goes through ``client(settings)`` with explicit
 run ids. Names of tags live in ``sae.names``; signal handling in ``sae.signals``.
@@ -14,6 +15,13 @@ from sae.tracking.artifacts import (
     HISTOGRAMS_FILE,
     IMAGES_DIR,
     reconstruction_file,
+)
+from sae.tracking.checkpoints import (
+    CHECKPOINT_DIR,
+    CheckpointError,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
 )
 from sae.tracking.environment import environment_tags
 from sae.tracking.figures import (
@@ -55,6 +63,8 @@ from sae.tracking.store import client, ensure_experiment, ensure_store, require_
 from sae.tracking.tracker import Tracker
 
 __all__ = [
+    "CHECKPOINT_DIR",
+    "CheckpointError",
     "CONFIG_FILE",
     "CURVES_FILE",
     "DENSITY_FILE",
@@ -77,6 +87,7 @@ __all__ = [
     "experiment_names",
     "latest_image",
     "learning_curves",
+    "load_checkpoint",
     "load_settings",
     "log_benchmark",
     "log_metrics",
@@ -88,11 +99,13 @@ __all__ = [
     "RUN_PARAMS",
     "config_params",
     "reconstruction_file",
+    "remove_checkpoint",
     "reconstruction_grid",
     "require_store",
     "run_lifecycle",
     "run_status",
     "runs_frame",
+    "save_checkpoint",
     "set_run_status",
     "set_tags",
     "sqlite_file",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from sae.config import Config
@@ -70,11 +70,18 @@ def tracked_run(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
     finish_on: tuple[type[BaseException], ...] = (),
+    run_id: str | None = None,
+    resumable: bool = False,
 ) -> Iterator[Tracker]:
     """Open a run, log the config and environment, and always close it with a final status
     (``run_lifecycle``): FINISHED on success or for the exceptions in ``finish_on``, KILLED on
     Ctrl-C or SIGTERM, FAILED with the error as a tag otherwise; the exception is re-raised. The
     experiment is ``experiment``, else the config's, else the one mlflow.yaml names for ``kind``.
+
+    With ``run_id`` the run is that one, continued (a resumed trial): RUNNING again, named and
+    tagged anew, its params logged again (the same values). With ``resumable`` (a run that keeps
+    checkpoints), an interruption or a passing fault drops the metrics of the epoch in progress,
+    since the run that resumes trains that epoch again and logs them.
     """
     name = experiment or cfg.tracking.experiment or settings.experiment(kind)
     experiment_id = ensure_experiment(settings, name)
@@ -82,13 +89,30 @@ def tracked_run(
     run_tags = {**environment_tags(), TAG_KIND: kind, **(tags or {})}
     if parent_run_id:
         run_tags[TAG_PARENT_RUN] = parent_run_id
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=run_tags)
-    tracker = Tracker(mlflow_client, run.info.run_id, experiment_id)
-    with run_lifecycle(mlflow_client, run.info.run_id, finish_on=finish_on):
+    if run_id is None:
+        run_id = mlflow_client.create_run(experiment_id, run_name=run_name, tags=run_tags)
+        run_id = run_id.info.run_id
+    else:
+        experiment_id = _reopen(mlflow_client, run_id, run_name, run_tags)
+    tracker = Tracker(mlflow_client, run_id, experiment_id)
+    with run_lifecycle(mlflow_client, run_id, finish_on=finish_on):
         try:
             with interrupts_deferred():
                 log_params(mlflow_client, tracker.run_id, config_params(cfg))
                 mlflow_client.log_dict(tracker.run_id, redact_values(cfg.to_dict()), CONFIG_FILE)
                 yield tracker
+        except BaseException as err:
+            if resumable and (isinstance(err, KeyboardInterrupt) or is_passing_fault(err)):
+                tracker.discard()
+            raise
         finally:
             tracker.flush()
+
+
+def _reopen(
+    mlflow_client: MlflowClient, run_id: str, run_name: str | None, tags: dict[str, str]
+) -> str:
+    """Set run ``run_id`` RUNNING again, with ``run_name`` and ``tags``; its experiment's id."""
+    mlflow_client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING), name=run_name)
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    return mlflow_client.get_run(run_id).info.experiment_id

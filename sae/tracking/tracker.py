@@ -70,6 +70,10 @@ class Tracker(Callback):
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
+    def discard(self) -> None:
+        """Drop the buffered metrics, unwritten."""
+        self._pending.clear()
+
     def flush(self) -> None:
         """Write every buffered metric (log_batch takes at most 1000 per call)."""
         while self._pending:
