@@ -57,19 +57,23 @@ def dominates(a: Point, b: Point) -> bool:
     )
 
 
-def pareto_order(points: Sequence[Point]) -> tuple[list[int], list[int]]:
+def pareto_order(
+    points: Sequence[Point], tiebreak: str = "crowding"
+) -> tuple[list[int], list[int]]:
     """The indices of ``points`` best first, by non-domination rank, then by crowding distance
-    (larger first), then by index; and each point's rank (0: on the front). All objectives
+    (larger first; with ``tiebreak="hypervolume"``, each point's own share of its rank's
+    hypervolume), then by index; and each point's rank (0: on the front). All objectives
     minimised."""
     ranks = [0] * len(points)
     key: dict[int, tuple[int, float, int]] = {}
     remaining = list(range(len(points)))
     rank = 0
+    spread = crowding if tiebreak == "crowding" else own_volume
     while remaining:
         front = [
             i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)
         ]
-        for i, distance in crowding(points, front).items():
+        for i, distance in spread(points, front).items():
             ranks[i] = rank
             key[i] = (rank, -distance, i)
         remaining = [i for i in remaining if i not in key]
@@ -99,12 +103,31 @@ class ParetoPruner:
     """Pareto successive halving (the module's docstring has the rule)."""
 
     first_rung: int = 1
+    """the first epoch at which trials are compared"""
     factor: int = 2
+    """rungs every this many times the last one's epoch; a trial goes on if it is among the best
+    1/factor of the points at the rung"""
     warmup: int = 3
+    """complete trials before any is pruned"""
+    grace: int = 0
+    """epochs during which a degenerate point is no reason to stop: a model that has not started
+    to learn may still (0: from the first rung on)"""
+    tiebreak: str = "crowding"
+    """how points of one non-domination rank are ordered: crowding (NSGA-II's crowding distance)
+    or hypervolume (each point's own share of the rank's hypervolume)"""
+    protect: float = 0.0
+    """a point on the rung's front goes on when its own share of the front's hypervolume is
+    above this fraction (0: every point on the front goes on)"""
 
     def __post_init__(self) -> None:
-        if self.first_rung < 1 or self.factor < 2 or self.warmup < 0:
-            raise ValueError("a Pareto pruner needs first_rung >= 1, factor >= 2, warmup >= 0")
+        if self.first_rung < 1 or self.factor < 2 or self.warmup < 0 or self.grace < 0:
+            raise ValueError(
+                "a Pareto pruner needs first_rung >= 1, factor >= 2, warmup >= 0, grace >= 0"
+            )
+        if self.tiebreak not in ("crowding", "hypervolume"):
+            raise ValueError(f"tiebreak must be crowding or hypervolume, got {self.tiebreak!r}")
+        if not 0.0 <= self.protect < 1.0:
+            raise ValueError(f"protect must be in [0, 1), got {self.protect}")
 
     def rungs(self, epochs: int) -> list[int]:
         """The epochs at which trials of ``epochs`` epochs are compared: before the last."""
@@ -129,8 +152,11 @@ class ParetoPruner:
         points = rung_points(trials, epoch)
         if number not in points or len(points) - 1 < self.factor:
             return None
+        if points[number][1] and epoch <= self.grace:
+            return None
         healthy = sorted(n for n in points if not points[n][1])
-        best, ranks = pareto_order([points[n][0] for n in healthy])
+        values = [points[n][0] for n in healthy]
+        best, ranks = pareto_order(values, self.tiebreak)
         order = [healthy[i] for i in best] + sorted(n for n in points if points[n][1])
         position = order.index(number)
         keep = math.ceil(len(order) / self.factor)
@@ -139,14 +165,25 @@ class ParetoPruner:
         if points[number][1]:  # degenerate points come last
             why = "degenerate"
         else:
-            rank = ranks[healthy.index(number)]
-            if rank == 0:
+            mine = healthy.index(number)
+            if ranks[mine] == 0 and self._protected(values, ranks, mine):
                 return None
-            why = f"non-domination rank {rank}"
+            why = f"non-domination rank {ranks[mine]}"
         return (
             f"pruned at epoch {epoch}: its (test MSE, active fraction) point is "
             f"{position + 1} of {len(order)} at this rung ({why}), outside the best {keep}"
         )
+
+    def _protected(self, values: Sequence[Point], ranks: Sequence[int], mine: int) -> bool:
+        """Whether the point ``mine`` of the rung's front holds more than ``protect`` of the
+        front's hypervolume (against the rung's own nadir)."""
+        if self.protect == 0.0:
+            return True
+        front = [values[i] for i in range(len(values)) if ranks[i] == 0]
+        reference = nadir(values)
+        total = hypervolume(front, reference)
+        share = contributions(front, reference)[front.index(values[mine])]
+        return total > 0 and share / total > self.protect
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:
@@ -158,3 +195,33 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
             area += (reference[0] - x) * (lowest - y)
             lowest = y
     return area
+
+
+def nadir(points: Sequence[Point]) -> Point:
+    """A reference just beyond the worst of ``points`` in each objective (10% of its range)."""
+    worst = [max(p[m] for p in points) for m in range(len(points[0]))]
+    best = [min(p[m] for p in points) for m in range(len(points[0]))]
+    return tuple(w + 0.1 * (w - b) + 1e-12 for w, b in zip(worst, best, strict=True))
+
+
+def contributions(front: Sequence[Point], reference: Point) -> list[float]:
+    """Each point's own share of the hypervolume of ``front`` (two objectives): what the front
+    loses without it."""
+    total = hypervolume(front, reference)
+    return [
+        total - hypervolume([*front[:i], *front[i + 1 :]], reference) for i in range(len(front))
+    ]
+
+
+def own_volume(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
+    """``crowding``'s counterpart for ``pareto_order``: each point of ``front`` (one rank) by
+    its own share of the rank's hypervolume against the nadir of ``points``; the front's ends
+    infinite, as crowding has them."""
+    if len(points[0]) != 2 or len(front) <= 2:
+        return crowding(points, front)
+    members = [points[i] for i in front]
+    shares = contributions(members, nadir(points))
+    out = dict(zip(front, shares, strict=True))
+    for m in range(2):
+        out[min(front, key=lambda i: points[i][m])] = math.inf
+    return out
