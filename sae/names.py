@@ -73,6 +73,8 @@ TAG_CONFIRM_TRIAL = "confirm.trial_number"
 """The trial number whose parameters the confirmation run trains with another seed."""
 TAG_CONFIRM_TRIAL_RUN = "confirm.trial_run_id"
 """The MLflow run id of that trial (also the confirmation run's parent run)."""
+TAG_WORKER = "confirm.worker"
+"""host:pid of the worker process that trained a confirmation run (the workers share them)."""
 KIND_CONFIRM = "confirm"
 
 # Baseline runs.
@@ -110,6 +112,10 @@ ATTR_ACTIVE = "code_active_frac"
 ATTR_EPOCH_POINTS = "epoch_points"
 """The trial's objective point after each epoch, ``{"1": [test MSE, active fraction, 1 if
 degenerate else 0], ...}``: what the Pareto pruner compares at a rung (``sweep.pareto``)."""
+ATTR_EPOCH_ENDS = "epoch_ends"
+"""When each epoch of the trial ended and how long it took, ``{"1": [unix time, seconds],
+...}``, written with ATTR_EPOCH_POINTS: what the sweep's console shows and its time left is
+estimated from (``sweep.progress``)."""
 ATTR_PRUNED_AT = "pruned_at_epoch"
 """The epoch (the rung) at which a PRUNED trial was stopped; also its run's TAG_PRUNED_AT."""
 TAG_PRUNED_AT = "optuna.pruned_at_epoch"

@@ -5,7 +5,8 @@ Each trial is nested under one MLflow parent run per study. The study lives in a
 can share it, and with a database URL so can several machines.
 
 config (SweepConfig), space, study (storage, sampler, pruner, objective names), recovery
-(finished and interrupted trials), objective, notes (each trial's link to its MLflow run, the
+(finished and interrupted trials), objective, progress (the console while trials train:
+each running trial's epoch, the time left), notes (each trial's link to its MLflow run, the
 study's note in optuna-dashboard), workers, front (degenerate trials kept off it, best trials:
 the one front every view shows), dashboard (optuna-dashboard's app showing that front),
 confirm (front trials trained with more seeds, compared with the baseline), summary, registry (the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from sae.names import (
     ATTR_ACTIVE,
     ATTR_CONSTRAINT,
     ATTR_DEGENERATE,
+    ATTR_EPOCH_ENDS,
     ATTR_EPOCH_POINTS,
     ATTR_FAIL_REASON,
     ATTR_FAILED,
@@ -54,9 +56,10 @@ from sae.train import Callback, DeadNetworkError, NonFiniteLossError
 
 class Report(Callback):
     """Records each epoch's objective point on the trial (``ATTR_EPOCH_POINTS``, read by every
-    worker's Pareto pruner) and stops the trial when its pruner says so: Optuna's, from the
-    per-epoch test MSE, with the constrained objective; the Pareto pruner (``sweep.pareto``)
-    with the Pareto objectives; none with --pruner none."""
+    worker's Pareto pruner) and its end time (``ATTR_EPOCH_ENDS``, read by the console), and
+    stops the trial when its pruner says so: Optuna's, from the per-epoch test MSE, with the
+    constrained objective; the Pareto pruner (``sweep.pareto``) with the Pareto objectives;
+    none with --pruner none."""
 
     def __init__(self, trial: optuna.Trial, sweep: SweepConfig, epochs: int) -> None:
         self.trial, self.epochs = trial, epochs
@@ -64,8 +67,18 @@ class Report(Callback):
         self.pruner = sweep.pruner_used
         self.pareto = pareto_pruner(sweep)
         self.points: dict[str, list[float]] = {}
+        self.ends: dict[str, list[float]] = {}
+        self.mark = time.time()
+
+    def on_fit_start(self, model, cfg, splits) -> None:  # noqa: ANN001
+        self.mark = time.time()  # the epochs' time, without the run's setting up
 
     def on_epoch_end(self, epoch, step, metrics, model) -> None:  # noqa: ANN001
+        # when the epoch ended and what it took: the sweep's console and its time left
+        now = time.time()
+        self.ends[str(epoch)] = [now, now - self.mark]
+        self.mark = now
+        self.trial.set_user_attr(ATTR_EPOCH_ENDS, self.ends)
         point = [metrics[M.TEST_MSE], metrics[M.CODE_ACTIVE_FRAC]]
         if all(math.isfinite(v) for v in point):
             self.points[str(epoch)] = [*point, metrics.get(M.DEGENERATE, 0.0)]
