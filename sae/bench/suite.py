@@ -33,6 +33,7 @@ from sae.bench.loops import (
 )
 from sae.bench.population import population_figures
 from sae.bench.pruning import pruning_figures, recorded_figures
+from sae.bench.workers import workers_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
 from sae.data.idx import atomic_write
 from sae.paths import owned
@@ -47,6 +48,7 @@ PARTS = (
     "sweep",
     "memory",
     "flops",
+    "workers",
     "population",
     "pruning",
 )
@@ -89,6 +91,12 @@ class BenchConfig:
     """trials of the small sweep"""
     sweep_train_size: int = 3_000
     """training images of each trial of the small sweep"""
+    workers_trials: int = 4
+    """trials of each sweep of the workers part (1 worker x 2 threads, 2 workers x 1 thread)"""
+    workers_epochs: int = 10
+    """epochs of each trial of the workers part (the default sweep's)"""
+    workers_train_size: int | None = None
+    """training images of each trial of the workers part; unset means all 60,000"""
     population_ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     """population sizes K: K sweep trials trained together, for each K"""
     population_epochs: int = 1
@@ -130,6 +138,8 @@ class BenchConfig:
             "repeats",
             "sweep_trials",
             "sweep_train_size",
+            "workers_trials",
+            "workers_epochs",
             "population_epochs",
             "pruning_trials",
             "pruning_epochs",
@@ -138,6 +148,8 @@ class BenchConfig:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
+        if self.workers_train_size is not None and self.workers_train_size < 1:
+            raise ValueError(f"--workers-train-size must be >= 1, got {self.workers_train_size}")
         if self.population_train_size is not None and self.population_train_size < 1:
             raise ValueError(
                 f"--population-train-size must be >= 1, got {self.population_train_size}"
@@ -285,6 +297,15 @@ def sweep(c: Context) -> dict[str, float]:
     return out
 
 
+def workers(c: Context) -> dict[str, float]:
+    """Whole sweep trials with 1 worker x 2 torch threads and 2 workers x 1 thread, each sweep in
+    a fresh process: the figure ``--workers auto``'s rule names (``workers_speedup_2x1``)."""
+    b = c.bench
+    return workers_figures(
+        c.tmp, c.data_root, b.workers_trials, b.workers_epochs, b.workers_train_size, c.log
+    )
+
+
 def memory(c: Context) -> dict[str, float]:
     """Peak memory of a one-epoch training run, in a fresh process."""
     train = [sys.executable, "-m", "sae", "train", "--root", c.data_root]
@@ -355,6 +376,7 @@ PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
     "sweep": sweep,
     "memory": memory,
     "flops": arithmetic_bound,
+    "workers": workers,
     "population": population,
     "pruning": pruning,
 }

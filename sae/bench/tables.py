@@ -88,6 +88,9 @@ ROWS = (
         "{sweep_trials_per_hour_pop2:sig} trials/hour"),
     Row("the same with `--population {sweep_n}` (1 worker)",
         "{sweep_trials_per_hour_popN:sig} trials/hour"),
+    Row("whole sweep trials (`--parts workers`): 1 worker x 2 torch threads / 2 workers x 1",
+        "{workers_trials_per_minute_1x2:.2f} / {workers_trials_per_minute_2x1:.2f} "
+        "trials/minute ({workers_speedup_2x1:.2f}x)"),
     Row("peak resident memory: a training run", "{train_peak_rss_mb:,.0f} MB"),
     Row("peak resident memory: a sweep process, 1 worker / 2 workers",
         "{sweep_peak_rss_mb_1w:,.0f} MB / {sweep_peak_rss_mb_2w:,.0f} MB"),
