@@ -300,16 +300,18 @@ def resuming_slow_trial(base: Config, monkeypatch: pytest.MonkeyPatch) -> Config
     """``base`` as ``sweep_command(base, *SLOW_TRIAL)`` trains it (400 epochs, the command's test
     batch of 60), the settings an in-process resume of that study must pass (its identity). The
     resumed trials' training is cut to 2 epochs here, for speed: what the tests check is which
-    parameters they train and how they end."""
+    parameters they train and how they end. Cut when the trial is planned, so the retry finds
+    the interrupted run logged with other settings and starts over in a new run, as it does with
+    a refused checkpoint (``sweep.resume``)."""
     from sae.sweep import objective
 
-    real = objective.train_run
+    real = objective.plan_trial
 
-    def two_epochs(cfg: Config, **kwargs):
-        return real(
-            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2)), **kwargs
-        )
+    def two_epochs(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        train = dataclasses.replace(plan.cfg.train, epochs=2)
+        return dataclasses.replace(plan, cfg=dataclasses.replace(plan.cfg, train=train))
 
-    monkeypatch.setattr(objective, "train_run", two_epochs)
+    monkeypatch.setattr(objective, "plan_trial", two_epochs)
     train = dataclasses.replace(base.train, epochs=400, test_batch_size=60)
     return dataclasses.replace(base, train=train)

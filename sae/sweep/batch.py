@@ -5,7 +5,9 @@ closed with its own status, and its own outcome told to the study.
 A trial here ends exactly as it ends in the one-at-a-time objective (``sae.sweep.objective``):
 the same run, tags and user attributes, the same states and reasons. One member's failure
 (an exception, a diverged loss, a dead network, a prune) ends its trial only; Ctrl-C or SIGTERM
-ends every trial of the batch as interrupted (retried on resume) and is raised.
+ends every trial of the batch as interrupted (retried on resume) and is raised. Each member keeps
+its checkpoint after every epoch (``sweep.resume``), and the retries of a population's trials,
+grouped by the epoch they go on from, resume together.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from optuna.trial import TrialState
 from sae import faults, internals, tracking
 from sae.config import Config
 from sae.population import Member, fit_population
+from sae.runner import Resume
 from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.objective import (
@@ -34,6 +37,13 @@ from sae.sweep.objective import (
     record_outcome,
     run_started,
     settle,
+)
+from sae.sweep.resume import (
+    Checkpointer,
+    checkpoint_header,
+    keeps_checkpoint,
+    remove_checkpoint,
+    resume_from,
 )
 from sae.sweep.space import build_space
 from sae.train import FitResult
@@ -47,6 +57,8 @@ class _Entry:
 
     trial: optuna.Trial
     plan: TrialPlan | None = None
+    start: Resume = Resume()
+    """The run it continues and the state it goes on from, for a retry (``sweep.resume``)."""
     run: Any = None
     """The trial's ``tracking.tracked_run`` context, entered."""
     run_id: str | None = None
@@ -72,9 +84,10 @@ class Batch:
 
 
 def run_batch(batch: Batch, size: int) -> None:
-    """Ask ``size`` trials, train them by batch-size group, and tell each its outcome. Raises
-    only KeyboardInterrupt (Ctrl-C, SIGTERM; ``faults.FaultPersisted`` when a passing fault of
-    the stores or the machine outlasted its retries), after ending every trial of the batch."""
+    """Ask ``size`` trials, train them by group (their batch size and the epoch they go on
+    from), and tell each its outcome. Raises only KeyboardInterrupt (Ctrl-C, SIGTERM;
+    ``faults.FaultPersisted`` when a passing fault of the stores or the machine outlasted its
+    retries), after ending every trial of the batch."""
     study = batch.study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -89,12 +102,20 @@ def run_batch(batch: Batch, size: int) -> None:
             for entry in entries:
                 try:
                     entry.plan = plan_trial(entry.trial, batch.base, batch.sweep, space)
+                    cfg = entry.plan.cfg
+                    entry.start = resume_from(
+                        batch.mlflow, entry.trial, cfg, batch.splits, batch.log
+                    )
                 except Exception as err:
+                    entry.plan = None
                     _finish(batch, entry, err)
-            groups: dict[int, list[_Entry]] = {}
+            # one loop per batch size and epoch gone on from
+            groups: dict[tuple[int, int], list[_Entry]] = {}
             for entry in entries:
                 if entry.plan is not None:
-                    groups.setdefault(entry.plan.cfg.train.batch_size, []).append(entry)
+                    epoch = entry.start.state["epoch"] if entry.start.state else 0
+                    key = (entry.plan.cfg.train.batch_size, epoch)
+                    groups.setdefault(key, []).append(entry)
             for group in groups.values():
                 _train_group(batch, group)
         except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: every trial, retried on resume
@@ -119,7 +140,10 @@ def _train_group(batch: Batch, group: Sequence[_Entry]) -> None:
             _finish(batch, entry, err, close=True)
             continue
         report = Report(entry.trial, batch.sweep, entry.plan.cfg.train.epochs)
-        members.append((entry, Member(entry.plan.cfg, [entry.tracker, report])))
+        checkpoints = Checkpointer(batch.mlflow, checkpoint_header(entry.trial))
+        checkpoints.run_id = entry.run_id
+        callbacks = [entry.tracker, report, checkpoints]
+        members.append((entry, Member(entry.plan.cfg, callbacks, entry.start.state)))
     if not members:
         return
     outcomes = fit_population([member for _, member in members], batch.splits)
@@ -137,6 +161,8 @@ def _open_run(batch: Batch, entry: _Entry) -> None:
         tags=plan.tags,
         parent_run_id=batch.parent_run_id,
         finish_on=(optuna.TrialPruned,),
+        run_id=entry.start.run_id,
+        resumable=True,
     )
     entry.tracker = run.__enter__()
     entry.run, entry.run_id = run, entry.tracker.run_id
@@ -170,6 +196,8 @@ def _finish(
     if err is not None and faults.is_passing_fault(err):
         entry.fault = err
     record_outcome(batch.mlflow, entry.trial, entry.run_id, state, reason)
+    if not keeps_checkpoint(err):  # an interrupted trial's retry goes on from it
+        remove_checkpoint(batch.mlflow, entry.run_id)
     frozen = batch.study.tell(entry.trial, values, state=_STATES[state], skip_if_finished=True)
     if not isinstance(err, KeyboardInterrupt) and entry.fault is None:
         announce(batch.log)(batch.study, frozen)  # an interruption is one line for the sweep

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
 from sae import faults, tracking
 from sae import metrics as M
@@ -50,6 +51,13 @@ from sae.sweep.config import SweepConfig
 from sae.sweep.notes import link_trial, note_degenerate
 from sae.sweep.pareto import ParetoPruner
 from sae.sweep.recovery import worker_id
+from sae.sweep.resume import (
+    Checkpointer,
+    checkpoint_header,
+    keeps_checkpoint,
+    remove_checkpoint,
+    resume_from,
+)
 from sae.sweep.space import build_space, suggest
 from sae.train import Callback, DeadNetworkError, NonFiniteLossError
 
@@ -73,15 +81,29 @@ class Report(Callback):
     def on_fit_start(self, model, cfg, splits) -> None:  # noqa: ANN001
         self.mark = time.time()  # the epochs' time, without the run's setting up
 
+    def _record(self, epoch: int, metrics: dict[str, float]) -> bool:
+        point = [metrics[M.TEST_MSE], metrics[M.CODE_ACTIVE_FRAC]]
+        if all(math.isfinite(v) for v in point):
+            self.points[str(epoch)] = [*point, metrics.get(M.DEGENERATE, 0.0)]
+            return True
+        return False
+
+    def on_resume(self, epoch, step, history) -> None:  # noqa: ANN001
+        """A resumed trial carries the points of the epochs before (and reports their test MSE
+        to Optuna's pruner), so that every pruner sees its rungs."""
+        for number, metrics in enumerate(history, 1):
+            self._record(number, metrics)
+            if self.prune:
+                self.trial.report(metrics[M.TEST_MSE], number)
+        self.trial.set_user_attr(ATTR_EPOCH_POINTS, self.points)
+
     def on_epoch_end(self, epoch, step, metrics, model) -> None:  # noqa: ANN001
         # when the epoch ended and what it took: the sweep's console and its time left
         now = time.time()
         self.ends[str(epoch)] = [now, now - self.mark]
         self.mark = now
         self.trial.set_user_attr(ATTR_EPOCH_ENDS, self.ends)
-        point = [metrics[M.TEST_MSE], metrics[M.CODE_ACTIVE_FRAC]]
-        if all(math.isfinite(v) for v in point):
-            self.points[str(epoch)] = [*point, metrics.get(M.DEGENERATE, 0.0)]
+        if self._record(epoch, metrics):
             self.trial.set_user_attr(ATTR_EPOCH_POINTS, self.points)
         why = None
         if self.prune:
@@ -165,23 +187,28 @@ def make_objective(
     parent_run_id: str,
     splits: Splits,
     mlflow: MlflowClient,
+    log: Callable[[str], None] = tqdm.write,
 ) -> Callable[[optuna.Trial], Any]:
     """The objective: one tracked training run per trial, nested under ``parent_run_id`` (runs
     in ``mlflow``). Whatever goes wrong inside the trial ends that trial FAIL with its reason (a
     user attribute, and tags on its FAILED run) and is raised for Optuna to record; the sweep
     catches it and goes on. A passing fault of the stores or the machine that outlasted its
     retries is raised as ``faults.FaultPersisted``, an interruption: the trial is retried on
-    resume and the sweep stops."""
+    resume and the sweep stops. The retry of an interrupted trial continues its run from its
+    last checkpoint (``sweep.resume``; a refused one is a line through ``log``)."""
     space = build_space(sweep)
 
     def objective(trial: optuna.Trial) -> Any:
         run_id: list[str] = []
-        state, reason = "FAIL", ""
+        state, reason, keep = "FAIL", "", False
         try:
             plan = plan_trial(trial, base, sweep, space)
+            start = resume_from(mlflow, trial, plan.cfg, splits, log)
+            checkpoints = Checkpointer(mlflow, checkpoint_header(trial))
 
             def started(rid: str) -> None:
                 run_id.append(rid)
+                checkpoints.run_id = rid
                 run_started(mlflow, trial, rid, plan.run_name)
 
             outcome = train_run(
@@ -190,22 +217,26 @@ def make_objective(
                 run_name=plan.run_name,
                 tags=plan.tags,
                 parent_run_id=parent_run_id,
-                callbacks=[Report(trial, sweep, plan.cfg.train.epochs)],
+                callbacks=[Report(trial, sweep, plan.cfg.train.epochs), checkpoints],
                 splits=splits,
                 on_run_start=started,
                 finish_on=(optuna.TrialPruned,),
+                resume=start,
             )
             values = objective_values(sweep, trial, outcome.result.final)
             state = "COMPLETE"
             return values
         except BaseException as err:
             state, reason = settle(trial, err)
+            keep = keeps_checkpoint(err)  # an interrupted trial's retry goes on from it
             if faults.is_passing_fault(err) and not isinstance(err, faults.FaultPersisted):
                 # stops the sweep as an interruption does, the trial failed to be retried
                 raise faults.FaultPersisted(faults.describe(err)) from err
             raise
         finally:
             record_outcome(mlflow, trial, run_id[0] if run_id else None, state, reason)
+            if not keep:
+                remove_checkpoint(mlflow, run_id[0] if run_id else None)
 
     return objective
 

@@ -1,5 +1,6 @@
 """Which trials count as finished, and recovering interrupted ones: failed, their runs ended KILLED,
-their parameters tried again (by Optuna's retry callback, the one the RDB heartbeat also calls).
+their parameters tried again (by Optuna's retry callback, the one the RDB heartbeat also calls),
+each retry continuing its line's run (``line_run``).
 """
 
 from __future__ import annotations
@@ -121,12 +122,15 @@ def recover_interrupted(
     fail_dead_holders(study, storage, reason, ours=ours)
     trials = study.get_trials(deepcopy=False)
     retries = Counter(t.user_attrs.get(ATTR_RETRY_OF) for t in trials)
+    # a resumed trial continues its line's run: the run is the latest holder's to end
+    holder = {t.user_attrs.get(ATTR_RUN_ID): t.number for t in trials}
     given = []
     for trial in trials:
         if trial.state != TrialState.FAIL or failed_itself(trial):
             continue
         run_id = trial.user_attrs.get(ATTR_RUN_ID)
-        if run_id and tracking.run_status(mlflow, run_id) == "RUNNING":
+        ours_to_end = run_id and holder[run_id] == trial.number
+        if ours_to_end and tracking.run_status(mlflow, run_id) == "RUNNING":
             why = trial.user_attrs.get(ATTR_FAIL_REASON, reason)
             tags = {TAG_TRIAL_STATE: "FAIL", TAG_ERROR: why, TAG_REASON: why}
             tracking.set_tags(mlflow, run_id, tags)
@@ -141,6 +145,23 @@ def recover_interrupted(
         retries[root] += 1
         given.append(trial.number)
     return given
+
+
+def line_run(study: optuna.Study, trial: optuna.Trial) -> str | None:
+    """The MLflow run that ``trial``, a retry of an interrupted trial, continues: that of the
+    latest trial of its line (the first it retries, and the retries of that one) that had a
+    run; None for a trial that retries nothing, or whose line never opened a run."""
+    root = trial.user_attrs.get(ATTR_RETRY_OF)
+    if root is None:
+        return None
+    line = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if (t.number == root or t.user_attrs.get(ATTR_RETRY_OF) == root)
+        and t.number < trial.number
+        and ATTR_RUN_ID in t.user_attrs
+    ]
+    return max(line, key=lambda t: t.number).user_attrs[ATTR_RUN_ID] if line else None
 
 
 def retry_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
