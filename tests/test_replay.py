@@ -123,12 +123,32 @@ def test_replay_command__names_what_is_missing(tmp_path, monkeypatch, capsys):
     assert code == 1 and "no study 'other' in" in err and "'recorded'" in err
 
 
-def test_recorded_sweeps__the_fixtures_replay_and_say_what_made_them():
-    """The recorded full default sweeps: 30 trials of 10 epochs each, unpruned, one per sampler
-    seed, each with the command that made it."""
-    found = replay.records()
-    assert len(found) >= 3
-    for name, study in found.items():
-        trials, epochs = replay.replayed_trials(study)
-        assert epochs == 10 and len(trials) == 30, name
-        assert json.loads((replay.RECORDS / f"{name}.json").read_text())["command"]
+def test_restore__a_record_becomes_a_study_the_sweep_resumes(tmp_path):
+    trials = [_trial(1e-4 * (i + 1), f) for i, f in enumerate(FINALS)]
+    study = replay.read_record(_record(tmp_path, trials))
+    study.set_user_attr(names.STUDY_IDENTITY, '{"epochs": 4}')
+    url = str(tmp_path / "continued.journal")
+    replay.restore(study, url)
+    back = optuna.load_study(study_name="recorded", storage=sweep.make_storage(url))
+    assert back.user_attrs[names.STUDY_IDENTITY] == '{"epochs": 4}'
+    assert [t.params for t in back.trials] == [t.params for t in study.trials]
+    assert [t.user_attrs for t in back.trials] == [t.user_attrs for t in study.trials]
+    with pytest.raises(ValueError, match="is already in"):
+        replay.restore(study, url)
+
+
+def _record(tmp_path, trials):
+    path = tmp_path / "record.json"
+    replay.write_record(replay.open_recorded(str(_journal(tmp_path, trials))), path, {})
+    return path
+
+
+def test_recorded_sweeps__each_is_a_whole_full_default_sweep_and_says_what_made_it():
+    """The recorded full default sweeps (the fixtures): 30 trials of 10 epochs each, unpruned,
+    each with the command that made it; a recording cut short (records/partial) is 10 epochs a
+    trial too, with fewer trials."""
+    for folder, whole in ((replay.RECORDS, True), (replay.RECORDS / "partial", False)):
+        for name, study in replay.records(folder).items():
+            trials, epochs = replay.replayed_trials(study)
+            assert epochs == 10 and (len(trials) == 30) == whole, name
+            assert json.loads((folder / f"{name}.json").read_text())["command"], name

@@ -317,6 +317,27 @@ def open_recorded(storage: str, name: str | None = None) -> Any:
     return optuna.load_study(study_name=name, storage=opened)
 
 
+def restore(study: Any, storage: str) -> Any:
+    """A copy of the recorded ``study`` (its trials, and the study's own attributes: identity,
+    space, objective) as a new study in ``storage``, which the sweep command then resumes: a
+    recording cut short, continued on another machine. Refuses a storage that holds the study."""
+    import optuna
+
+    from sae.sweep import make_storage
+
+    opened = make_storage(storage)
+    if study.study_name in [s.study_name for s in opened.get_all_studies()]:
+        raise ValueError(f"study {study.study_name!r} is already in {storage}")
+    copy_ = optuna.create_study(
+        storage=opened, study_name=study.study_name, directions=study.directions
+    )
+    for key, value in study.user_attrs.items():
+        copy_.set_user_attr(key, value)
+    for trial in study.get_trials(deepcopy=False):
+        copy_.add_trial(trial)
+    return copy_
+
+
 def records(folder: Path = RECORDS) -> dict[str, Any]:
     """The records in ``folder`` (the fixtures by default), by file stem, as studies."""
     return {path.stem: read_record(path) for path in sorted(folder.glob("*.json"))}
