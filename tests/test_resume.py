@@ -125,8 +125,12 @@ def test_resume__a_trial_killed_after_epoch_k_ends_as_if_never_interrupted_in_on
     run_id = _interrupt(tmp_path, monkeypatch, epoch, error)
     mlflow = client(tmp_path)
     assert mlflow.get_run(run_id).info.status == "KILLED"
-    kept = tracking.load_checkpoint(mlflow, run_id)
+    kept = tracking.load_checkpoint(mlflow, run_id)  # torch.load(weights_only=True)
     assert kept["state"]["epoch"] == epoch  # the metrics of the epoch cut short: not logged
+    # no secret: no path, URI, settings file or command line, only names, digests and values
+    texts = _strings(kept)
+    assert not [t for t in texts if str(tmp_path) in t or "://" in t or t.endswith(".yaml")]
+    assert set(kept) == {"format", "study", "identity", "params", "state"}
     assert {s for s, _ in _histories(tmp_path, run_id)[M.TEST_MSE]} == set(range(1, epoch + 1))
 
     retry, weights = _resume(tmp_path, monkeypatch)
@@ -146,6 +150,17 @@ def test_resume__a_trial_killed_after_epoch_k_ends_as_if_never_interrupted_in_on
     assert sorted(points) == [str(e) for e in range(1, EPOCHS + 1)]
     assert tracking.load_checkpoint(mlflow, run_id) is None
     assert mlflow.list_artifacts(run_id, tracking.CHECKPOINT_DIR) == []
+
+
+def _strings(value) -> list[str]:
+    """Every string in a checkpoint, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _strings(k) + _strings(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _strings(v)]
+    return []
 
 
 def _damage(mlflow, run_id: str, tmp_path) -> None:
