@@ -181,6 +181,34 @@ def test_pruning_table__the_full_setting_says_its_size(tmp_path):
     assert text.rstrip().endswith("means over the seeds: met.")
 
 
+def test_pruning_table__the_recorded_sweeps_replayed_first_with_safety_and_target(tmp_path):
+    recorded = {}
+    for name, (epochs, pruned, volume, unpruned) in {
+        "seed0": (120, 18, 0.0556, 0.0560),
+        "seed2": (150, 15, 0.0495, 0.0500),
+    }.items():
+        figures = {"epochs": epochs, "total": 300, "saved": 300 / epochs, "pruned": pruned}
+        figures |= {"hypervolume": volume, "unpruned": unpruned, "kept": volume / unpruned}
+        recorded |= {f"pruning_recorded_{name}_{k}": v for k, v in figures.items()}
+    recorded |= {
+        "pruning_recorded_saved_mean": (2.5 + 2.0) / 2,
+        "pruning_recorded_kept_min": 0.99,
+        "pruning_recorded_safe": 1.0,
+        "pruning_recorded_target_met": 1.0,
+    }
+    blocks = _render(tmp_path, {**recorded, **PRUNING}, ("pruning",)).strip().split("\n\n")
+    rows = blocks[2].splitlines()
+    assert rows[0].startswith("| recorded sweep | trials stopped | epochs | saved |")
+    assert rows[2] == "| seed0 | 18 | 120 of 300 | 2.50x | 0.05560 / 0.05600 | 99.3% |"
+    assert rows[3] == "| seed2 | 15 | 150 of 300 | 2.00x | 0.04950 / 0.05000 | 99.0% |"
+    assert rows[4] == "| mean |  |  | 2.25x |  | least 99.0% |"
+    assert blocks[3] == (
+        "Safe (at least 99% of the unpruned hypervolume on every recorded sweep): yes. Target, "
+        "at least 2x fewer epochs on the mean: met."
+    )
+    assert blocks[5].startswith("The small setting: 12 trials")  # the proxy's table after
+
+
 def test_gpu_table__float32_and_amp_side_by_side_each_with_its_source(tmp_path):
     amp = {
         **GPU,

@@ -28,7 +28,7 @@ from sae.bench.markdown import (
     target_note,
     whole,
 )
-from sae.bench.pruning import EPOCHS_TARGET, HYPERVOLUME_TARGET
+from sae.bench.pruning import EPOCHS_TARGET, HYPERVOLUME_TARGET, SAFE_SHARE
 from sae.bench.suite import FULL_PRUNING
 from sae.config import TrainConfig
 from sae.data.idx import atomic_write
@@ -326,11 +326,61 @@ def pruning_table(bench: BenchFile, setting: str) -> str:
     return "\n\n".join(blocks)
 
 
+RECORDED_COLUMNS = (
+    ("recorded sweep", "{name}", "mean"),
+    ("trials stopped", "{pruned:.0f}", ""),
+    ("epochs", "{epochs:,.0f} of {total:,.0f}", ""),
+    ("saved", "{saved:.2f}x", "{saved_mean:.2f}x"),
+    ("hypervolume: pruned / unpruned", "{hypervolume:.5f} / {unpruned:.5f}", ""),
+    ("kept", "{kept:.1%}", "least {kept_min:.1%}"),
+)
+"""The recorded setting's columns: header, a record's cell, and the summary row's cell."""
+
+
+def recorded_table(bench: BenchFile) -> str:
+    """The default rule replayed on each recorded sweep, the mean saving and the least kept
+    hypervolume, and whether it is safe (SAFE_SHARE on every record) and meets the target."""
+    r = bench.results
+    key = "pruning_recorded_"
+    summary = {"saved_mean", "kept_min", "safe", "target_met"}
+    names = sorted(
+        {k[len(key) :].rsplit("_", 1)[0] for k in r if k.startswith(key)}
+        - {s.rsplit("_", 1)[0] for s in summary}
+    )
+    rows = []
+    for name in names:
+        prefix = f"{key}{name}_"
+        figures = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)}
+        fields = {**figures, "name": name}
+        rows.append([fill(cell, fields) or "" for _, cell, _ in RECORDED_COLUMNS])
+    means = {k[len(key) :]: r[k] for k in r if k[len(key) :] in summary and k.startswith(key)}
+    if means:
+        rows.append([fill(cell, means) or "" for _, _, cell in RECORDED_COLUMNS])
+    blocks = [
+        provenance(bench),
+        "The default rule replayed on the recorded full default sweeps (30 trials of 10 epochs "
+        "on all 60,000 images, no pruner; `sae/bench/records`), each in trial-number order.",
+        markdown_table([head for head, _, _ in RECORDED_COLUMNS], rows),
+    ]
+    if f"{key}safe" in r:
+        safe = "yes" if r[f"{key}safe"] else "no"
+        met = "met" if r.get(f"{key}target_met") else "not met"
+        blocks.append(
+            f"Safe (at least {SAFE_SHARE:.0%} of the unpruned hypervolume on every recorded "
+            f"sweep): {safe}. Target, at least {EPOCHS_TARGET:g}x fewer epochs on the mean: "
+            f"{met}."
+        )
+    return "\n\n".join(blocks)
+
+
 def pruning_tables(benches: Sequence[BenchFile]) -> list[str]:
-    """The pruning table of each setting of each file that has the part's figures."""
+    """The pruning table of each setting of each file that has the part's figures: the
+    recorded sweeps' replay first."""
     tables = []
     for bench in benches:
-        names = " ".join(bench.results)
+        if any(k.startswith("pruning_recorded_") for k in bench.results):
+            tables.append(recorded_table(bench))
+        names = " ".join(k for k in bench.results if not k.startswith("pruning_recorded_"))
         settings = dict.fromkeys(re.findall(r"\bpruning_(\w+?)_seed\d+_", names))
         tables += [pruning_table(bench, setting) for setting in settings]
     return tables
