@@ -4,16 +4,18 @@ MLflow run, exactly as if it had not been interrupted (``sae/resume.py``, ``sae/
 
 import dataclasses
 
+import optuna
 import pytest
 import torch
 from helpers import build_config
-from helpers_sweep import client, load_study, sweep_base, sweep_config
+from helpers_sweep import client, empty_store, load_study, sweep_base, sweep_config
 from optuna.trial import TrialState
 
 from sae import metrics as M
-from sae import names, resume, signals, tracking
+from sae import names, resume, signals, sweep, tracking
 from sae.splits import load_splits
 from sae.sweep import objective, run_sweep
+from sae.sweep.recovery import line_run, worker_id
 from sae.train import Callback, fit
 
 EPOCHS = 3
@@ -332,3 +334,28 @@ def test_resume__a_population_interrupted_after_epoch_k_resumes_together_in_its_
         assert _histories(tmp_path, run_id) == expected
         assert client(tmp_path).get_run(run_id).info.status == "FINISHED"
         assert client(tmp_path).list_artifacts(run_id, tracking.CHECKPOINT_DIR) == []
+
+
+def test_recover_interrupted__leaves_running_the_run_a_retry_continues(tmp_path):
+    """The interrupted trial and its retry name one run: while the retry trains in it, a
+    recovery (another worker's start, a lost worker) leaves that run RUNNING, since only its
+    latest holder may end it; and the retry finds it as its line's run."""
+    empty_store(tmp_path / "mlflow.db")
+    mlflow = client(tmp_path)
+    run_id = mlflow.create_run(mlflow.create_experiment("e")).info.run_id
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    first = study.ask()
+    first.suggest_float("lr", 1e-3, 1e-2)
+    first.set_user_attr(names.ATTR_RUN_ID, run_id)
+    first.set_user_attr(names.ATTR_FAIL_REASON, names.REASON_INTERRUPTED)
+    study.tell(first, state=TrialState.FAIL)
+    retry = study.ask()
+    retry.suggest_float("lr", 1e-3, 1e-2)
+    retry.set_user_attr(names.ATTR_RETRY_OF, first.number)
+    retry.set_user_attr(names.ATTR_WORKER, worker_id())
+    assert line_run(study, retry) == run_id
+    retry.set_user_attr(names.ATTR_RUN_ID, run_id)
+
+    assert sweep.recover_interrupted(study, storage, mlflow) == []
+    assert mlflow.get_run(run_id).info.status == "RUNNING"
