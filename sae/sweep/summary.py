@@ -198,9 +198,10 @@ def tag_front(mlflow: MlflowClient, result: SweepResult) -> None:
     trials = result.trials
     if trials.empty:
         return
-    for _, row in trials[trials["mlflow_run_id"].notna()].iterrows():
-        on = "true" if row[FRONT] else "false"
-        tracking.set_tags(mlflow, row["mlflow_run_id"], {TAG_FRONT: on})
+    # an interrupted trial and the retry that continued its run share it (sweep.resume)
+    held = trials[trials["mlflow_run_id"].notna()]
+    for run_id, on in held.groupby("mlflow_run_id", sort=False)[FRONT].any().items():
+        tracking.set_tags(mlflow, run_id, {TAG_FRONT: "true" if on else "false"})
     if result.experiment_id:
         views.save_front_view(mlflow, result.experiment_id, result.study.study_name)
 
