@@ -74,6 +74,13 @@ def _check_type(name: str, value: Any, annotation: Any) -> None:
             raise ValueError(f"{name} must hold {len(args)} values, got {len(value)}")
         for i, item in enumerate(value):
             _check_type(f"{name}[{i}]", item, args[0] if args[-1] is Ellipsis else args[i])
+    elif origin is typing.Union:  # X | Y, as int | Literal["auto"]: either one
+        for option in args:
+            try:
+                return _check_type(name, value, option)
+            except ValueError:
+                continue
+        raise ValueError(f"{name} must be {' or '.join(map(_what, args))}, got {value!r}")
     elif annotation in _KINDS:
         what, accepts = _KINDS[annotation]
         if not accepts(value):
@@ -232,6 +239,15 @@ class Config:
                 fields = ", ".join(f"{name}.{key}" for key in sorted(map(str, unknown)))
                 raise ValueError(f"unknown config field(s): {fields}")
         return cls(**{name: sections[name](**values) for name, values in raw.items()})
+
+
+def _what(annotation: Any) -> str:
+    """An annotation in words, for a value of a union that fits none of its types."""
+    if typing.get_origin(annotation) is Literal:
+        return " or ".join(repr(choice) for choice in annotation.__args__)
+    if annotation in _KINDS:
+        return _KINDS[annotation][0]
+    return f"a {annotation.__name__}"
 
 
 def _check_choice(name: str, value: object, choices: Any) -> None:

@@ -87,8 +87,10 @@ LR_RANGE = (3e-3, 2e-2)
 
 def sweep_config(**kwargs) -> SweepConfig:
     """Small batches and high rates, so that trials on ``learnable_data`` learn; no confirmation
-    runs unless asked for."""
+    runs unless asked for; one worker (in this process, so a test's patches apply) unless asked
+    for more."""
     defaults = {"trials": 3, "batch_sizes": (10, 20), "lr_range": LR_RANGE, "confirm": 0}
+    defaults["workers"] = 1
     return SweepConfig(**{**defaults, **kwargs})
 
 
@@ -115,8 +117,9 @@ def sweep_command(base: Config, *argv: str) -> list[str]:
         str(SWEEP),
         *("--root", base.data.root, "--manifest", base.data.manifest),
         *("--config-file", "mlflow.yaml", "--test-batch-size", "60", "--no-log-model"),
-        # sweep_config's rates and no confirmation runs; argv may say otherwise: the last wins
-        *("--lr-range", *(str(lr) for lr in LR_RANGE), "--confirm", "0"),
+        # sweep_config's rates, no confirmation runs and one worker; argv may say otherwise: the
+        # last wins
+        *("--lr-range", *(str(lr) for lr in LR_RANGE), "--confirm", "0", "--workers", "1"),
         *argv,
     ]
 

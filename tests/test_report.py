@@ -93,7 +93,7 @@ def store(tiny):
                 tags={names.TAG_BASELINE: "true", names.TAG_BETA_SOURCE: source},
             )
         trials = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seeds[0]))
-        sweep_cfg = SweepConfig(trials=2, batch_sizes=(50, 100), confirm=1)
+        sweep_cfg = SweepConfig(trials=2, batch_sizes=(50, 100), workers=1, confirm=1)
         run_sweep(trials, sweep_cfg, log=lambda _m: None)
         settings = tracking.load_settings(tmp / "mlflow.yaml")
         yield tmp, settings

@@ -31,7 +31,10 @@ MADE = re.compile(
     r"`python analysis/results_tables\.py[^`]*`, from the runs in `sqlite:///[^`]+`\.$"
 )
 """The first line of every page: when, where, by what command, from which store."""
-SWEEP_FLAGS = ("--trials", "2", "--sampler-seed", "3", "--confirm", "1", "--threads", "1")
+SWEEP_FLAGS = (
+    *("--trials", "2", "--sampler-seed", "3", "--confirm", "1", "--threads", "1"),
+    *("--workers", "1"),
+)
 """The command line the tiny sweep records (its settings are given to it directly)."""
 DEGENERATE_HEADER = [
     *("trial", "beta", "lr", "batch size", "test MSE", "code active fraction"),

@@ -376,7 +376,7 @@ def store(tmp_path_factory, mlflow_port) -> Path:
         patch.setattr(M, "FVU_DEGENERATE", math.inf)
         patch.setattr(views, "DEFAULT_UI_URL", f"http://127.0.0.1:{mlflow_port}")
         baseline.run_baseline(cfg, seeds=[1], betas={"script": 1e-4})
-        sweep = SweepConfig(trials=2, batch_sizes=(50, 100), confirm=0)
+        sweep = SweepConfig(trials=2, batch_sizes=(50, 100), workers=1, confirm=0)
         run_sweep(cfg, sweep, log=lambda _m: None)
     report.build_report(tracking.load_settings(config_file), name="report", output_dir=folder)
     return folder

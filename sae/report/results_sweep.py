@@ -124,6 +124,12 @@ def recorded_settings(command: str | None) -> Recorded | None:
     return Recorded(args.sweep, args.train.threads)
 
 
+def _workers(workers: int | str) -> str:
+    if workers == "auto":
+        return "workers chosen by --workers auto"
+    return f"{workers} worker{'s' if workers != 1 else ''}"
+
+
 def _parent_tag(frames: Frames, tag: str) -> str | None:
     parent = frames.parent
     if parent is None:
@@ -148,7 +154,7 @@ def _what_ran(frames: Frames, recorded: Recorded | None) -> list[Inline]:
         )
         parts.append(
             f": {cfg.trials} trials, objective {cfg.objective}, the {cfg.sampler} sampler with "
-            f"seed {cfg.sampler_seed}, {cfg.workers} worker{'s' if cfg.workers != 1 else ''}, "
+            f"seed {cfg.sampler_seed}, {_workers(cfg.workers)}, "
             f"{cfg.confirm} front trials confirmed, {threads} (the flags it does not give at "
             "this code's defaults)"
         )

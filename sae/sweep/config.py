@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import simple_parsing
 
 from sae.config import check_types, read_yaml_mapping
 from sae.sweep.pareto import ParetoPruner
@@ -12,6 +15,17 @@ from sae.sweep.pareto import ParetoPruner
 Objective = Literal["pareto", "pareto-probe", "constrained"]
 SamplerName = Literal["tpe", "random", "nsga2"]
 PrunerName = Literal["auto", "median", "hyperband", "pareto", "none"]
+Workers = int | Literal["auto"]
+
+
+def parse_workers(text: str) -> Workers:
+    """argparse type of ``--workers``: ``auto`` or a whole number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a whole number, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,15 @@ class SweepConfig:
     is in the best 1/factor at a rung, or on its front"""
     pareto_warmup: int = ParetoPruner.warmup
     """--pruner pareto: complete trials before any is pruned"""
+    pareto_grace: int = ParetoPruner.grace
+    """--pruner pareto: epochs during which a degenerate point is no reason to stop (a model that
+    has not started to learn may still)"""
+    pareto_tiebreak: str = ParetoPruner.tiebreak
+    """--pruner pareto: how the points of one non-domination rank are ordered: crowding or
+    hypervolume (each point's own share)"""
+    pareto_protect: float = ParetoPruner.protect
+    """--pruner pareto: a point on the rung's front goes on when its own share of the front's
+    hypervolume is above this fraction (0: every point on the front goes on)"""
     sampler_seed: int = 0
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
@@ -50,8 +73,11 @@ class SweepConfig:
     storage: str | None = None
     """Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); unset
     means optuna_storage in mlflow.yaml"""
-    workers: int = 1
-    """worker processes on this machine sharing the study"""
+    workers: Workers = simple_parsing.field(default="auto", type=parse_workers)
+    """worker processes on this machine sharing the study, trials and then confirmation runs;
+    auto: chosen for the machine and said in one line (on a CPU one per usable core, one torch
+    thread each, at most the runs there are and what memory holds; with a GPU or --population K,
+    one). --workers N and --threads N override it (sae.sweep.workers.plan_workers)"""
     population: int | None = None
     """trials trained together in one pass by each worker, K models stepped as one
     (sae.population); unset: chosen for the device (1 on a CPU, where one model at a time is
@@ -75,8 +101,8 @@ class SweepConfig:
             raise ValueError(f"--trials must be >= 1, got {self.trials}")
         if self.confirm < 0:
             raise ValueError(f"--confirm must be >= 0, got {self.confirm}")
-        if self.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.workers != "auto" and self.workers < 1:
+            raise ValueError(f"--workers must be auto or >= 1, got {self.workers}")
         if self.population is not None and self.population < 1:
             raise ValueError(f"--population must be >= 1, got {self.population}")
         if not 0 < self.max_active_frac <= 1:
@@ -92,18 +118,13 @@ class SweepConfig:
         if self.objective not in Objective.__args__:
             choices = ", ".join(Objective.__args__)
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {choices}")
+        ParetoPruner.named_by(self)  # a rule its flags cannot make is refused now
         if self.objective == "constrained" and self.pruner == "pareto":
             raise ValueError("--pruner pareto prunes the Pareto objectives; use median or none")
         if self.objective != "constrained" and self.pruner in ("median", "hyperband"):
             raise ValueError(
                 f"--pruner {self.pruner} prunes one objective; with --objective {self.objective} "
                 "use --pruner pareto or none"
-            )
-        if self.pareto_first_rung < 1 or self.pareto_factor < 2 or self.pareto_warmup < 0:
-            raise ValueError(
-                "the Pareto pruner needs --pareto-first-rung >= 1, --pareto-factor >= 2 and "
-                f"--pareto-warmup >= 0, got {self.pareto_first_rung}, {self.pareto_factor} and "
-                f"{self.pareto_warmup}"
             )
         if not self.study_name:
             raise ValueError("--study-name must not be empty")

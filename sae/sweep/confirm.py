@@ -9,10 +9,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
 
 from sae import metrics as M
 from sae import stats, tracking
@@ -29,6 +29,7 @@ from sae.names import (
     TAG_KIND,
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
+    TAG_WORKER,
     param_column,
     tag_column,
 )
@@ -36,6 +37,7 @@ from sae.runner import train_run
 from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.front import best_trials, degenerate_reasons, spread_along
+from sae.sweep.recovery import worker_id
 from sae.train import alive_seeds
 
 CONFIRM_SEEDS = 2
@@ -70,6 +72,25 @@ def run_name(trial: int, seed: int) -> str:
     return f"trial-{trial:03d}-seed{seed}"
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    """One confirmation run to train: a front trial's parameters with one more seed. Small and
+    picklable: it crosses into a worker process through a queue."""
+
+    trial: int
+    params: dict[str, Any]
+    trial_run: str
+    """The trial's MLflow run: the confirmation run's parent."""
+    seed: int
+    index: int
+    total: int
+    """This is run ``index`` of ``total`` to train."""
+
+    @property
+    def head(self) -> str:
+        return f"confirm {self.index}/{self.total}: trial {self.trial} seed {self.seed}"
+
+
 def run_confirmations(
     base: Config,
     cfg: SweepConfig,
@@ -79,19 +100,33 @@ def run_confirmations(
     splits: Splits,
     log: Callable[[str], None],
 ) -> None:
-    """Train the ``cfg.confirm`` front trials that ``spread_along`` picks with the first
-    CONFIRM_SEEDS seeds after the base seed that are alive at initialisation, one line each.
+    """The confirmation runs in this process, one after another: ``plan_confirmations``, each
+    one trained (``train_confirmation``), then ``record_confirmations``. A sweep with several
+    workers shares them among its worker processes instead (``sweep.workers``)."""
+    for job in plan_confirmations(base, cfg, study, settings, experiment, splits, log):
+        train_confirmation(base, cfg, job, experiment, splits, log)
+    record_confirmations(settings, experiment, study)
 
-    A (trial, seed) with a run in DONE is skipped, so a second command trains nothing; a run that
-    fails is one line and the rest go on; Ctrl-C or SIGTERM ends the run in flight KILLED (it is
-    trained again next time) and is raised. The trial's confirmation runs end up in the study's
-    user attribute ATTR_CONFIRM, ``{"trial number": [run ids]}`` (a finished trial's own
-    attributes cannot change).
-    """
+
+def plan_confirmations(
+    base: Config,
+    cfg: SweepConfig,
+    study: optuna.Study,
+    settings: tracking.Settings,
+    experiment: str,
+    splits: Splits,
+    log: Callable[[str], None],
+) -> list[Confirmation]:
+    """The confirmation runs still to train: the ``cfg.confirm`` front trials that
+    ``spread_along`` picks, each with the first CONFIRM_SEEDS seeds after the base seed that are
+    alive at initialisation, but a (trial, seed) with a run in DONE, so a second command trains
+    nothing. A RUNNING run is one a process that died left (the caller holds the storage's lock
+    and no worker of its own trains yet): it is set KILLED and trained again. One line says
+    what is to train."""
     mlflow = tracking.client(settings)
     chosen = spread_along(best_trials(study, degenerate_reasons(study, mlflow)), cfg.confirm)
     if not chosen:
-        return
+        return []
     seeds, skipped = alive_seeds(
         CONFIRM_SEEDS, base.model, splits.train, start=base.train.seed + 1, skip=[base.train.seed]
     )
@@ -110,15 +145,34 @@ def run_confirmations(
         f"confirming front trials {numbers} with seeds {_listed(seeds)}: "
         f"{len(todo)} runs to train, {len(chosen) * len(seeds) - len(todo)} done before"
     )
-    for i, (trial, seed) in enumerate(todo, 1):
-        started = time.perf_counter()
-        head = f"confirm {i}/{len(todo)}: trial {trial.number} seed {seed}"
-        try:
-            final = _train(base, cfg, trial, seed, experiment, splits)
-        except Exception as err:
-            log(f"{head} FAIL: {one_line(err)}")
-            continue
-        log(f"{head}: {_figures(final)}, {time.perf_counter() - started:.0f} s")
+    return [
+        Confirmation(t.number, dict(t.params), t.user_attrs[ATTR_RUN_ID], s, i, len(todo))
+        for i, (t, s) in enumerate(todo, 1)
+    ]
+
+
+def train_confirmation(
+    base: Config,
+    cfg: SweepConfig,
+    job: Confirmation,
+    experiment: str,
+    splits: Splits,
+    log: Callable[[str], None],
+) -> None:
+    """Train one confirmation run, one line. A run that fails is one line (the rest go on);
+    Ctrl-C or SIGTERM ends it KILLED (trained again next time) and is raised."""
+    started = time.perf_counter()
+    try:
+        final = _train(base, cfg, job, experiment, splits)
+    except Exception as err:
+        log(f"{job.head} FAIL: {one_line(err)}")
+        return
+    log(f"{job.head}: {_figures(final)}, {time.perf_counter() - started:.0f} s")
+
+
+def record_confirmations(settings: tracking.Settings, experiment: str, study: optuna.Study) -> None:
+    """The FINISHED confirmation runs of each trial in the study's user attribute ATTR_CONFIRM,
+    ``{"trial number": [run ids]}`` (a finished trial's own attributes cannot change)."""
     found = confirmations_frame(settings, experiment, study.study_name)
     finished = found[(found["source"] == "confirm") & (found["status"] == "FINISHED")]
     ids = {str(int(t)): list(g["run_id"]) for t, g in finished.groupby("trial")}
@@ -128,31 +182,31 @@ def run_confirmations(
 def _train(
     base: Config,
     cfg: SweepConfig,
-    trial: FrozenTrial,
-    seed: int,
+    job: Confirmation,
     experiment: str,
     splits: Splits,
 ) -> dict[str, float]:
-    """One confirmation run: the trial's parameters with ``seed``, a child of the trial's run."""
-    trial_run = trial.user_attrs[ATTR_RUN_ID]
+    """One confirmation run: the trial's parameters with its seed, a child of the trial's run,
+    tagged with the worker that trains it."""
     run_cfg = dataclasses.replace(
         base,
-        train=dataclasses.replace(base.train, **trial.params, seed=seed),
+        train=dataclasses.replace(base.train, **job.params, seed=job.seed),
         tracking=dataclasses.replace(base.tracking, experiment=experiment),
     )
-    tried = ", ".join(f"{name} {value:.3g}" for name, value in trial.params.items())
+    tried = ", ".join(f"{name} {value:.3g}" for name, value in job.params.items())
     outcome = train_run(
         run_cfg,
         kind=KIND_CONFIRM,
-        run_name=run_name(trial.number, seed),
+        run_name=run_name(job.trial, job.seed),
         tags={
             TAG_STUDY: cfg.study_name,
-            TAG_CONFIRM_TRIAL: str(trial.number),
-            TAG_CONFIRM_TRIAL_RUN: trial_run,
-            TAG_DESCRIPTION: f"Trial {trial.number} of study `{cfg.study_name}` ({tried}) "
-            f"trained again with seed {seed}, to measure its spread over seeds.",
+            TAG_CONFIRM_TRIAL: str(job.trial),
+            TAG_CONFIRM_TRIAL_RUN: job.trial_run,
+            TAG_WORKER: worker_id(),
+            TAG_DESCRIPTION: f"Trial {job.trial} of study `{cfg.study_name}` ({tried}) "
+            f"trained again with seed {job.seed}, to measure its spread over seeds.",
         },
-        parent_run_id=trial_run,
+        parent_run_id=job.trial_run,
         splits=splits,
     )
     return outcome.result.final

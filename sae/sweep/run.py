@@ -4,8 +4,8 @@ front trials with more seeds, log the summary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +15,6 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution
-from tqdm import tqdm
 
 from sae import locks, population, signals, tracking
 from sae.config import Config
@@ -31,20 +30,35 @@ from sae.names import (
 from sae.redact import redact
 from sae.splits import Splits, load_splits, resolve_device
 from sae.sweep.config import SweepConfig
-from sae.sweep.confirm import run_confirmations
+from sae.sweep.confirm import (
+    CONFIRM_SEEDS,
+    plan_confirmations,
+    record_confirmations,
+    train_confirmation,
+)
 from sae.sweep.identity import study_identity
 from sae.sweep.notes import note_study
+from sae.sweep.progress import SweepProgress
 from sae.sweep.recovery import finished_count, recover_interrupted
 from sae.sweep.registry import register_chosen
 from sae.sweep.space import build_space, describe_space
 from sae.sweep.study import check_study, make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
-from sae.sweep.workers import Context, run_processes, run_worker
+from sae.sweep.workers import (
+    Context,
+    Pool,
+    WorkerPlan,
+    available_memory,
+    plan_workers,
+    run_worker,
+    usable_cores,
+)
 from sae.tracking import views
 
 
 def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print) -> SweepResult:
-    """Open or resume the study, run its workers, and log the summary to the parent run.
+    """Open or resume the study, run its workers (as many as ``workers.plan_workers`` says, in
+    one line), which then share the confirmation runs, and log the summary to the parent run.
 
     Any number of commands may start on the same study at once: the study and its one parent
     run are created under a lock on the storage. A trial's failure ends that trial only; the
@@ -77,6 +91,7 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         _check_experiment(settings, existing, experiment)
         adopted = STUDY_IDENTITY not in existing.user_attrs
     splits = load_splits(base.data, resolve_device(base.train.device), log)
+    asked = cfg.population
     cfg = _population(cfg, base, splits, log)
     mlflow = tracking.client(settings)
 
@@ -88,24 +103,25 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
         retries = recover_interrupted(study, storage, mlflow)
         if retries:
             log(f"retrying the parameters of interrupted trials {retries}")
-        cores = os.cpu_count() or 1
-        threads = max(1, cores // cfg.workers) if cfg.workers > 1 else base.train.threads
+        plan = _plan_workers(base, cfg, asked, study, splits)
+        log(plan.line)
         deadline = time.time() + cfg.timeout if cfg.timeout else None
-        ctx = Context(base, cfg, settings, storage_url, parent, threads=threads, deadline=deadline)
+        ctx = Context(
+            base, cfg, settings, storage_url, parent, threads=plan.threads, deadline=deadline
+        )
         every_thread = torch.get_num_threads()  # run_worker takes this process's share
         try:
-            with signals.interrupts_deferred():
-                with tqdm(total=cfg.trials, desc="trials", unit="trial") as bar:
-
-                    def progress(done: int) -> None:
-                        bar.update(max(0, min(done, cfg.trials) - bar.n))
-
-                    if cfg.workers > 1:
-                        run_processes(ctx, cfg.workers, study, storage, mlflow, progress)
+            with signals.interrupts_deferred(), contextlib.ExitStack() as stack:
+                pool = None
+                if plan.workers > 1:
+                    pool = stack.enter_context(Pool(ctx, plan.workers, study, storage, mlflow))
+                with SweepProgress(study, cfg.trials, base.train.epochs, plan.workers):
+                    if pool is not None:
+                        pool.wait_trials()
                     # The parent finishes what lost workers left (the only worker with one).
-                    run_worker(ctx, progress, splits)
+                    run_worker(ctx, splits=splits)
                 torch.set_num_threads(every_thread)  # the workers are done
-                _confirm(base, cfg, study, settings, experiment, splits, storage_url, log)
+                _confirm(base, cfg, study, settings, experiment, splits, storage_url, log, pool)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as signals.RunKilled
             recover_interrupted(study, storage, mlflow, reason=REASON_INTERRUPTED, ours=True)
             raise
@@ -231,16 +247,50 @@ def _confirm(
     splits: Splits,
     storage_url: str,
     log: Callable[[str], None],
+    pool: Pool | None,
 ) -> None:
-    """The confirmation runs, once the study has its trials (not after a --timeout stop). Under
-    the storage's lock, so two commands that finish together do not train the same run twice."""
+    """The confirmation runs, once the study has its trials (not after a --timeout stop), shared
+    among the ``pool``'s workers (without one, trained here one after another); what a lost
+    worker held is trained here. Under the storage's lock, so two commands that finish together
+    do not train the same run twice."""
     if cfg.confirm == 0:
         return
     if finished_count(study) < cfg.trials:
         log(f"no confirmation runs yet: they follow once the study has {cfg.trials} trials")
         return
     with locks.store_lock(storage_url, f"sae: confirm {cfg.study_name}"):
-        run_confirmations(base, cfg, study, settings, experiment, splits, log)
+        jobs = plan_confirmations(base, cfg, study, settings, experiment, splits, log)
+        if pool is not None and jobs:
+            pool.share(jobs)  # each run trained once, by the first worker free
+            # what lost workers left, if any: planned again (their runs RUNNING no longer)
+            jobs = plan_confirmations(base, cfg, study, settings, experiment, splits, _quiet)
+            if jobs:
+                log(f"{len(jobs)} confirmation runs left by lost workers: trained here")
+        for job in jobs:
+            train_confirmation(base, cfg, job, experiment, splits, log)
+        record_confirmations(settings, experiment, study)
+
+
+def _quiet(line: str) -> None:
+    """A log that drops its lines."""
+
+
+def _plan_workers(
+    base: Config, cfg: SweepConfig, asked: int | None, study: optuna.Study, splits: Splits
+) -> WorkerPlan:
+    """``plan_workers`` for this sweep: the trials left or the confirmation runs to come,
+    whichever are more, on this machine's usable cores and memory and the data's device, with
+    ``asked`` the --population given (None: unset)."""
+    runs = max(cfg.trials - finished_count(study), cfg.confirm * CONFIRM_SEEDS)
+    return plan_workers(
+        cfg.workers,
+        base.train.threads,
+        runs=runs,
+        cores=usable_cores(),
+        device=splits.train.device.type,
+        population=asked,
+        memory=available_memory(),
+    )
 
 
 def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config) -> str:
