@@ -67,8 +67,10 @@ def test_pruner__a_trial_dominated_at_a_rung_by_enough_complete_trials_is_pruned
     for i in range(4):
         _add(study, {1: (0.06 + 0.01 * i, 0.7)}, TrialState.RUNNING)
     assert HALVING.decide(study.trials, bad, 1, epochs=2) is None
-    with pytest.raises(ValueError, match="factor >= 2"):
+    with pytest.raises(ValueError, match=r"^--pareto-factor must be >= 2, got 1$"):
         ParetoPruner(factor=1)
+    with pytest.raises(ValueError, match=r"^--pareto-tiebreak must be crowding or hyper"):
+        ParetoPruner(tiebreak="random")
     # not a rung (the last epoch is never one): no decision
     assert HALVING.decide(study.trials, bad, 2, epochs=2) is None
     assert HALVING.decide(study.trials, bad, 1, epochs=1) is None

@@ -192,7 +192,7 @@ def test_sweep__killed_worker_trial_is_failed_killed_and_retried(tmp_path, monke
         (
             ["--pruner", "pareto", "--pareto-factor", "1"],
             {},
-            "error: the Pareto pruner needs --pareto-first-rung >= 1, --pareto-factor >= 2",
+            "error: --pareto-factor must be >= 2, got 1",
         ),
         (["--population", "2", "--amp"], {}, "error: a population trains in float32: drop --amp"),
         (["--timeout", "inf"], {}, "argument --timeout: must be a finite number"),

@@ -55,6 +55,15 @@ class SweepConfig:
     is in the best 1/factor at a rung, or on its front"""
     pareto_warmup: int = ParetoPruner.warmup
     """--pruner pareto: complete trials before any is pruned"""
+    pareto_grace: int = ParetoPruner.grace
+    """--pruner pareto: epochs during which a degenerate point is no reason to stop (a model that
+    has not started to learn may still)"""
+    pareto_tiebreak: str = ParetoPruner.tiebreak
+    """--pruner pareto: how the points of one non-domination rank are ordered: crowding or
+    hypervolume (each point's own share)"""
+    pareto_protect: float = ParetoPruner.protect
+    """--pruner pareto: a point on the rung's front goes on when its own share of the front's
+    hypervolume is above this fraction (0: every point on the front goes on)"""
     sampler_seed: int = 0
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
@@ -109,18 +118,13 @@ class SweepConfig:
         if self.objective not in Objective.__args__:
             choices = ", ".join(Objective.__args__)
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {choices}")
+        ParetoPruner.named_by(self)  # a rule its flags cannot make is refused now
         if self.objective == "constrained" and self.pruner == "pareto":
             raise ValueError("--pruner pareto prunes the Pareto objectives; use median or none")
         if self.objective != "constrained" and self.pruner in ("median", "hyperband"):
             raise ValueError(
                 f"--pruner {self.pruner} prunes one objective; with --objective {self.objective} "
                 "use --pruner pareto or none"
-            )
-        if self.pareto_first_rung < 1 or self.pareto_factor < 2 or self.pareto_warmup < 0:
-            raise ValueError(
-                "the Pareto pruner needs --pareto-first-rung >= 1, --pareto-factor >= 2 and "
-                f"--pareto-warmup >= 0, got {self.pareto_first_rung}, {self.pareto_factor} and "
-                f"{self.pareto_warmup}"
             )
         if not self.study_name:
             raise ValueError("--study-name must not be empty")

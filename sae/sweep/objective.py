@@ -122,7 +122,7 @@ def pareto_pruner(sweep: SweepConfig) -> ParetoPruner | None:
     """The Pareto pruner for a Pareto objective, unless --pruner none."""
     if sweep.pruner_used != "pareto":
         return None
-    return ParetoPruner(sweep.pareto_first_rung, sweep.pareto_factor, sweep.pareto_warmup)
+    return ParetoPruner.named_by(sweep)
 
 
 @dataclasses.dataclass(frozen=True)

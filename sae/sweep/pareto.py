@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from sae.names import ATTR_EPOCH_POINTS
 
@@ -120,14 +120,21 @@ class ParetoPruner:
     above this fraction (0: every point on the front goes on)"""
 
     def __post_init__(self) -> None:
-        if self.first_rung < 1 or self.factor < 2 or self.warmup < 0 or self.grace < 0:
-            raise ValueError(
-                "a Pareto pruner needs first_rung >= 1, factor >= 2, warmup >= 0, grace >= 0"
-            )
+        for name, least in (("first_rung", 1), ("factor", 2), ("warmup", 0), ("grace", 0)):
+            if getattr(self, name) < least:
+                flag = "--pareto-" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= {least}, got {getattr(self, name)}")
         if self.tiebreak not in ("crowding", "hypervolume"):
-            raise ValueError(f"tiebreak must be crowding or hypervolume, got {self.tiebreak!r}")
+            raise ValueError(
+                f"--pareto-tiebreak must be crowding or hypervolume, got {self.tiebreak!r}"
+            )
         if not 0.0 <= self.protect < 1.0:
-            raise ValueError(f"protect must be in [0, 1), got {self.protect}")
+            raise ValueError(f"--pareto-protect must be in [0, 1), got {self.protect}")
+
+    @classmethod
+    def named_by(cls, options: Any) -> ParetoPruner:
+        """The rule that ``options``' ``pareto_*`` fields name (the sweep's flags)."""
+        return cls(**{f.name: getattr(options, f"pareto_{f.name}") for f in fields(cls)})
 
     def rungs(self, epochs: int) -> list[int]:
         """The epochs at which trials of ``epochs`` epochs are compared: before the last."""
