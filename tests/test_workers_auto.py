@@ -186,3 +186,47 @@ def test_bench_workers_part__both_shapes_on_the_same_trials_and_their_ratio(tmp_
     assert out["workers_trials_per_minute_2x1"] == 1.6
     assert out["workers_speedup_2x1"] == pytest.approx(1.6)
     assert out["workers_peak_rss_mb_2x1"] == 1500.0 and out["workers_sweep_seconds_1x2"] == 100.0
+
+
+class _LostPool:
+    """A pool whose workers were all lost before taking a confirmation run."""
+
+    def __init__(self) -> None:
+        self.handed: list = []
+
+    def share(self, jobs: list) -> None:
+        self.handed += jobs
+
+
+def test_confirm__runs_a_lost_worker_left_are_trained_by_the_command(tmp_path):
+    """Handed to workers that were lost, the confirmation runs are planned again and trained in
+    the command's process, each once, with one line saying so."""
+    import dataclasses
+
+    from sae import tracking
+    from sae.splits import load_splits, resolve_device
+
+    base = sweep_base(tmp_path)
+    cfg = sweep_config(trials=1, batch_sizes=(10,))
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    sweep.open_study(storage, cfg, sweep.build_space(cfg), epochs=2).enqueue_trial(GOOD)
+    result = run_sweep(base, cfg, log=lambda _line: None)
+    settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
+    splits = load_splits(base.data, resolve_device("cpu"))
+    pool, lines = _LostPool(), []
+    sweep_run._confirm(
+        base,
+        dataclasses.replace(cfg, confirm=1),
+        result.study,
+        settings,
+        "sae-sweep",
+        splits,
+        str(tmp_path / "optuna.journal"),
+        lines.append,
+        pool,
+    )
+    assert len(pool.handed) == 2
+    assert "2 confirmation runs left by lost workers: trained here" in lines
+    runs = _confirm_runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert {r.data.tags[names.TAG_WORKER] for r in runs} == {worker_id()}
