@@ -8,7 +8,7 @@ from optuna.trial import TrialState, create_trial
 
 from sae import names, sweep
 from sae.sweep import run_sweep
-from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order
+from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order, rung_points
 
 DIRECTIONS = ["minimize", "minimize"]
 HALVING = ParetoPruner(first_rung=1, factor=2, warmup=3)
@@ -156,3 +156,17 @@ def test_sweep__a_resumed_study_prunes_against_the_rungs_of_its_first_session(tm
     assert run.data.tags[names.TAG_REASON].startswith("pruned at epoch 1: ")
     assert 3 not in [t.number for t in sweep.best_trials(result.study)]
     assert sweep.finished_count(result.study) == 4
+
+
+def test_rung_points__an_interrupted_trial_counts_once_through_its_retry():
+    """An interrupted trial (FAIL, not by itself) hands its points to its retry, which resumes
+    from its checkpoint: the rung counts them once. A trial that failed by itself keeps its."""
+    study = _study()
+    _add(study, {1: (0.01, 0.5)})
+    interrupted = _add(study, {1: (0.02, 0.3)}, TrialState.FAIL)
+    retry = _add(study, {1: (0.02, 0.3)}, TrialState.RUNNING)
+    attrs = {names.ATTR_EPOCH_POINTS: {"1": [0.05, 0.6, 0.0]}, names.ATTR_NON_FINITE: True}
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=attrs))
+    diverged = study.trials[-1].number
+    points = rung_points(study.get_trials(deepcopy=False), 1)
+    assert interrupted not in points and {retry, diverged} <= set(points)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from sae.names import ATTR_EPOCH_POINTS
+from sae.names import ATTR_EPOCH_POINTS, ATTR_FAILED, ATTR_NON_FINITE
 
 if TYPE_CHECKING:  # the sweep's settings read the pruner's defaults without importing Optuna
     from optuna.trial import FrozenTrial
@@ -40,9 +40,14 @@ Point = tuple[float, ...]
 
 
 def rung_points(trials: Sequence[FrozenTrial], epoch: int) -> dict[int, tuple[Point, bool]]:
-    """Each trial's recorded point at ``epoch``, and whether it was degenerate, by trial number."""
+    """Each trial's recorded point at ``epoch``, and whether it was degenerate, by trial number;
+    none of an interrupted trial's (FAIL, not by itself), whose retry carries its points on."""
     out = {}
     for trial in trials:
+        if trial.state.name == "FAIL" and not (
+            trial.user_attrs.get(ATTR_FAILED) or trial.user_attrs.get(ATTR_NON_FINITE)
+        ):
+            continue
         recorded = trial.user_attrs.get(ATTR_EPOCH_POINTS, {}).get(str(epoch))
         if recorded:
             *values, degenerate = recorded
