@@ -356,7 +356,7 @@ def test_pruning_figures__each_seeds_sweeps_the_replay_the_means_and_the_target(
 
     monkeypatch.setattr(pruning, "run_sweep", run_sweep)
     lines = []
-    out = pruning.pruning_figures(tmp_path, "data", "small", [], 4, (0, 1), lines.append)
+    out = pruning.pruning_figures(tmp_path, "data", "small", [], (0, 1), lines.append)
     assert calls == [(0, "none"), (0, "pareto"), (1, "none"), (1, "pareto")]
     per_seed = {
         f"pruning_small_seed{seed}_{sweep}_{figure}"

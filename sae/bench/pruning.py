@@ -47,11 +47,10 @@ def pruning_figures(
     data_root: str,
     setting: str,
     argv: Sequence[str],
-    epochs: int,
     seeds: Sequence[int],
     log: Callable[[str], None],
 ) -> dict[str, float]:
-    """The sweep command (``argv`` its size: trials, ``epochs``, images) with ``--pruner none``
+    """The sweep command (``argv`` its size: trials, epochs, images) with ``--pruner none``
     and ``--pruner pareto`` for each sampler seed, each in a fresh process on its own study in
     ``folder`` (which holds the benchmark's mlflow.yaml); and the pruner replayed on each
     unpruned study (``replay``: the same trials, so the pruner's own cost). Keys
@@ -63,7 +62,7 @@ def pruning_figures(
     out: dict[str, float] = {}
     seen = []
     for seed in seeds:
-        figures, outcomes = seed_figures(folder, data_root, setting, argv, epochs, seed, log)
+        figures, outcomes = seed_figures(folder, data_root, setting, argv, seed, log)
         out.update(figures)
         seen.append(outcomes)
     out.update(ratio_figures(setting, seen, log))
@@ -75,7 +74,6 @@ def seed_figures(
     data_root: str,
     setting: str,
     argv: Sequence[str],
-    epochs: int,
     seed: int,
     log: Callable[[str], None],
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:

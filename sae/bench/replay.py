@@ -313,7 +313,6 @@ def open_recorded(storage: str, name: str | None = None) -> Any:
     if name not in names:
         known = ", ".join(map(repr, names)) or "none"
         raise ValueError(f"no study {name!r} in {redact(storage)} (its studies: {known})")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=name, storage=opened)
 
 

@@ -353,7 +353,7 @@ def pruning(c: Context) -> dict[str, float]:
         if images is not None:
             argv += ["--train-size", str(images)]
         seeds = c.bench.pruning_seeds if setting == "small" else c.bench.pruning_seeds[:1]
-        out.update(pruning_figures(c.tmp, c.data_root, setting, argv, epochs, seeds, c.log))
+        out.update(pruning_figures(c.tmp, c.data_root, setting, argv, seeds, c.log))
     return out
 
 

@@ -343,10 +343,7 @@ def recorded_table(bench: BenchFile) -> str:
     r = bench.results
     key = "pruning_recorded_"
     summary = {"saved_mean", "kept_min", "safe", "target_met"}
-    names = sorted(
-        {k[len(key) :].rsplit("_", 1)[0] for k in r if k.startswith(key)}
-        - {s.rsplit("_", 1)[0] for s in summary}
-    )
+    names = sorted(re.findall(rf"\b{key}(\w+?)_total\b", " ".join(r)))  # each record has one
     rows = []
     for name in names:
         prefix = f"{key}{name}_"
