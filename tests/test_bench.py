@@ -213,7 +213,7 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
         study.add_trial(
             create_trial(state=TrialState.COMPLETE, values=[mse, active], user_attrs=attrs)
         )
-    result = replay(study, ParetoPruner(first_rung=1, factor=2, warmup=3))
+    result = replay(study, ParetoPruner("halving", first_rung=1, factor=2, warmup=3, grace=0))
     kept = result.kept
     assert [(s.number, s.epoch) for s in result.stops] == [(3, 1)]
     assert (result.epochs, result.total) == (17, 20) and result.saved == 20 / 17
@@ -227,7 +227,9 @@ def test_replay__the_pruner_on_an_unpruned_sweep_trial_by_trial_in_order():
     assert (out["epochs"], unpruned["epochs"]) == (17, 20) and out["pruned"] == 1
     assert out["hypervolume"] == pytest.approx(unpruned["hypervolume"])  # it was dominated
     # no warm-up left: the same sweep with a warm-up of five prunes nothing
-    assert sweep_outcome(replay(study, ParetoPruner(1, 2, warmup=5)).kept)["pruned"] == 0
+    assert (
+        sweep_outcome(replay(study, ParetoPruner("halving", warmup=5, grace=0)).kept)["pruned"] == 0
+    )
 
 
 @pytest.mark.parametrize("link", ["benchmarks.json", "benchmarks.tmp"])

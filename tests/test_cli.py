@@ -200,6 +200,7 @@ def test_float_flags__every_one_refuses_inf_and_nan_by_name(capsys):
         "--beta",
         "--rho",
         "--max-active-frac",
+        "--pareto-budget",
         "--pareto-protect",
         "--timeout",
         "--beta-range",

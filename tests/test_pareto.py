@@ -11,8 +11,8 @@ from sae.sweep import run_sweep
 from sae.sweep.pareto import ParetoPruner, dominates, hypervolume, pareto_order, rung_points
 
 DIRECTIONS = ["minimize", "minimize"]
-HALVING = ParetoPruner(first_rung=1, factor=2, warmup=3)
-"""Successive halving from epoch 1, written out (the default rule)."""
+HALVING = ParetoPruner(rule="halving", first_rung=1, factor=2, warmup=3, grace=0)
+"""Successive halving from epoch 1, written out (the rule before projection was the default)."""
 
 
 def _study(storage=None, name="s"):
@@ -52,7 +52,7 @@ def test_pruner__rungs_are_successive_halving_epochs_before_the_last():
     assert HALVING.rungs(10) == [1, 2, 4, 8]
     assert ParetoPruner(first_rung=2, factor=3).rungs(10) == [2, 6]
     assert ParetoPruner(first_rung=2, factor=4).rungs(10) == [2, 8]
-    assert ParetoPruner() == HALVING  # the default rule
+    assert ParetoPruner().rule == "projection"  # the default rule
     assert HALVING.rungs(1) == [] and ParetoPruner(first_rung=2).rungs(2) == []
 
 
@@ -97,14 +97,19 @@ def test_pruner__nothing_is_pruned_during_the_warm_up_and_degenerate_points_come
         _add(study, {1: (mse, active), 2: (mse, active)})
     _add(study, {1: (0.012, 0.45)}, TrialState.RUNNING)
     bad = _add(study, {1: (0.05, 0.6)}, TrialState.RUNNING)
-    assert ParetoPruner(1, 2, warmup=3).decide(study.trials, bad, 1, epochs=2) is None  # 2 complete
-    assert ParetoPruner(1, 2, warmup=2).decide(study.trials, bad, 1, epochs=2) is not None
+    assert (
+        ParetoPruner("halving", warmup=3, grace=0).decide(study.trials, bad, 1, epochs=2) is None
+    )  # 2 complete
+    assert (
+        ParetoPruner("halving", warmup=2, grace=0).decide(study.trials, bad, 1, epochs=2)
+        is not None
+    )
     # a degenerate point (a dead code: active fraction 0 would dominate) neither beats the
     # others nor is kept
     dead = _add(study, {1: (0.06, 0.0, 1.0)}, TrialState.RUNNING)
-    why = ParetoPruner(1, 2, warmup=2).decide(study.trials, dead, 1, epochs=2)
+    why = ParetoPruner("halving", warmup=2, grace=0).decide(study.trials, dead, 1, epochs=2)
     assert why is not None and "(degenerate)" in why
-    assert ParetoPruner(1, 2, warmup=2).decide(study.trials, 2, 1, epochs=2) is None
+    assert ParetoPruner("halving", warmup=2, grace=0).decide(study.trials, 2, 1, epochs=2) is None
 
 
 def test_pruner__two_workers_on_one_storage_decide_the_same(tmp_path):
@@ -136,7 +141,13 @@ def test_sweep__a_resumed_study_prunes_against_the_rungs_of_its_first_session(tm
     assert all(names.ATTR_EPOCH_POINTS in t.user_attrs for t in load_study(tmp_path).trials)
 
     resumed = sweep_config(
-        trials=4, pruner="pareto", pareto_first_rung=1, pareto_factor=2, pareto_warmup=3
+        trials=4,
+        pruner="pareto",
+        pareto_rule="halving",
+        pareto_first_rung=1,
+        pareto_factor=2,
+        pareto_warmup=3,
+        pareto_grace=0,
     )
     study = sweep.open_study(storage, resumed, sweep.build_space(resumed), epochs=2)
     # a learning rate below the space's, that barely moves (Optuna trains an enqueued value as
@@ -170,3 +181,112 @@ def test_rung_points__an_interrupted_trial_counts_once_through_its_retry():
     diverged = study.trials[-1].number
     points = rung_points(study.get_trials(deepcopy=False), 1)
     assert interrupted not in points and {retry, diverged} <= set(points)
+
+
+# The projection rule (the default), on curves shaped like the recorded full sweeps'
+# (sae/bench/records): MSE by epoch, the active fraction nearly flat.
+FRONT = {  # three complete trials of ten epochs: their finals make the front
+    "fast": [(0.0089, 0.489), (0.0073, 0.492), (0.0054, 0.495)],
+    "dense": [(0.0084, 0.539), (0.0069, 0.541), (0.0051, 0.543)],
+    "sparse": [(0.0482, 0.069), (0.0374, 0.076), (0.0314, 0.077)],
+}
+PROJECTION = ParetoPruner()
+
+
+def _complete(study, curve, epochs=10):
+    """A complete trial whose points at epochs 1, 2 and ``epochs`` are ``curve``."""
+    points = {1: curve[0], 2: curve[1]}
+    points.update({e: curve[2] for e in range(3, epochs + 1)})
+    return _add(study, points)
+
+
+def _projection_study():
+    study = _study()
+    for curve in FRONT.values():
+        _complete(study, curve)
+    return study
+
+
+def test_projection__a_slow_starter_is_kept_and_a_flat_dominated_trial_stopped():
+    """Seed 3's trial 12 (learning rate 6e-4, batch 256), degenerate at epoch 1 as the proxy's
+    slow starters were: halving stops it there. It nearly halves its MSE by epoch 2, and its own
+    slope projects it into the front's empty stretch: kept. The same start without the slope (a
+    trial that has stopped learning) is dominated: stopped at epoch 2."""
+    study = _projection_study()
+    slow = _add(study, {1: (0.0282, 0.202, 1.0)}, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, slow, 1, epochs=10) is None  # grace, and epoch 1
+    assert "(degenerate)" in HALVING.decide(study.trials, slow, 1, epochs=10)
+    study = _projection_study()
+    slow = _add(study, {1: (0.0282, 0.202, 1.0), 2: (0.0155, 0.284)}, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, slow, 2, epochs=10) is None
+    flat = _add(study, {1: (0.0352, 0.202), 2: (0.0345, 0.284)}, TrialState.RUNNING)
+    why = PROJECTION.decide(study.trials, flat, 2, epochs=10)
+    assert why.startswith("pruned at epoch 2: its final point projected from its curve ")
+    assert "would add 0.00% to the front's hypervolume" in why and "2% budget" in why
+
+
+def test_projection__a_point_that_adds_the_budget_now_is_never_stopped():
+    """A point that alone adds more than the budget to the front goes on, whatever the trials
+    stopped before it; one that adds less stops, and the stopped trials' projections count
+    against the next one: their share of the budget is used."""
+    study = _projection_study()
+    between = {1: (0.0300, 0.25), 2: (0.0200, 0.26)}  # an empty stretch of the front
+    assert PROJECTION.decide(study.trials, _add(study, between, TrialState.RUNNING), 2, 10) is None
+    near = {1: (0.0090, 0.50), 2: (0.0074, 0.50)}  # just beside "fast": adds little
+    mine = _add(study, near, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, mine, 2, epochs=10) is not None
+    # the same near trial after a stopped one whose projection fills the empty stretch: the
+    # budget is used up, so the near one goes on
+    study = _projection_study()
+    _add(study, between, TrialState.PRUNED)
+    mine = _add(study, near, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, mine, 2, epochs=10) is None
+    assert ParetoPruner(budget=0.5).decide(study.trials, mine, 2, epochs=10) is not None
+    with pytest.raises(ValueError, match=r"^--pareto-budget must be in \[0, 1\), got 1.5$"):
+        ParetoPruner(budget=1.5)
+    with pytest.raises(ValueError, match=r"^--pareto-rule must be projection or halving"):
+        ParetoPruner(rule="median")
+
+
+def test_projection__warm_up_grace_and_the_last_epoch():
+    """Nothing stops before three complete trials may stand on the front (a degenerate one does
+    not count), nor at the last epoch; a degenerate point stops after the grace epoch."""
+    study = _study()
+    _complete(study, FRONT["fast"])
+    _complete(study, FRONT["dense"])
+    degenerate = {str(e): [0.0677, 0.047, 1.0] for e in range(1, 11)}
+    attrs = {names.ATTR_EPOCH_POINTS: degenerate, names.ATTR_DEGENERATE: "collapsed"}
+    study.add_trial(create_trial(values=[0.0677, 0.047], user_attrs=attrs))
+    flat = {1: (0.0352, 0.202), 2: (0.0345, 0.284)}
+    mine = _add(study, flat, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, mine, 2, epochs=10) is None  # two count
+    _complete(study, FRONT["sparse"])
+    assert PROJECTION.decide(study.trials, mine, 2, epochs=10) is not None
+    assert PROJECTION.decide(study.trials, mine, 2, epochs=2) is None  # the last epoch
+    dead = _add(study, {1: (0.098, 0.0, 1.0), 2: (0.098, 0.0, 1.0)}, TrialState.RUNNING)
+    assert PROJECTION.decide(study.trials, dead, 1, epochs=10) is None
+    why = PROJECTION.decide(study.trials, dead, 2, epochs=10)
+    assert why == "pruned at epoch 2: its model is degenerate (collapsed or dead)"
+    assert ParetoPruner(grace=2).decide(study.trials, dead, 2, epochs=10) is None
+
+
+def test_projection__two_workers_on_one_storage_decide_the_same(tmp_path):
+    storage = sweep.make_storage(str(tmp_path / "optuna.journal"))
+    mine, theirs = _study(storage), _study(sweep.make_storage(str(tmp_path / "optuna.journal")))
+    for curve in FRONT.values():
+        _complete(theirs, curve)
+    _add(theirs, {1: (0.0090, 0.50), 2: (0.0074, 0.50)}, TrialState.PRUNED)
+    flat = _add(mine, {1: (0.0352, 0.202), 2: (0.0345, 0.284)}, TrialState.RUNNING)
+    decisions = [
+        PROJECTION.decide(study.get_trials(deepcopy=False), flat, 2, epochs=10)
+        for study in (mine, theirs)
+    ]
+    assert decisions[0] is not None and decisions[0] == decisions[1]
+    assert "the projections of the 1 trials stopped before it" in decisions[0]
+
+
+def test_default_pruner__pareto_prunes_by_projection_pareto_probe_does_not():
+    assert sweep_config(objective="pareto").pruner_used == "pareto"
+    assert sweep_config(objective="pareto-probe").pruner_used == "none"
+    assert sweep_config(objective="constrained").pruner_used == "median"
+    assert sweep_config(objective="pareto", pruner="none").pruner_used == "none"

@@ -39,7 +39,8 @@ def _trial(beta, finals, epochs=4, state=TrialState.COMPLETE, points=True, degen
 
 
 FINALS = [(0.01, 0.5), (0.02, 0.3), (0.03, 0.1), (0.06, 0.6), (0.015, 0.45), (0.05, 0.7)]
-"""Three good trials (the warm-up), a dominated one, a good one, a dominated one."""
+"""Three good trials (the warm-up), a dominated one, a good one that adds 0.5% of the
+hypervolume, a dominated one."""
 
 
 def _journal(tmp_path, trials, name="recorded"):
@@ -65,16 +66,26 @@ def test_replay_command__a_line_per_stopped_trial_then_the_summary(tmp_path, mon
     path = _journal(tmp_path, trials)
     code, lines, err = _run(monkeypatch, capsys, "--storage", str(path), "--study", "recorded")
     assert code == 0, err
-    assert [line.split(":")[0] for line in lines[:-1]] == ["trial 3", "trial 5"]
+    # the default rule (projection) stops the two dominated trials and the good one that adds
+    # 0.5% of the hypervolume, each at epoch 2, its first decision
+    assert [line.split(":")[0] for line in lines[:-1]] == ["trial 3", "trial 4", "trial 5"]
+    assert all(line.split(": ")[1].startswith("pruned at epoch 2") for line in lines[:-1])
     assert lines[-1] == (
-        "replayed: epochs 18 of 24 (1.33x fewer), hypervolume 0.04825 of 0.04825 (100.0%)"
+        "replayed: epochs 18 of 24 (1.33x fewer), hypervolume 0.04800 of 0.04825 (99.5%)"
     )
     assert SUMMARY.match(lines[-1])
     # the study is the storage's only one; another rule, by the sweep's flags: a warm-up of
     # five trials stops only the last
     code, lines, _ = _run(monkeypatch, capsys, "--storage", str(path), "--pareto-warmup", "5")
     assert code == 0 and [line.split(":")[0] for line in lines[:-1]] == ["trial 5"]
-    assert lines[-1].startswith("replayed: epochs 21 of 24 (1.14x fewer)")
+    assert lines[-1].startswith("replayed: epochs 22 of 24 (1.09x fewer)")
+    # successive halving stops only the dominated two, at epoch 1
+    flags = ["--pareto-rule", "halving", "--pareto-grace", "0"]
+    code, lines, _ = _run(monkeypatch, capsys, "--storage", str(path), *flags)
+    assert code == 0 and [line.split(":")[0] for line in lines[:-1]] == ["trial 3", "trial 5"]
+    assert lines[-1] == (
+        "replayed: epochs 18 of 24 (1.33x fewer), hypervolume 0.04825 of 0.04825 (100.0%)"
+    )
 
 
 def test_replay_command__writes_a_record_that_replays_alike(tmp_path, monkeypatch, capsys):

@@ -40,11 +40,7 @@ from sae.names import (
     STUDY_OBJECTIVE,
     STUDY_SPACE,
 )
-
-REFERENCE = (0.07, 1.0)
-"""The hypervolume's reference point (test MSE, code active fraction): a reconstruction no
-better than MNIST's mean image (test MSE about 0.067) with every code unit active. Fixed, so that
-the fronts of all runs are measured against the same point."""
+from sae.sweep.pareto import REFERENCE
 
 RECORD_FORMAT = "sae-sweep-record/1"
 RECORDS = Path(__file__).parent / "records"

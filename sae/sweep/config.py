@@ -45,25 +45,33 @@ class SweepConfig:
     """Optuna sampler"""
     pruner: PrunerName = "auto"
     """stops unpromising trials early: with the constrained objective Optuna's median (the
-    default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objectives pareto,
-    which stops a trial whose point is dominated at a rung (sae.sweep.pareto), off by default
-    (it missed its target in the benchmark: see docs/performance.md); none turns pruning off"""
+    default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objective pareto
+    (the default), which stops a trial that can no longer add to the front (sae.sweep.pareto;
+    replayed on the recorded full sweeps in docs/performance.md); with pareto-probe none by
+    default (unmeasured there); none turns pruning off"""
+    pareto_rule: str = ParetoPruner.rule
+    """--pruner pareto: projection (a trial's projected final point against the front) or
+    halving (successive halving at rungs, by Pareto rank)"""
+    pareto_budget: float = ParetoPruner.budget
+    """--pruner pareto, projection: the share of the front's hypervolume that the stopped
+    trials, at their projected final points, may add together at most"""
     pareto_first_rung: int = ParetoPruner.first_rung
-    """--pruner pareto: the first epoch at which trials are compared"""
+    """--pruner pareto: the first epoch at which trials are compared (projection: 2 at the
+    earliest)"""
     pareto_factor: int = ParetoPruner.factor
-    """--pruner pareto: rungs every this many times the last one's epoch; a trial goes on if it
-    is in the best 1/factor at a rung, or on its front"""
+    """--pruner pareto, halving: rungs every this many times the last one's epoch; a trial goes
+    on if it is in the best 1/factor at a rung, or on its front"""
     pareto_warmup: int = ParetoPruner.warmup
     """--pruner pareto: complete trials before any is pruned"""
     pareto_grace: int = ParetoPruner.grace
     """--pruner pareto: epochs during which a degenerate point is no reason to stop (a model that
     has not started to learn may still)"""
     pareto_tiebreak: str = ParetoPruner.tiebreak
-    """--pruner pareto: how the points of one non-domination rank are ordered: crowding or
+    """--pruner pareto, halving: how the points of one non-domination rank are ordered: crowding or
     hypervolume (each point's own share)"""
     pareto_protect: float = ParetoPruner.protect
-    """--pruner pareto: a point on the rung's front goes on when its own share of the front's
-    hypervolume is above this fraction (0: every point on the front goes on)"""
+    """--pruner pareto, halving: a point on the rung's front goes on when its own share of the
+    front's hypervolume is above this fraction (0: every point on the front goes on)"""
     sampler_seed: int = 0
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
@@ -131,11 +139,12 @@ class SweepConfig:
 
     @property
     def pruner_used(self) -> str:
-        """The pruner that ``auto`` means for the objective: median when constrained, else none
-        (the Pareto pruner fell short of its 2x target in the benchmark: docs/performance.md)."""
+        """The pruner that ``auto`` means for the objective: median when constrained, pareto for
+        the Pareto objective (it kept 99% of the front's hypervolume on every recorded full
+        sweep: docs/performance.md), none for pareto-probe (not measured there)."""
         if self.pruner != "auto":
             return self.pruner
-        return "median" if self.objective == "constrained" else "none"
+        return {"constrained": "median", "pareto": "pareto"}.get(self.objective, "none")
 
     @property
     def directions(self) -> list[str]:

@@ -1,12 +1,33 @@
-"""Pruning the Pareto sweep: a trial whose point is dominated at a rung by enough others stops.
+"""Pruning the Pareto sweep: a trial stops when it can no longer add to the front.
 
 Optuna prunes single objectives only: ``Trial.report`` takes one value and ``Trial.should_prune``
 refuses a multi-objective study (optuna/optuna#3450). So each trial records its objective point
 after every epoch as a user attribute (``ATTR_EPOCH_POINTS``: test MSE, code active fraction and
 whether the model is degenerate, by epoch), which every worker reads from the study's storage,
-and ``ParetoPruner`` decides from those points.
+and ``ParetoPruner`` decides from those points alone, so every worker decides alike.
 
-The rule is successive halving with a Pareto order, after "Multi-objective Asynchronous
+Two rules. **projection** (the default) asks of each trial, after every epoch from the second,
+what it could still add to the front: its final point, projected optimistically from its own
+curve, against the front of the complete trials.
+
+- The projection: test MSE falls as a power law through the trial's first and latest epochs,
+  ``mse(E) = mse(e) * (E / e) ** -b`` with ``b = log(mse(1) / mse(e)) / log(e)``, and the code
+  active fraction stays where it is. A loss curve flattens in log-log axes, so this overshoots:
+  on the recorded sweeps (``sae/bench/records``) the final MSE was at least 0.94 of the
+  projection from epoch 2 on, mostly well above it. A slow starter (a low learning rate) is
+  judged by its own slope, not by where it starts, and nothing is projected from epoch 1 alone.
+- The test: the trial stops when its projected point, together with the projections of the
+  trials stopped so far, would add less than ``budget`` (2% by default) to the hypervolume of
+  the complete trials' front (against ``REFERENCE``). The stopped trials share one budget, so
+  many near-front trials stopped one by one cannot together cost more than it, at their
+  projections; and a trial whose present point alone adds the budget is never stopped (its
+  projection adds at least as much).
+- A degenerate point (a collapsed or dead model) adds nothing: it stops after ``grace`` epochs
+  (1 by default: a model that has not started to learn by the end of epoch 2 is not waited for).
+- Nothing stops before ``warmup`` complete trials may stand on the front (neither degenerate
+  nor infeasible), nor at the last epoch.
+
+**halving** is successive halving with a Pareto order, after "Multi-objective Asynchronous
 Successive Halving" (Schmucker, Donini, Zafar, Salinas and Archambeau, 2021), which orders the
 points of a rung as NSGA-II orders a population (Deb, Pratap, Agarwal and Meyarivan, 2002):
 
@@ -18,10 +39,14 @@ points of a rung as NSGA-II orders a population (Deb, Pratap, Agarwal and Meyari
   an empty stretch of the front is worth keeping).
 - The trial goes on if its point is among the best ``1 / factor`` of them (half by default),
   or on the rung's front (rank 0): a trial on the rung's front is never pruned.
-- Degenerate points (a collapsed or dead model) are ranked after all others: they are kept off
-  the final front, so they are not the front a rung's point must beat either.
+- Degenerate points are ranked after all others: they are kept off the final front, so they are
+  not the front a rung's point must beat either.
 - Nothing is pruned until ``warmup`` trials have completed, nor at a rung with fewer than
   ``factor`` other points.
+
+It compares trials at the same epoch, so it stops slow starters: replayed on the recorded full
+default sweeps it kept the front but saved less than 2x (docs/performance.md has both rules'
+figures).
 """
 
 from __future__ import annotations
@@ -37,6 +62,13 @@ if TYPE_CHECKING:  # the sweep's settings read the pruner's defaults without imp
     from optuna.trial import FrozenTrial
 
 Point = tuple[float, ...]
+
+REFERENCE = (0.07, 1.0)
+"""The hypervolume's reference point (test MSE, code active fraction): a reconstruction no
+better than MNIST's mean image (test MSE about 0.067) with every code unit active. Fixed, so that
+the fronts of all runs are measured against the same point."""
+
+RULES = ("projection", "halving")
 
 
 def rung_points(trials: Sequence[FrozenTrial], epoch: int) -> dict[int, tuple[Point, bool]]:
@@ -105,23 +137,30 @@ def crowding(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
 
 @dataclass(frozen=True)
 class ParetoPruner:
-    """Pareto successive halving (the module's docstring has the rule)."""
+    """Stops a trial of a Pareto sweep early (the module's docstring has the rules)."""
 
+    rule: str = "projection"
+    """projection: stop a trial whose optimistically projected final point would add less than
+    the budget to the front; halving: successive halving at rungs, by Pareto rank"""
+    budget: float = 0.02
+    """projection: the share of the front's hypervolume that the stopped trials, at their
+    projected final points, may add together at most"""
     first_rung: int = 1
-    """the first epoch at which trials are compared"""
+    """the first epoch at which trials are compared (projection: from epoch 2 at the earliest)"""
     factor: int = 2
-    """rungs every this many times the last one's epoch; a trial goes on if it is among the best
-    1/factor of the points at the rung"""
+    """halving: rungs every this many times the last one's epoch; a trial goes on if it is among
+    the best 1/factor of the points at the rung"""
     warmup: int = 3
-    """complete trials before any is pruned"""
-    grace: int = 0
+    """complete trials before any is pruned (projection: complete trials that may stand on the
+    front, neither degenerate nor infeasible)"""
+    grace: int = 1
     """epochs during which a degenerate point is no reason to stop: a model that has not started
     to learn may still (0: from the first rung on)"""
     tiebreak: str = "crowding"
-    """how points of one non-domination rank are ordered: crowding (NSGA-II's crowding distance)
-    or hypervolume (each point's own share of the rank's hypervolume)"""
+    """halving: how points of one non-domination rank are ordered: crowding (NSGA-II's crowding
+    distance) or hypervolume (each point's own share of the rank's hypervolume)"""
     protect: float = 0.0
-    """a point on the rung's front goes on when its own share of the front's hypervolume is
+    """halving: a point on the rung's front goes on when its own share of the front's hypervolume is
     above this fraction (0: every point on the front goes on)"""
 
     def __post_init__(self) -> None:
@@ -129,6 +168,10 @@ class ParetoPruner:
             if getattr(self, name) < least:
                 flag = "--pareto-" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be >= {least}, got {getattr(self, name)}")
+        if self.rule not in RULES:
+            raise ValueError(f"--pareto-rule must be projection or halving, got {self.rule!r}")
+        if not 0.0 <= self.budget < 1.0:
+            raise ValueError(f"--pareto-budget must be in [0, 1), got {self.budget}")
         if self.tiebreak not in ("crowding", "hypervolume"):
             raise ValueError(
                 f"--pareto-tiebreak must be crowding or hypervolume, got {self.tiebreak!r}"
@@ -156,6 +199,8 @@ class ParetoPruner:
         trials as its storage has them), should stop there; None when it goes on."""
         from optuna.trial import TrialState
 
+        if self.rule == "projection":
+            return self._project(trials, number, epoch, epochs)
         if epoch not in self.rungs(epochs):
             return None
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
@@ -186,6 +231,49 @@ class ParetoPruner:
             f"{position + 1} of {len(order)} at this rung ({why}), outside the best {keep}"
         )
 
+    def _project(
+        self, trials: Sequence[FrozenTrial], number: int, epoch: int, epochs: int
+    ) -> str | None:
+        """The projection rule's decision (the module's docstring)."""
+        from optuna.trial import TrialState
+
+        if epoch >= epochs or epoch < self.first_rung:
+            return None
+        fit = _fit(trials)
+        if len(fit) < self.warmup:
+            return None
+        mine = next((t for t in trials if t.number == number), None)
+        curve = _curve(mine) if mine is not None else {}
+        if epoch not in curve:
+            return None
+        if curve[epoch][1]:
+            if epoch <= self.grace:
+                return None
+            return f"pruned at epoch {epoch}: its model is degenerate (collapsed or dead)"
+        projected = project(curve, epoch, epochs)
+        if projected is None:
+            return None
+        front = [tuple(t.values[:2]) for t in _front(fit)]
+        base = hypervolume(front, REFERENCE)
+        if base <= 0.0:
+            return None
+        stopped = [
+            p
+            for t in trials
+            if t.state == TrialState.PRUNED and t.number != number
+            for p in [_stopped_projection(t, epochs)]
+            if p is not None
+        ]
+        gain = (hypervolume([*front, *stopped, projected], REFERENCE) - base) / base
+        if gain >= self.budget:
+            return None
+        return (
+            f"pruned at epoch {epoch}: its final point projected from its curve (test MSE "
+            f"{projected[0]:.5f}, active fraction {projected[1]:.3f}) would add {100 * gain:.2f}% "
+            f"to the front's hypervolume, with the projections of the {len(stopped)} trials "
+            f"stopped before it: under the {100 * self.budget:g}% budget"
+        )
+
     def _protected(self, values: Sequence[Point], ranks: Sequence[int], mine: int) -> bool:
         """Whether the point ``mine`` of the rung's front holds more than ``protect`` of the
         front's hypervolume (against the rung's own nadir)."""
@@ -196,6 +284,56 @@ class ParetoPruner:
         total = hypervolume(front, reference)
         share = contributions(front, reference)[front.index(values[mine])]
         return total > 0 and share / total > self.protect
+
+
+def _curve(trial: FrozenTrial) -> dict[int, tuple[Point, bool]]:
+    """``trial``'s recorded points by epoch, and whether each was degenerate."""
+    out = {}
+    for epoch, recorded in trial.user_attrs.get(ATTR_EPOCH_POINTS, {}).items():
+        *values, degenerate = recorded
+        out[int(epoch)] = (tuple(values[:2]), bool(degenerate))
+    return out
+
+
+def project(curve: dict[int, tuple[Point, bool]], epoch: int, epochs: int) -> Point | None:
+    """The optimistic final point (test MSE, active fraction) of a trial whose ``curve`` (points
+    by epoch, as ``_curve`` has them) reaches ``epoch`` of ``epochs``: the power law through its
+    MSE at epoch 1 and ``epoch``, extended to the last epoch, never rising; the active fraction
+    as it is. None before epoch 2, or without epoch 1's point."""
+    if epoch < 2 or 1 not in curve or epoch not in curve:
+        return None
+    (first, _), _ = curve[1]
+    (mse, active), _ = curve[epoch]
+    if not (first > 0.0 and mse > 0.0 and math.isfinite(first) and math.isfinite(mse)):
+        return None
+    slope = max(0.0, math.log(first / mse) / math.log(epoch))
+    return (mse * (epochs / epoch) ** -slope, active)
+
+
+def _stopped_projection(trial: FrozenTrial, epochs: int) -> Point | None:
+    """What a pruned trial was projected to when it stopped (None: degenerate, or too early)."""
+    curve = _curve(trial)
+    if not curve:
+        return None
+    last = max(curve)
+    return None if curve[last][1] else project(curve, last, epochs)
+
+
+def _fit(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The complete trials that may stand on the front: neither degenerate nor infeasible (the
+    study's own rule, ``sweep.front``)."""
+    from optuna.trial import TrialState
+
+    from sae.sweep.front import degenerate_reason, feasible
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return [t for t in complete if not degenerate_reason(t) and feasible(t)]
+
+
+def _front(fit: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The front of the ``fit`` trials (``sweep.front_of``'s, computed here: no Optuna study)."""
+    points = [tuple(t.values[:2]) for t in fit]
+    return [t for t, p in zip(fit, points, strict=True) if not any(dominates(q, p) for q in points)]
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:
