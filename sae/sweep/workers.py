@@ -36,10 +36,6 @@ WORKER_STOP_S = 30.0
 """How long an interrupted worker gets to fail its trial in flight before it is killed."""
 POLL_S = 1.0
 """How often the parent looks at its workers, and an idle worker at its queue."""
-THREADS_PER_WORKER = 2
-"""The torch threads ``--workers auto`` gives each worker process on a CPU. Measured over whole
-default trials on a 2-core CPU (``experiments/bench.py --parts workers``, docs/performance.md):
-1 worker x 2 threads trained 1.13 trials a minute, 2 workers x 1 thread 1.01 (0.90x)."""
 WORKER_MEMORY = 2 * 2**30
 """The memory ``--workers auto`` leaves room for per worker process: a sweep process peaked at
 about 2 GB in the benchmark (docs/performance.md, peak resident memory of a sweep process)."""
@@ -88,11 +84,12 @@ def plan_workers(
     ``--workers N`` is N processes; with ``--threads T`` each has T threads, else the cores
     shared among them (one worker: torch's own choice, as before auto). ``auto``: with CUDA or
     ``--population K`` (K > 1), one worker (one process drives the GPU, whose trials share it as
-    populations); on a CPU one process per THREADS_PER_WORKER usable cores (``--threads T``: per
-    T cores), at most ``runs`` and what ``memory`` holds at WORKER_MEMORY each, the cores left
-    over shared among them. The benchmark's ``workers_speedup_2x1`` (2 workers x 1 thread
-    against 1 worker x 2 threads over whole trials, ``experiments/bench.py --parts workers``)
-    chose two threads: on 2 cores one worker with both trained faster than two with one each."""
+    populations); on a CPU one process per usable core with one torch thread each (``--threads
+    T``: one per T cores), at most ``runs`` and what ``memory`` holds at WORKER_MEMORY each, the
+    cores left over shared among them. Small convolutions scale poorly over threads, so
+    processes are the better use of cores; the benchmark's ``workers_speedup_2x1`` (2 workers x
+    1 thread against 1 worker x 2 threads over whole trials, ``experiments/bench.py --parts
+    workers``) measures it."""
     given = f"{cores} usable core{_s(cores)}"
     if workers != "auto":
         said = f"--workers {workers}" + (f" --threads {threads}" if threads else "")
@@ -109,7 +106,7 @@ def plan_workers(
         return WorkerPlan(
             1, threads, f"workers: auto chose {_shape(1, threads)} ({why}); {overrides}"
         )
-    per = threads or min(cores, THREADS_PER_WORKER)
+    per = threads or 1
     fit = max(1, memory // WORKER_MEMORY)
     count = max(1, min(cores // per, runs, fit))
     limits = [f"{given}, CPU"]
