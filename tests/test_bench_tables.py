@@ -97,6 +97,22 @@ def test_cpu_table__a_run_without_targets_has_no_target_column(tmp_path):
     ]
 
 
+def test_cpu_table__a_file_of_the_workers_part_alone_makes_its_row(tmp_path):
+    """Bug fix: the workers part was not among the parts a figure table is made for, so a file
+    of ``--parts workers`` made no table."""
+    workers = {
+        "workers_trials_per_minute_1x2": 1.126,
+        "workers_trials_per_minute_2x1": 1.010,
+        "workers_speedup_2x1": 0.897,
+    }
+    machine = {**MACHINE, "parts": "workers,pruning"}
+    text = _render(tmp_path, workers, ("cpu",), machine=machine)
+    assert text.splitlines()[-1] == (
+        "| whole sweep trials (`--parts workers`): 1 worker x 2 torch threads / 2 workers x 1"
+        " | 1.13 / 1.01 trials/minute (0.90x) |"
+    )
+
+
 def test_render__an_old_file_without_date_or_command_still_renders(tmp_path):
     """Files written before the date and command were kept have only machine and results."""
     old = {k: v for k, v in MACHINE.items() if k not in ("sweep_trials", "sweep_train_size")}

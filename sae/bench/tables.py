@@ -163,7 +163,7 @@ def figure_table(benches: Sequence[BenchFile], labels: Sequence[str]) -> str | N
     return "\n\n".join([*heads, table])
 
 
-FIGURE_PARTS = ("throughput", "tracking", "eval", "probe", "sweep", "memory", "flops")
+FIGURE_PARTS = ("throughput", "tracking", "eval", "probe", "sweep", "workers", "memory", "flops")
 """The parts whose figures the cpu and gpu tables show (the population part also records the
 matrix product's rate, which makes no table of its own)."""
 
