@@ -86,10 +86,11 @@ def plan_workers(
     ``--population K`` (K > 1), one worker (one process drives the GPU, whose trials share it as
     populations); on a CPU one process per usable core with one torch thread each (``--threads
     T``: one per T cores), at most ``runs`` and what ``memory`` holds at WORKER_MEMORY each, the
-    cores left over shared among them. Small convolutions scale poorly over threads, so
-    processes are the better use of cores; the benchmark's ``workers_speedup_2x1`` (2 workers x
-    1 thread against 1 worker x 2 threads over whole trials, ``experiments/bench.py --parts
-    workers``) measures it."""
+    cores left over shared among them. Measured on the setting users run, ``make sweep`` at the
+    defaults on 2 cores: 5.1 s an epoch with 2 workers x 1 thread, 7.4 s with 1 worker x 2
+    threads (docs/sweep.md); the benchmark's proxy (``experiments/bench.py --parts workers``, 4
+    unpruned trials) put 1 x 2 ahead by 1.11x, without the many short trials whose per-trial
+    costs a second worker overlaps."""
     given = f"{cores} usable core{_s(cores)}"
     if workers != "auto":
         said = f"--workers {workers}" + (f" --threads {threads}" if threads else "")
