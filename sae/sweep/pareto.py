@@ -80,10 +80,9 @@ def rung_points(trials: Sequence[FrozenTrial], epoch: int) -> dict[int, tuple[Po
             trial.user_attrs.get(ATTR_FAILED) or trial.user_attrs.get(ATTR_NON_FINITE)
         ):
             continue
-        recorded = trial.user_attrs.get(ATTR_EPOCH_POINTS, {}).get(str(epoch))
-        if recorded:
-            *values, degenerate = recorded
-            out[trial.number] = (tuple(values), bool(degenerate))
+        point = _curve(trial).get(epoch)
+        if point:
+            out[trial.number] = point
     return out
 
 
@@ -253,7 +252,7 @@ class ParetoPruner:
         projected = project(curve, epoch, epochs)
         if projected is None:
             return None
-        front = [tuple(t.values[:2]) for t in _front(fit)]
+        front = _front(fit)
         base = hypervolume(front, REFERENCE)
         if base <= 0.0:
             return None
@@ -290,8 +289,9 @@ def _curve(trial: FrozenTrial) -> dict[int, tuple[Point, bool]]:
     """``trial``'s recorded points by epoch, and whether each was degenerate."""
     out = {}
     for epoch, recorded in trial.user_attrs.get(ATTR_EPOCH_POINTS, {}).items():
-        *values, degenerate = recorded
-        out[int(epoch)] = (tuple(values[:2]), bool(degenerate))
+        if recorded:
+            *values, degenerate = recorded
+            out[int(epoch)] = (tuple(values), bool(degenerate))
     return out
 
 
@@ -330,10 +330,11 @@ def _fit(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in complete if not degenerate_reason(t) and feasible(t)]
 
 
-def _front(fit: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The front of the ``fit`` trials (``sweep.front_of``'s, computed here: no Optuna study)."""
+def _front(fit: Sequence[FrozenTrial]) -> list[Point]:
+    """The points of the front of the ``fit`` trials (``sweep.front_of``'s, computed here: no
+    Optuna study)."""
     points = [tuple(t.values[:2]) for t in fit]
-    return [t for t, p in zip(fit, points, strict=True) if not any(dominates(q, p) for q in points)]
+    return [p for p in points if not any(dominates(q, p) for q in points)]
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:
