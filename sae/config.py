@@ -27,6 +27,9 @@ PenaltyLayers = Literal["all", "encoder", "code"]
 Device = Literal["auto", "cpu", "cuda"]
 DataOrder = Literal["seeded", "script"]
 
+CODE_UNITS = 64
+"""Units of the autoencoder's code (``sae.model``'s ``enc3``)."""
+
 
 def _check_positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -116,9 +119,15 @@ class ModelConfig:
 
     output_activation: OutputActivation = "relu"
     """activation of the output layer: relu (seed) or sigmoid"""
+    topk: int | None = None
+    """a TopK code: keep each image's K largest of the 64 code activations and zero the rest
+    (1 to 64), and no penalty on the code (the other layers as --penalty-layers says); unset
+    means the seed's ReLU code"""
 
     def __post_init__(self) -> None:
         check_types(self)
+        if self.topk is not None and not 1 <= self.topk <= CODE_UNITS:
+            raise ValueError(f"topk must be in [1, {CODE_UNITS}], got {self.topk}")
 
 
 @dataclass(frozen=True)

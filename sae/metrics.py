@@ -176,10 +176,16 @@ def evaluate(
     """Every evaluation figure (EVAL_METRICS) of one model: ``evaluate_many`` with K = 1."""
     was_training = model.training
     model.eval()
+    code = getattr(model, "topk", None) is None
     try:
-        return evaluate_many(as_forward(model), images, [cfg], [order])[0]
+        return evaluate_many(as_forward(model), images, [cfg], [order], code)[0]
     finally:
         model.train(was_training)
+
+
+def _penalty(acts: Sequence[torch.Tensor], cfg: TrainConfig, code: bool) -> torch.Tensor:
+    """The penalty of one model: the code left out for a TopK code (``code`` false)."""
+    return penalty(acts, cfg) if code else penalty(acts, cfg, code=False)
 
 
 @torch.inference_mode()
@@ -188,14 +194,14 @@ def evaluate_many(
     images: torch.Tensor,
     cfgs: Sequence[TrainConfig],
     orders: Sequence[torch.Tensor | torch.Generator],
+    code: bool = True,
 ) -> list[dict[str, float]]:
     """Every evaluation figure (EVAL_METRICS) of K models over the whole split ``images``
     (uint8, (N, 28, 28), on the device), in one pass: one dict per model, in order.
 
-    Model k is scored with its own ``cfgs[k]`` (its penalty) and takes the batches in its own
-    ``orders[k]`` (a permutation of the N images, or a generator to draw one from), shuffled as
-    the seed's test loader takes them, so that the README's last-batch figure can be reproduced;
-    every other figure is independent of the order. The batch size is common to all.
+    Model k is scored with its own ``cfgs[k]`` (its penalty, the code left out if not ``code``)
+    in its own ``orders[k]`` (a permutation of the N images, or a generator to draw one), as the
+    seed's test loader shuffles (the README's last-batch figure); the batch size is common.
     """
     k = len(cfgs)
     n, b = images.shape[0], cfgs[0].test_batch_size
@@ -223,7 +229,7 @@ def evaluate_many(
         batch_sq = (recon - x).square().sum(dim=(1, 2, 3, 4), dtype=torch.float64)  # (K,)
         sq_err += batch_sq
         last_mse = batch_sq / x[0].numel()
-        pens = [penalty([act[i] for act in acts], cfg) for i, cfg in enumerate(cfgs)]
+        pens = [_penalty([a[i] for a in acts], cfg, code) for i, cfg in enumerate(cfgs)]
         pen += torch.stack(pens).double() * x.shape[1]
         for layer, act in zip(LAYER_NAMES, acts, strict=True):
             unit_on = act.amax(dim=(3, 4)) > 0  # (K, B, C)

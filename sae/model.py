@@ -39,12 +39,13 @@ class SparseAutoencoder(nn.Module):
         self.dec2 = nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1)
         self.dec3 = nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1)
         self.output_activation = cfg.output_activation
+        self.topk = cfg.topk
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """(B, 1, 28, 28) -> reconstruction (B, 1, 28, 28) and the six activations."""
         a1 = torch.relu(self.enc1(x))
         a2 = torch.relu(self.enc2(a1))
-        a3 = torch.relu(_full_conv(self.enc3, a2))
+        a3 = self._code(a2)
         a4 = torch.relu(_full_deconv(self.dec1, a3))
         a5 = torch.relu(self.dec2(a4))
         out = self.dec3(a5)
@@ -54,7 +55,24 @@ class SparseAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) -> the code (B, 64): the encoder alone, as ``forward`` computes it."""
         a2 = torch.relu(self.enc2(torch.relu(self.enc1(x))))
-        return torch.relu(_full_conv(self.enc3, a2)).flatten(1)
+        return self._code(a2).flatten(1)
+
+    def _code(self, a2: torch.Tensor) -> torch.Tensor:
+        """The code (B, 64, 1, 1): ReLU, then each image's ``topk`` largest kept when set."""
+        code = torch.relu(_full_conv(self.enc3, a2))
+        return code if self.topk is None else keep_topk(code, self.topk)
+
+
+def keep_topk(code: torch.Tensor, k: int) -> torch.Tensor:
+    """``code`` (B, C, 1, 1) with each image's ``k`` largest units kept and the rest zeroed.
+
+    Applied after the ReLU, as in Gao et al. (2024): a kept unit is never negative, so an image
+    with fewer than ``k`` positive units has fewer than ``k`` active. The gradient reaches the
+    kept units only (the others are constants, zero).
+    """
+    flat = code.flatten(1)
+    values, index = flat.topk(k, dim=1, sorted=False)
+    return torch.zeros_like(flat).scatter(1, index, values).view_as(code)
 
 
 # enc3 covers its whole 7x7 input and dec1 spreads a 1x1 input over its whole 7x7 output, so each

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from sae.config import PenaltyLayers, TrainConfig
-from sae.model import LAYER_NAMES
+from sae.model import CODE_LAYER, LAYER_NAMES
 
 PENALISED_LAYERS: dict[str, tuple[int, ...]] = {
     "all": tuple(range(len(LAYER_NAMES))),
@@ -25,16 +25,24 @@ PENALISED_LAYERS: dict[str, tuple[int, ...]] = {
     "code": (2,),
 }
 
+CODE_INDEX = LAYER_NAMES.index(CODE_LAYER)
+
 _EPS = 1e-6
 
 
-def l1_penalty(acts: Sequence[torch.Tensor], layers: PenaltyLayers = "all") -> torch.Tensor:
+def _indices(layers: PenaltyLayers | tuple[int, ...]) -> tuple[int, ...]:
+    return PENALISED_LAYERS[layers] if isinstance(layers, str) else layers
+
+
+def l1_penalty(
+    acts: Sequence[torch.Tensor], layers: PenaltyLayers | tuple[int, ...] = "all"
+) -> torch.Tensor:
     """Sum over the penalised layers of mean |activation| (unweighted).
 
     The activations are post-ReLU or post-sigmoid, never negative, so |a| = a exactly, value and
     gradient alike; skipping the abs (and its sign in the backward pass) saves a tenth of a step.
     """
-    return sum(acts[i].mean() for i in PENALISED_LAYERS[layers])
+    return sum(acts[i].mean() for i in _indices(layers))
 
 
 def unit_density(act: torch.Tensor) -> torch.Tensor:
@@ -44,19 +52,25 @@ def unit_density(act: torch.Tensor) -> torch.Tensor:
 
 
 def kl_penalty(
-    acts: Sequence[torch.Tensor], rho: float, layers: PenaltyLayers = "all"
+    acts: Sequence[torch.Tensor], rho: float, layers: PenaltyLayers | tuple[int, ...] = "all"
 ) -> torch.Tensor:
     """Sum over the penalised layers of the mean over units of KL(rho || rho_hat) (unweighted)."""
     total = acts[0].new_zeros(())
-    for i in PENALISED_LAYERS[layers]:
+    for i in _indices(layers):
         rho_hat = unit_density(acts[i])
         kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
         total = total + kl.mean()
     return total
 
 
-def penalty(acts: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
-    """The configured penalty, ``beta`` included."""
+def penalty(acts: Sequence[torch.Tensor], cfg: TrainConfig, *, code: bool = True) -> torch.Tensor:
+    """The configured penalty, ``beta`` included; ``code=False`` leaves the code out of it (a
+    TopK code, whose sparsity is its K: ``ModelConfig.topk``)."""
+    layers = PENALISED_LAYERS[cfg.penalty_layers]
+    if not code:
+        layers = tuple(i for i in layers if i != CODE_INDEX)
+    if not layers:
+        return acts[0].new_zeros(())
     if cfg.penalty == "l1":
-        return cfg.beta * l1_penalty(acts, cfg.penalty_layers)
-    return cfg.beta * kl_penalty(acts, cfg.rho, cfg.penalty_layers)
+        return cfg.beta * l1_penalty(acts, layers)
+    return cfg.beta * kl_penalty(acts, cfg.rho, layers)

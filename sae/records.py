@@ -20,12 +20,16 @@ def evaluation_records(
     cfgs: Sequence[TrainConfig],
     orders: Sequence[SeededOrder | ScriptOrder],
     epoch: int,
+    code: bool = True,
 ) -> list[dict[str, float]]:
     """The rest of epoch ``epoch``'s record for K models, in one pass for all: the evaluation on
     the whole test split (model k in ``orders[k]``'s test order, with its ``cfgs[k]``) and, at
-    the last epoch, the probe. ``epochs`` and ``probe`` are common to the ``cfgs``."""
+    the last epoch, the probe. ``epochs`` and ``probe`` are common to the ``cfgs``; ``code=False``
+    leaves the code out of the penalty (a TopK code)."""
     n_test = splits.test.shape[0]
-    records = M.evaluate_many(forward, splits.test, cfgs, [o.test(n_test) for o in orders])
+    records = M.evaluate_many(
+        forward, splits.test, cfgs, [o.test(n_test) for o in orders], code=code
+    )
     if epoch == cfgs[0].epochs and cfgs[0].probe and splits.train_labels is not None:
         for record, probe in zip(records, probe_metrics(encoder, splits), strict=True):
             record.update(probe)

@@ -51,6 +51,7 @@ class SoloStep:
     def __init__(self, model: SparseAutoencoder, tc: TrainConfig) -> None:
         device = next(model.parameters()).device
         self.model, self.tc = model, tc
+        self.code_penalised = model.topk is None
         self.optimizer = torch.optim.Adam(
             model.parameters(),
             lr=tc.lr,
@@ -68,7 +69,11 @@ class SoloStep:
         with self.autocast:
             recon, acts = self.model(x)
             mse = F.mse_loss(recon.float(), x)
-            pen = penalty(acts, self.tc).float()
+            pen = (
+                penalty(acts, self.tc)
+                if self.code_penalised
+                else penalty(acts, self.tc, code=False)
+            ).float()
             loss = mse + pen
         # backward and step
         self.optimizer.zero_grad(set_to_none=True)
@@ -133,6 +138,8 @@ class StackedStep:
         self.params = {name: p.contiguous().detach().requires_grad_() for name, p in params.items()}
         self.state = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self.params.items()}
         self.cfgs = list(cfgs)
+        # a TopK code is left out of the penalty; the seed's call otherwise
+        self.code_penalised = {} if model_cfg.topk is None else {"code": False}
         self.lr = torch.tensor([tc.lr for tc in cfgs], device=device)
         self.steps = 0
         template = copy.deepcopy(model_cfg)
@@ -156,7 +163,10 @@ class StackedStep:
         # forward and loss, every member at once
         mse, acts = vmap(self._mse)(self.params, self.buffers, x)
         pen = torch.stack(
-            [penalty(tuple(a[i] for a in acts), tc) for i, tc in enumerate(self.cfgs)]
+            [
+                penalty(tuple(a[i] for a in acts), tc, **self.code_penalised)
+                for i, tc in enumerate(self.cfgs)
+            ]
         )
         loss = mse + pen
         # backward and step

@@ -375,8 +375,9 @@ class _Engine:
             return
         with self.stepper.evaluating() as (forward, encoder):
             cfgs = [live.member.cfg.train for live in self.live]
-            orders = [live.order for live in self.live]
-            evaluations = evaluation_records(forward, encoder, self.splits, cfgs, orders, epoch)
+            ords = [live.order for live in self.live]
+            code = self.live[0].member.cfg.model.topk is None  # one model for all
+            evaluations = evaluation_records(forward, encoder, self.splits, cfgs, ords, epoch, code)
 
         def record(position: int, live: _Live) -> None:
             self.stepper.sync(position, live.model)

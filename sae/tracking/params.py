@@ -47,6 +47,8 @@ def _conditional(cfg: Config) -> dict[str, Any]:
         extra[param("train", "rho")] = cfg.train.rho
     if cfg.train.amp:
         extra[param("train", "amp")] = cfg.train.amp
+    if cfg.model.topk is not None:
+        extra[param("model", "topk")] = cfg.model.topk
     return extra
 
 
@@ -55,7 +57,8 @@ def param_value(value: Any) -> str:
 
 
 def config_params(cfg: Config) -> dict[str, str]:
-    """The run's params: ``RUN_PARAMS``, plus ``rho`` for the KL penalty and ``amp`` when on."""
+    """The run's params: ``RUN_PARAMS``, plus ``rho`` for the KL penalty, ``amp`` when on and
+    ``topk`` for a TopK code."""
     flat = cfg.flat()
     chosen = {param(section, name): flat[param(section, name)] for section, name in RUN_PARAMS}
     return {k: param_value(v) for k, v in {**chosen, **_conditional(cfg)}.items()}

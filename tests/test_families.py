@@ -1,0 +1,178 @@
+"""Families of sparse codes (``--family l1|kl|topk``): the TopK code, each family's search space,
+a study that keeps to its family, and the GP sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optuna
+import pytest
+import torch
+from helpers_sweep import client, load_study, sweep_base, sweep_config
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from sae import names
+from sae.config import Config, ModelConfig, TrainConfig
+from sae.model import SparseAutoencoder, keep_topk
+from sae.penalties import l1_penalty, penalty
+from sae.sweep import SweepConfig, run_sweep
+from sae.sweep.space import build_space, family_base, with_params
+from sae.sweep.study import make_sampler
+
+
+@pytest.mark.parametrize("k", [1, 5, 64])
+def test_topk__keeps_exactly_k_units_per_image_the_largest(k):
+    code = torch.rand(7, 64, 1, 1) + 0.01  # every unit positive: exactly k stay
+    kept = keep_topk(code, k)
+    assert kept.shape == code.shape
+    assert ((kept != 0).sum(dim=1).flatten() == k).all()
+    for image, out in zip(code.flatten(1), kept.flatten(1), strict=True):
+        largest = image.topk(k).indices
+        assert torch.equal(out[largest], image[largest])  # kept as they were
+        assert out.sum() == pytest.approx(image[largest].sum().item())
+
+
+def test_topk__gradient_reaches_only_the_kept_units():
+    code = (torch.rand(5, 64, 1, 1) + 0.01).requires_grad_()
+    weights = torch.randn(5, 64, 1, 1)
+    (keep_topk(code, 3) * weights).sum().backward()
+    kept = keep_topk(code.detach(), 3) != 0
+    assert torch.equal(code.grad[kept], weights[kept])
+    assert (code.grad[~kept] == 0).all()
+
+
+def test_topk_model__code_has_at_most_k_active_units_and_gradients_stop_at_the_rest():
+    torch.manual_seed(0)
+    model = SparseAutoencoder(ModelConfig(topk=4))
+    x = torch.rand(8, 1, 28, 28)
+    _, acts = model(x)
+    code = acts[2].flatten(1)
+    assert ((code > 0).sum(dim=1) <= 4).all()
+    assert torch.equal(model.encode(x), code.detach())
+    # the encoder's last layer learns only through the kept units: a unit never kept on these
+    # images gets no gradient on its weights
+    (code * torch.randn(8, 64)).sum().backward()
+    never = ~(code > 0).any(dim=0)
+    assert never.any()
+    assert (model.enc3.weight.grad[never] == 0).all()
+    assert (model.enc3.weight.grad[~never] != 0).any()
+
+
+def test_topk__k_outside_1_to_64_is_refused():
+    for bad in (0, 65):
+        with pytest.raises(ValueError, match="topk must be in"):
+            ModelConfig(topk=bad)
+
+
+def test_penalty__without_the_code_leaves_out_the_code_layer_only():
+    acts = [torch.rand(2, 3, 4, 4) for _ in range(6)]
+    tc = TrainConfig(beta=0.5)
+    expected = 0.5 * l1_penalty(acts, (0, 1, 3, 4, 5))
+    assert penalty(acts, tc, code=False) == pytest.approx(expected.item())
+    assert penalty(acts, tc) == pytest.approx(0.5 * l1_penalty(acts, "all").item())
+    code_only = TrainConfig(beta=0.5, penalty_layers="code")
+    assert penalty(acts, code_only, code=False) == 0  # nothing left to penalise
+
+
+def test_families__each_searches_its_own_space():
+    l1 = build_space(SweepConfig())
+    assert list(l1) == ["beta", "lr", "batch_size"]  # today's sweep, unchanged
+    assert l1["beta"] == FloatDistribution(1e-6, 1e-1, log=True)
+    kl = build_space(SweepConfig(family="kl"))
+    assert kl == l1  # beta with rho fixed at --rho
+    topk = build_space(SweepConfig(family="topk"))
+    assert list(topk) == ["topk", "lr", "batch_size"]
+    assert topk["topk"] == IntDistribution(1, 64, log=True)
+    assert isinstance(topk["batch_size"], CategoricalDistribution)
+    assert build_space(SweepConfig(family="topk", k_range=(2, 16)))["topk"].high == 16
+    with pytest.raises(ValueError, match="topk range"):
+        build_space(SweepConfig(family="topk", k_range=(8, 100)))
+
+
+def test_families__name_their_study_and_set_their_trials_config():
+    assert SweepConfig().study_name == "sae-sweep"
+    assert SweepConfig(family="topk").study_name == "sae-sweep-topk"
+    assert SweepConfig(family="kl", study_name="mine").study_name == "mine"
+    base = Config()
+    assert family_base(base, SweepConfig()) == base
+    assert family_base(base, SweepConfig(family="kl")).train.penalty == "kl"
+    made = with_params(base, {"topk": 8, "lr": 0.01, "batch_size": 32}, seed=3)
+    assert (made.model.topk, made.train.lr, made.train.batch_size, made.train.seed) == (
+        8,
+        0.01,
+        32,
+        3,
+    )
+    kl_base = dataclasses.replace(base, train=dataclasses.replace(base.train, penalty="kl"))
+    with pytest.raises(ValueError, match="--family kl"):
+        family_base(kl_base, SweepConfig())
+    topk_base = dataclasses.replace(base, model=ModelConfig(topk=4))
+    with pytest.raises(ValueError, match="searched by --family topk"):
+        family_base(topk_base, SweepConfig(family="topk"))
+    with pytest.raises(ValueError, match="unknown family"):
+        SweepConfig(family="relu")
+
+
+def test_topk_sweep__trials_train_their_k_and_say_their_family(tmp_path):
+    base = sweep_base(tmp_path)
+    cfg = sweep_config(trials=2, family="topk", k_range=(2, 8))
+    result = run_sweep(base, cfg, log=lambda _m: None)
+    mlflow = client(tmp_path)
+    parent = mlflow.get_run(result.parent_run_id)
+    assert parent.data.tags[names.TAG_FAMILY] == "topk"
+    assert "family topk" in parent.data.tags[names.TAG_DESCRIPTION]
+    study = load_study(tmp_path, "sae-sweep-topk")
+    assert study.user_attrs[names.STUDY_FAMILY] == "topk"
+    for trial in study.get_trials():
+        assert trial.state == TrialState.COMPLETE
+        run = mlflow.get_run(trial.user_attrs[names.ATTR_RUN_ID])
+        assert run.data.tags[names.TAG_FAMILY] == "topk"
+        assert int(run.data.params["model.topk"]) == trial.params["topk"]
+        assert "beta" not in trial.params
+        assert trial.user_attrs[names.ATTR_L0] <= trial.params["topk"]
+
+
+def test_study__refuses_to_resume_with_another_family_before_any_write(tmp_path):
+    base = sweep_base(tmp_path, epochs=1)
+    run_sweep(base, sweep_config(trials=1, family="topk", study_name="s"), log=lambda _m: None)
+    journal = (tmp_path / "optuna.journal").read_bytes()
+    for family in ("l1", "kl"):
+        with pytest.raises(ValueError, match=f"exists with family 'topk', not '{family}'"):
+            run_sweep(
+                base,
+                sweep_config(trials=2, family=family, study_name="s"),
+                log=lambda _m: None,
+            )
+    assert (tmp_path / "optuna.journal").read_bytes() == journal
+
+
+def test_gp_sampler__runs_a_two_objective_study_and_resumes(tmp_path):
+    base = sweep_base(tmp_path, epochs=1)
+    first = run_sweep(base, sweep_config(trials=2, sampler="gp"), log=lambda _m: None)
+    again = run_sweep(base, sweep_config(trials=3, sampler="gp"), log=lambda _m: None)
+    assert again.parent_run_id == first.parent_run_id
+    trials = again.study.get_trials()
+    assert len(trials) == 3 and len(again.study.directions) == 2
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 3
+
+
+def test_gp_sampler__models_the_front_after_its_random_start():
+    """Past its 10 random trials the GP proposes from its model, with constraints, two
+    objectives and a categorical parameter, as a sweep asks."""
+    cfg = SweepConfig(sampler="gp")
+    sampler = make_sampler(cfg)
+    assert isinstance(sampler, optuna.samplers.GPSampler)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    space = build_space(cfg)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        beta = trial.suggest_float("beta", 1e-6, 1e-1, log=True)
+        trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+        trial.suggest_categorical("batch_size", space["batch_size"].choices)
+        trial.set_constraint(names.ATTR_DEGENERATE, 1.0 if beta > 0.05 else -1.0)
+        return 1 / (1 + 1e3 * beta), beta
+
+    study.optimize(objective, n_trials=13)
+    assert len(study.trials) == 13
+    assert len({t.params["beta"] for t in study.trials}) == 13
