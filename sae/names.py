@@ -56,6 +56,9 @@ TAG_TRIAL_STATE = "optuna.trial_state"
 """COMPLETE, PRUNED or FAIL, set when the trial ends."""
 TAG_REASON = "optuna.reason"
 """Why a trial was pruned or failed, on its MLflow run."""
+TAG_FAMILY = "sae.family"
+"""The sparse code a study searches (l1, kl, topk: ``SweepConfig.family``), on its parent run,
+its trials' runs and its registered model version."""
 
 # Degenerate runs (``sae.metrics.degenerate_reason``), on every trained run.
 TAG_DEGENERATE = "degenerate"
@@ -124,6 +127,9 @@ TAG_PRUNED_AT = "optuna.pruned_at_epoch"
 STUDY_PARENT_RUN = "mlflow_parent_run_id"
 STUDY_SPACE = "search_space"
 STUDY_OBJECTIVE = "objective"
+STUDY_FAMILY = "family"
+"""The study's family (``SweepConfig.family``); a study without it predates families: l1, or kl
+when its trials train the KL penalty."""
 STUDY_IDENTITY = "identity"
 """JSON object of the settings every trial shares besides the searched parameters (the data,
 epochs, penalty, experiment, pruner, ...: ``sweep.identity``), compared on every resume."""

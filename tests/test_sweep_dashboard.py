@@ -106,6 +106,7 @@ def test_sweep__named_objectives_linked_trials_notes_table_and_the_chosen_model_
     assert version.source == mlflow_client.get_logged_model(model_id).artifact_location
     assert version.tags == {
         "optuna.study": "sae-sweep",
+        names.TAG_FAMILY: "l1",
         "optuna.trial_number": str(chosen.number),
         names.TAG_MODEL_URI: model_uri,
     }

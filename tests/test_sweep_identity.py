@@ -60,9 +60,9 @@ def one_trial_study(tmp_path_factory):
     [
         (["--epochs", "2"], "train.epochs=1", "train.epochs=2"),
         (
-            ["--penalty", "kl", "--train-size", "100"],
-            "data.train_size=200, train.penalty=l1",
-            "data.train_size=100, train.penalty=kl",
+            ["--penalty-layers", "encoder", "--train-size", "100"],
+            "data.train_size=200, train.penalty_layers=all",
+            "data.train_size=100, train.penalty_layers=encoder",
         ),
         (["--test-size", "60"], "data.test_size=120", "data.test_size=60"),
         (["--experiment", "elsewhere"], "tracking.experiment=sae-sweep", "=elsewhere"),

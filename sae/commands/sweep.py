@@ -18,6 +18,7 @@ from sae.tracking import views
 TABLE_COLUMNS = {
     "number": "trial",
     "beta": "beta",
+    "topk": "K",
     "lr": "lr",
     "batch_size": "batch size",
     M.TEST_MSE: "test MSE",
@@ -25,7 +26,9 @@ TABLE_COLUMNS = {
     M.CODE_ACTIVE_FRAC: "active fraction",
     M.PROBE_ACCURACY: "probe accuracy",
 }
-"""The console table's columns (trials frame column: header)."""
+"""The console table's columns (trials frame column: header); of beta and K, the one the
+family searched."""
+SEARCHED_BY_FAMILY = ("beta", "topk")
 
 
 UI_COMMAND = "python experiments/ui.py --dashboard"
@@ -51,7 +54,13 @@ def report(result: SweepResult, cfg: SweepConfig, browse: str = UI_COMMAND) -> N
     title = "best feasible trial" if cfg.objective == "constrained" else "Pareto-optimal trials"
     if len(result.best):
         print(f"\n{title}, each one run on the whole test set (degenerate trials left out):\n")
-        table = result.best[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+        best = result.best
+        shown = [
+            c
+            for c in TABLE_COLUMNS
+            if c in best and (c not in SEARCHED_BY_FAMILY or best[c].notna().any())
+        ]
+        table = best[shown].rename(columns=TABLE_COLUMNS)
         table = table.astype(object).where(table.notna(), None)
         print(table.to_markdown(index=False, floatfmt=".6g", missingval=""))
     else:

@@ -13,7 +13,9 @@ from sae.config import check_types, read_yaml_mapping
 from sae.sweep.pareto import ParetoPruner
 
 Objective = Literal["pareto", "pareto-probe", "constrained"]
-SamplerName = Literal["tpe", "random", "nsga2"]
+SamplerName = Literal["tpe", "random", "nsga2", "gp"]
+Family = Literal["l1", "kl", "topk"]
+DEFAULT_STUDY = "sae-sweep"
 PrunerName = Literal["auto", "median", "hyperband", "pareto", "none"]
 Workers = int | Literal["auto"]
 
@@ -34,6 +36,10 @@ class SweepConfig:
 
     trials: int = 30
     """finished trials in total; a resumed sweep runs only the rest"""
+    family: Family = "l1"
+    """the sparse code a study searches: l1 (the seed's L1 penalty, searching beta), kl (the KL
+    penalty towards --rho, searching beta; rho is fixed) or topk (a TopK code, searching its K,
+    no penalty on the code); each also searches lr and batch size. A study is one family"""
     objective: Objective = "pareto"
     """pareto: minimise test MSE and code active fraction together (a Pareto front);
     pareto-probe: the same and maximise the linear probe's accuracy (a 3-objective front);
@@ -42,7 +48,8 @@ class SweepConfig:
     max_active_frac: float = 0.25
     """constrained objective: the largest allowed fraction of active code units"""
     sampler: SamplerName = "tpe"
-    """Optuna sampler"""
+    """Optuna sampler: tpe, random, nsga2 or gp (Gaussian-process Bayesian optimisation, log
+    expected hypervolume improvement with two objectives)"""
     pruner: PrunerName = "auto"
     """stops unpromising trials early: with the constrained objective Optuna's median (the
     default) or hyperband pruner, from the per-epoch test MSE; with the Pareto objective pareto
@@ -76,8 +83,9 @@ class SweepConfig:
     """seed of the sampler (worker k uses seed + k)"""
     timeout: float | None = None
     """stop starting new trials after this many seconds; unset means no limit"""
-    study_name: str = "sae-sweep"
-    """Optuna study name; the same name resumes the study"""
+    study_name: str = DEFAULT_STUDY
+    """Optuna study name; the same name resumes the study (kl and topk: sae-sweep-FAMILY unless
+    given)"""
     storage: str | None = None
     """Optuna storage: a journal file path or a database URL (postgresql+psycopg://...); unset
     means optuna_storage in mlflow.yaml"""
@@ -98,6 +106,8 @@ class SweepConfig:
     """lr, log-uniform: LOW HIGH"""
     batch_sizes: tuple[int, ...] = (32, 64, 100, 128, 256)
     """batch_size, categorical: the choices"""
+    k_range: tuple[int, int] = (1, 64)
+    """--family topk: K, the code units kept per image, log-uniform whole numbers: LOW HIGH"""
     confirm: int = 3
     """front trials trained again with 2 more seeds each once the study is complete, spread along
     the front, so their comparison with the baseline has n=3; 0 turns it off. 3 trials x 2 seeds
@@ -105,6 +115,11 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
+        if self.family not in Family.__args__:
+            choices = ", ".join(Family.__args__)
+            raise ValueError(f"unknown family {self.family!r}; choose one of {choices}")
+        if self.study_name == DEFAULT_STUDY and self.family != "l1":  # the name says the family
+            object.__setattr__(self, "study_name", f"{DEFAULT_STUDY}-{self.family}")
         if self.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {self.trials}")
         if self.confirm < 0:
@@ -164,22 +179,24 @@ class SweepConfig:
 def read_space_file(path: str) -> dict[str, Any]:
     """The overrides a space file makes, as SweepConfig fields (beta_range, lr_range, ...)."""
     raw = read_yaml_mapping(path, "search space", "parameters")
-    keys = {"beta": "beta_range", "lr": "lr_range", "batch_size": "batch_sizes"}
+    keys = {"beta": "beta_range", "lr": "lr_range", "batch_size": "batch_sizes", "topk": "k_range"}
     unknown = set(raw) - set(keys)
     if unknown:
         raise ValueError(
             f"search space {path}: unknown parameter {sorted(unknown)[0]!r}; "
-            "searchable are beta, lr, batch_size"
+            "searchable are beta, lr, batch_size, topk"
         )
     out = {}
     for name, values in raw.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"search space {path}: {name} must be a non-empty list")
-        if name == "batch_size":
+        if name in ("batch_size", "topk"):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
                 raise ValueError(
-                    f"search space {path}: batch_size must hold whole numbers, got {values}"
+                    f"search space {path}: {name} must hold whole numbers, got {values}"
                 )
+            if name == "topk" and len(values) != 2:
+                raise ValueError(f"search space {path}: topk needs [low, high], got {values}")
             out[keys[name]] = tuple(values)
             continue
         if len(values) != 2:

@@ -38,6 +38,7 @@ from sae.splits import Splits
 from sae.sweep.config import SweepConfig
 from sae.sweep.front import best_trials, degenerate_reasons, spread_along
 from sae.sweep.recovery import worker_id
+from sae.sweep.space import with_params
 from sae.train import alive_seeds
 
 CONFIRM_SEEDS = 2
@@ -189,8 +190,7 @@ def _train(
     """One confirmation run: the trial's parameters with its seed, a child of the trial's run,
     tagged with the worker that trains it."""
     run_cfg = dataclasses.replace(
-        base,
-        train=dataclasses.replace(base.train, **job.params, seed=job.seed),
+        with_params(base, job.params, seed=job.seed),
         tracking=dataclasses.replace(base.tracking, experiment=experiment),
     )
     tried = ", ".join(f"{name} {value:.3g}" for name, value in job.params.items())

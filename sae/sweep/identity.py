@@ -11,7 +11,7 @@ from sae.data import dataset_digest
 from sae.names import param
 from sae.splits import data_files, split_sizes
 from sae.sweep.config import SweepConfig
-from sae.sweep.space import build_space
+from sae.sweep.space import build_space, section
 
 OUTSIDE = frozenset(
     {
@@ -45,7 +45,7 @@ def study_identity(base: Config, cfg: SweepConfig) -> dict[str, Any]:
     sizes are the images trained on (60000, not unset), so the same trials compare equal however
     they were asked for; ValueError when the data cannot honour them (``split_sizes``).
     """
-    searched = {param("train", name) for name in build_space(cfg)}
+    searched = {param(section(name), name) for name in build_space(cfg)}
     identity = {k: v for k, v in base.flat().items() if k not in OUTSIDE | searched}
     if base.train.penalty != "kl":  # rho is the KL penalty's alone
         del identity[param("train", "rho")]

@@ -38,6 +38,7 @@ from sae.names import (
     REASON_FAULT,
     REASON_INTERRUPTED,
     TAG_DESCRIPTION,
+    TAG_FAMILY,
     TAG_PRUNED_AT,
     TAG_REASON,
     TAG_STUDY,
@@ -58,7 +59,7 @@ from sae.sweep.resume import (
     remove_checkpoint,
     resume_from,
 )
-from sae.sweep.space import build_space, suggest
+from sae.sweep.space import build_space, suggest, with_params
 from sae.train import Callback, DeadNetworkError, NonFiniteLossError
 
 
@@ -141,9 +142,10 @@ def plan_trial(
     runs it."""
     trial.set_user_attr(ATTR_WORKER, worker_id())  # first: a trial naming no worker is orphaned
     params = suggest(trial, space)
-    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, **params))
+    cfg = with_params(base, params)
     tags = {
         TAG_STUDY: sweep.study_name,
+        TAG_FAMILY: sweep.family,
         TAG_TRIAL_NUMBER: str(trial.number),
         TAG_DESCRIPTION: _describe_trial(trial.number, sweep, params),
     }

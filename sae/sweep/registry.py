@@ -16,12 +16,14 @@ from mlflow.tracking import MlflowClient
 from sae import metrics as M
 from sae import tracking
 from sae.names import (
+    TAG_FAMILY,
     TAG_MODEL_URI,
     TAG_REGISTERED_ALIAS,
     TAG_REGISTERED_MODEL,
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
 )
+from sae.sweep.study import study_family
 from sae.sweep.summary import DEGENERATE, SweepResult
 from sae.tracking import views
 
@@ -30,13 +32,15 @@ VALID_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 clear of the reserved ``latest`` and ``v<number>``."""
 
 
-def model_name(experiment: str) -> str:
-    """The registered model of a sweep experiment: the experiment's name (``sae-sweep``), with
-    the two characters a model name cannot hold ('/' and ':') made '-'. Per experiment, not per
-    study: the studies of one experiment answer the same question on the same data, so their
-    answers are versions of one model; two experiments (two projects sharing a tracking server)
-    keep apart."""
-    return re.sub(r"[/:]", "-", experiment)
+def model_name(experiment: str, family: str = "l1") -> str:
+    """The registered model of a sweep experiment's family: the experiment's name
+    (``sae-sweep``; ``sae-sweep-topk`` for the topk family, ``-kl`` for kl), with the two
+    characters a model name cannot hold ('/' and ':') made '-'. Per experiment and family, not
+    per study: the studies of one family answer the same question on the same data, so their
+    answers are versions of one model; another family is another model (a TopK code is another
+    network), and two experiments (two projects sharing a tracking server) keep apart."""
+    name = experiment if family == "l1" else f"{experiment}-{family}"
+    return re.sub(r"[/:]", "-", name)
 
 
 def study_alias(study: str) -> str:
@@ -71,7 +75,8 @@ def register_chosen(
         log(f"no model registered: trial {chosen['number']}'s run logged no model (--no-log-model)")
         return None
     study = result.study.study_name
-    name, alias = model_name(experiment), study_alias(study)
+    family = study_family(result.study)
+    name, alias = model_name(experiment, family), study_alias(study)
     registered = _registered_model(mlflow, name, experiment)
     current = None
     if alias in registered.aliases:
@@ -89,6 +94,7 @@ def register_chosen(
             description=describe_version(study, chosen, len(result.study.directions) == 1),
             tags={
                 TAG_STUDY: study,
+                TAG_FAMILY: family,
                 TAG_TRIAL_NUMBER: str(chosen["number"]),
                 TAG_MODEL_URI: source,
             },
@@ -125,8 +131,11 @@ def describe_version(study: str, chosen: pd.Series, constrained: bool = False) -
         else "The point of the Pareto front with the lowest test MSE; degenerate trials are "
         "never on the front."
     )
+    searched = (
+        f"K {int(chosen['topk'])}" if pd.notna(chosen.get("topk")) else f"beta {chosen['beta']:.3g}"
+    )
     return (
-        f"Optuna study `{study}`, trial {chosen['number']}: beta {chosen['beta']:.3g}, "
+        f"Optuna study `{study}`, trial {chosen['number']}: {searched}, "
         f"lr {chosen['lr']:.3g}, batch size {int(chosen['batch_size'])}. {figures}, "
         f"degenerate {degenerate}. {why}"
     )

@@ -24,6 +24,7 @@ from sae.names import (
     STUDY_IDENTITY,
     STUDY_PARENT_RUN,
     TAG_DESCRIPTION,
+    TAG_FAMILY,
     TAG_KIND,
     TAG_STUDY,
 )
@@ -41,7 +42,7 @@ from sae.sweep.notes import note_study
 from sae.sweep.progress import SweepProgress
 from sae.sweep.recovery import finished_count, recover_interrupted
 from sae.sweep.registry import register_chosen
-from sae.sweep.space import build_space, describe_space
+from sae.sweep.space import build_space, describe_space, family_base
 from sae.sweep.study import check_study, make_storage, open_study, study_exists
 from sae.sweep.summary import SweepResult, log_summary, summarize
 from sae.sweep.workers import (
@@ -73,7 +74,7 @@ def run_sweep(base: Config, cfg: SweepConfig, log: Callable[[str], None] = print
     # identity name the same one.
     experiment = base.tracking.experiment or settings.experiment("sweep")
     resolved = dataclasses.replace(base.tracking, experiment=experiment)
-    base = dataclasses.replace(base, tracking=resolved)
+    base = family_base(dataclasses.replace(base, tracking=resolved), cfg)
     space = build_space(cfg)
     if cfg.objective == "pareto-probe" and not base.train.probe:
         raise ValueError("--objective pareto-probe maximises the probe's accuracy: drop --no-probe")
@@ -157,7 +158,7 @@ def _open_parent(
                 settings,
                 base.tracking.experiment,
                 run_name=f"study-{cfg.study_name}",
-                tags={TAG_STUDY: cfg.study_name, TAG_KIND: "sweep"},
+                tags={TAG_STUDY: cfg.study_name, TAG_KIND: "sweep", TAG_FAMILY: cfg.family},
                 description=_describe(cfg, space, base),
             )
             study.set_user_attr(STUDY_PARENT_RUN, parent)
@@ -210,6 +211,10 @@ def _population(
     a CPU (one model at a time trains fastest there, see docs/performance.md) and with
     --amp; on a GPU the size that trains fastest, measured now (``population.fastest_size``),
     at most the trial count."""
+    if cfg.family == "topk":  # a population shares one model, and each trial has its own K
+        if (cfg.population or 1) > 1:
+            raise ValueError("--family topk searches K, which a population shares: --population 1")
+        return dataclasses.replace(cfg, population=1)
     if cfg.population is not None:
         return cfg
     if splits.train.device.type == "cpu" or base.train.amp:
@@ -293,6 +298,13 @@ def _plan_workers(
     )
 
 
+FAMILY_WORDS = {
+    "l1": "the seed's L1 activation penalty",
+    "kl": "a KL penalty towards a target unit density",
+    "topk": "a TopK code, no penalty on the code",
+}
+
+
 def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config) -> str:
     """The parent run's description in the MLflow UI: the goal, the space, the search."""
     goal = {
@@ -308,8 +320,10 @@ def _describe(cfg: SweepConfig, space: dict[str, BaseDistribution], base: Config
         if cfg.confirm
         else ""
     )
+    family = FAMILY_WORDS[cfg.family]
     return (
-        f"Optuna study {cfg.study_name!r}: {goal}; {describe_space(space)}; {cfg.sampler} "
+        f"Optuna study {cfg.study_name!r}, family {cfg.family} ({family}): {goal}; "
+        f"{describe_space(space)}; {cfg.sampler} "
         f"sampler; {base.train.epochs} epochs per trial. Each trial is a nested run; "
         f"degenerate trials (a collapsed or dead model) are kept off the front.{confirm}"
     )

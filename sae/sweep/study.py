@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from optuna.exceptions import ExperimentalWarning
 
 from sae import faults, journal, locks
 from sae.errors import reason
-from sae.names import STUDY_IDENTITY, STUDY_OBJECTIVE, STUDY_SPACE
+from sae.names import STUDY_FAMILY, STUDY_IDENTITY, STUDY_OBJECTIVE, STUDY_SPACE, param
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
 from sae.sweep.identity import differences, identity_json
@@ -88,6 +89,10 @@ def make_sampler(
     # when constrained), which the samplers read; Optuna 5 deprecated constraints_func for it.
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler == "gp":
+        # Log expected hypervolume improvement with two objectives, q-batch over the trials still
+        # running (other workers'); the first 10 trials are random (its n_startup_trials).
+        return optuna.samplers.GPSampler(seed=seed)
     if cfg.sampler == "nsga2":
         # A generation per population: the K trials asked together are one generation's.
         k = cfg.population or 1
@@ -146,6 +151,7 @@ def open_study(
     )
     study.set_user_attr(STUDY_SPACE, space_json(space))
     study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
+    study.set_user_attr(STUDY_FAMILY, cfg.family)
     if identity is not None:
         study.set_user_attr(STUDY_IDENTITY, identity_json(identity))
     name_objectives(study, cfg)
@@ -175,6 +181,12 @@ def check_same(
     identity than this command's (the trial count, workers, population, timeout, sampler and
     confirmations may change)."""
     attrs = study.user_attrs
+    family = study_family(study)
+    if family != cfg.family:
+        raise ValueError(
+            f"study {cfg.study_name!r} exists with family {family!r}, not {cfg.family!r}: pass "
+            f"--family {family}, or --study-name NEW"
+        )
     if attrs.get(STUDY_OBJECTIVE, cfg.objective) != cfg.objective:
         raise ValueError(
             f"study {cfg.study_name!r} exists with objective {attrs[STUDY_OBJECTIVE]!r}, "
@@ -192,6 +204,16 @@ def check_same(
         raise ValueError(
             f"study {cfg.study_name!r} {changed}: pass the same settings or --study-name NEW"
         )
+
+
+def study_family(study: optuna.Study | optuna.study.StudySummary) -> str:
+    """The family of the study's trials (``STUDY_FAMILY``); a study that predates families is l1,
+    or kl when its recorded settings train the KL penalty."""
+    attrs = study.user_attrs
+    if STUDY_FAMILY in attrs:
+        return attrs[STUDY_FAMILY]
+    recorded = json.loads(attrs.get(STUDY_IDENTITY, "{}"))
+    return "kl" if recorded.get(param("train", "penalty")) == "kl" else "l1"
 
 
 def name_objectives(study: optuna.Study, cfg: SweepConfig) -> None:

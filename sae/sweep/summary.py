@@ -32,6 +32,7 @@ from sae.sweep.config import SweepConfig
 from sae.sweep.confirm import FrontComparison, compare_front, confirmations_frame
 from sae.sweep.front import best_trials, degenerate_reasons, judged
 from sae.sweep.recovery import finished_count
+from sae.sweep.space import PARAMS
 from sae.tracking import views
 
 DEGENERATE = "degenerate"
@@ -75,13 +76,17 @@ def trials_frame(study: optuna.Study, degenerate: dict[int, str] | None = None) 
     """One row per trial; ``degenerate`` (``front.degenerate_reasons``) gives the degenerate
     column of the COMPLETE trials that carry no reason of their own (an older study's)."""
     degenerate = degenerate or {}
+    trials = study.get_trials(deepcopy=False)
+    # beta, lr and batch size always (an l1 study's table as before families), K when searched
+    searched = {name for t in trials for name in t.params}
+    params = [name for name in PARAMS if name in searched or name != "topk"]
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         rows.append(
             {
                 "number": t.number,
                 "state": t.state.name,
-                **{name: t.params.get(name) for name in ("beta", "lr", "batch_size")},
+                **{name: t.params.get(name) for name in params},
                 M.TEST_MSE: t.user_attrs.get(ATTR_TEST_MSE),
                 M.CODE_ACTIVE_FRAC: t.user_attrs.get(ATTR_ACTIVE),
                 M.CODE_L0: t.user_attrs.get(ATTR_L0),
