@@ -4,21 +4,36 @@ a study that keeps to its family, and the GP sampler."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import subprocess
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from helpers_sweep import client, load_study, sweep_base, sweep_config
+from helpers_sweep import (
+    clean_env,
+    client,
+    load_study,
+    sweep_base,
+    sweep_command,
+    sweep_config,
+)
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from sae import names
+from sae.bench import frontiers as F
 from sae.config import Config, ModelConfig, TrainConfig
 from sae.model import SparseAutoencoder, keep_topk
 from sae.penalties import l1_penalty, penalty
 from sae.sweep import SweepConfig, run_sweep
+from sae.sweep.pareto import REFERENCE, hypervolume
 from sae.sweep.space import build_space, family_base, with_params
 from sae.sweep.study import make_sampler
+
+FRONTIERS = Path(__file__).resolve().parents[1] / "experiments" / "frontiers.py"
 
 
 @pytest.mark.parametrize("k", [1, 5, 64])
@@ -176,3 +191,54 @@ def test_gp_sampler__models_the_front_after_its_random_start():
     study.optimize(objective, n_trials=13)
     assert len(study.trials) == 13
     assert len({t.params["beta"] for t in study.trials}) == 13
+
+
+def _record(family: str, seed: int, hv: float, mse8: float = math.nan) -> F.StudyRecord:
+    figures = {"hypervolume": hv, "front_size": 1.0, "mse_at_l0_8": mse8}
+    figures |= {"mse_at_l0_16": math.nan, "mse_at_l0_32": math.nan}
+    return F.StudyRecord(f"s-{family}-{seed}", family, "tpe", seed, 30, None, [], figures, {})
+
+
+def test_frontiers__a_family_is_better_only_where_welchs_test_finds_it():
+    apart = [_record("l1", s, 0.050 + 0.001 * s) for s in range(3)]
+    apart += [_record("topk", s, 0.040 + 0.001 * s) for s in range(3)]
+    (line,) = F.verdicts(F.groups_of(apart, "family"), "hypervolume", higher_is_better=True)
+    assert "l1 is better than topk" in line and "p=" in line
+    close = [_record("l1", s, 0.050 + 0.004 * s) for s in range(3)]
+    close += [_record("topk", s, 0.051 + 0.004 * (2 - s)) for s in range(3)]
+    (line,) = F.verdicts(F.groups_of(close, "family"), "hypervolume", higher_is_better=True)
+    assert "not distinguishable" in line and "better" not in line
+    one_seed = [_record("l1", 0, 0.05), _record("kl", 0, 0.01)]
+    (line,) = F.verdicts(F.groups_of(one_seed, "family"), "hypervolume", higher_is_better=True)
+    assert "too few to test" in line
+
+
+def test_frontiers__front_hypervolume_and_mse_between_front_points():
+    points = [(4.0, 0.04), (8.0, 0.03), (16.0, 0.01), (10.0, 0.05)]  # (10, 0.05) is dominated
+    assert F.front(points) == [(4.0, 0.04), (8.0, 0.03), (16.0, 0.01)]
+    assert F.mse_at(points, 12) == pytest.approx(0.02)
+    assert math.isnan(F.mse_at(points, 32))  # beyond the front: not extrapolated
+    assert F.front_hypervolume(points) == pytest.approx(
+        hypervolume([(m, l0 / 64) for l0, m in points], REFERENCE)
+    )
+
+
+def test_frontiers_command__on_tiny_settings_writes_its_figure_and_table(tmp_path):
+    base = sweep_base(tmp_path, epochs=1)
+    out = tmp_path / "out"
+    argv = [
+        "--setting", "custom", "--seeds", "0", "1", "--families", "l1", "topk",
+        "--trials", "2", "--batch-sizes", "10", "20", "--epochs", "1", "--out", str(out),
+    ]  # fmt: skip
+    command = sweep_command(base, *argv)
+    command[1] = str(FRONTIERS)
+    result = subprocess.run(
+        command, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    table = (out / "families-custom.md").read_text()
+    assert "| l1 | 2 |" in table and "| topk | 2 |" in table
+    assert "bench-custom-topk-tpe-s1" in table and "Welch" in table
+    assert (out / "families-custom.png").stat().st_size > 1000
+    studies = json.loads((out / "families-custom.json").read_text())["studies"]
+    assert [s["family"] for s in studies] == ["l1", "l1", "topk", "topk"]

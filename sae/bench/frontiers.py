@@ -1,0 +1,348 @@
+"""Which sparse code is best at every sparsity, and which sampler finds the front fastest.
+
+One study per (family, sampler, seed) on the same setting and budget (``run_grid``); each study's
+front in (code L0, test MSE) from its complete, fit trials (``study_points``); its hypervolume
+against a fixed reference in (test MSE, L0 / 64) and its test MSE interpolated at L0 = 8, 16 and
+32 (``study_figures``); the families (or samplers) compared over the seeds with Welch's test
+(``verdicts``), a difference said only where the test finds one; a table and a figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sae import stats
+from sae.config import CODE_UNITS, Config
+from sae.names import ATTR_ACTIVE, ATTR_DEGENERATE, ATTR_L0, STUDY_PARENT_RUN
+from sae.sweep.config import SweepConfig
+from sae.sweep.pareto import REFERENCE, hypervolume
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "small": {"epochs": 3, "train_size": 5000, "test_size": 2000},
+    "full": {"epochs": 10, "train_size": None, "test_size": None},
+    "custom": {},
+}
+"""The settings a grid runs on: small (minutes per study on 2 cores), the full default (30
+trials of 10 epochs on all 60,000 images), or custom (--epochs, --train-size and --test-size
+as given)."""
+
+L0_AT = (8, 16, 32)
+"""The code L0s at which each front's test MSE is read (interpolated between its points)."""
+
+TRIALS_AT = (10, 20, 30)
+"""The trial counts after which the samplers' hypervolumes are compared."""
+
+Point = tuple[float, float]
+"""(code L0, test MSE) of a complete, fit trial."""
+
+
+def study_name(setting: str, family: str, sampler: str, seed: int) -> str:
+    return f"bench-{setting}-{family}-{sampler}-s{seed}"
+
+
+def setting_config(base: Config, setting: str) -> Config:
+    """``base`` on ``setting``'s epochs and data sizes, without logging models (the grid compares
+    fronts; its trials' models are not kept)."""
+    chosen = SETTINGS[setting]
+    sizes = {k: chosen[k] for k in ("train_size", "test_size") if k in chosen}
+    return dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, **sizes),
+        train=dataclasses.replace(base.train, epochs=chosen.get("epochs", base.train.epochs)),
+        tracking=dataclasses.replace(base.tracking, log_model=False),
+    )
+
+
+def run_grid(
+    base: Config,
+    sweep: SweepConfig,
+    setting: str,
+    families: Sequence[str],
+    samplers: Sequence[str],
+    seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """Run (or resume: a complete study runs nothing) one study per family, sampler and seed,
+    each ``sweep.trials`` trials on ``setting`` with ``sweep``'s other settings and no
+    confirmation runs. Returns the study names, in order."""
+    from sae.sweep.run import run_sweep  # the sweep's workers and stores, only when running
+
+    cfg = setting_config(base, setting)
+    names = []
+    for family, sampler, seed in itertools.product(families, samplers, seeds):
+        name = study_name(setting, family, sampler, seed)
+        log(f"study {name}: {sweep.trials} trials of family {family}, sampler {sampler}")
+        run = dataclasses.replace(
+            sweep, family=family, sampler=sampler, sampler_seed=seed, study_name=name, confirm=0
+        )
+        run_sweep(cfg, run, log=log)
+        names.append(name)
+    return names
+
+
+def study_points(trials: Sequence[FrozenTrial], upto: int | None = None) -> list[Point]:
+    """(code L0, test MSE) of the complete trials that may stand on a front (not degenerate,
+    feasible), among the first ``upto`` trials by number (all when unset)."""
+    points = []
+    for t in trials:
+        if upto is not None and t.number >= upto:
+            continue
+        if t.state != TrialState.COMPLETE or t.user_attrs.get(ATTR_DEGENERATE):
+            continue
+        l0 = t.user_attrs.get(ATTR_L0, t.user_attrs.get(ATTR_ACTIVE, math.nan) * CODE_UNITS)
+        points.append((float(l0), float(t.values[0])))
+    return points
+
+
+def front(points: Sequence[Point]) -> list[Point]:
+    """The non-dominated points (lower L0, lower MSE), by L0."""
+    kept = [p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points)]
+    return sorted(set(kept))
+
+
+def front_hypervolume(points: Sequence[Point]) -> float:
+    """The area the points dominate in (test MSE, L0 / 64), bounded by ``REFERENCE``."""
+    return hypervolume([(mse, l0 / CODE_UNITS) for l0, mse in points], REFERENCE)
+
+
+def mse_at(points: Sequence[Point], l0: float) -> float:
+    """The front's test MSE at code L0 ``l0``, linear between its two points around it; NaN
+    outside the L0s the front spans (not extrapolated)."""
+    line = front(points)
+    if not line or not line[0][0] <= l0 <= line[-1][0]:
+        return math.nan
+    xs, ys = zip(*line, strict=True)
+    return float(np.interp(l0, xs, ys))
+
+
+def study_figures(trials: Sequence[FrozenTrial], upto: int | None = None) -> dict[str, float]:
+    """A study's hypervolume, its front's size and its test MSE at each of ``L0_AT``."""
+    points = study_points(trials, upto)
+    out = {"hypervolume": front_hypervolume(points), "front_size": float(len(front(points)))}
+    for l0 in L0_AT:
+        out[f"mse_at_l0_{l0}"] = mse_at(points, l0)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRecord:
+    """One study of the grid, read back from its storage."""
+
+    name: str
+    family: str
+    sampler: str
+    seed: int
+    trials: int
+    parent_run: str | None
+    points: list[Point]
+    figures: dict[str, float]
+    by_trials: dict[int, float]
+    """Hypervolume after the first N trials, for each of ``TRIALS_AT`` the study reached."""
+
+
+def read_grid(
+    storage: optuna.storages.BaseStorage,
+    setting: str,
+    families: Sequence[str],
+    samplers: Sequence[str],
+    seeds: Sequence[int],
+) -> list[StudyRecord]:
+    """Every study of the grid that the storage holds (ValueError naming the first missing)."""
+    existing = set(optuna.get_all_study_names(storage))
+    out = []
+    for family, sampler, seed in itertools.product(families, samplers, seeds):
+        name = study_name(setting, family, sampler, seed)
+        if name not in existing:
+            raise ValueError(f"study {name} is not in the storage: run the grid first")
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        out.append(
+            StudyRecord(
+                name=name,
+                family=family,
+                sampler=sampler,
+                seed=seed,
+                trials=len(trials),
+                parent_run=study.user_attrs.get(STUDY_PARENT_RUN),
+                points=study_points(trials),
+                figures=study_figures(trials),
+                by_trials={
+                    n: front_hypervolume(study_points(trials, n))
+                    for n in TRIALS_AT
+                    if n <= len(trials)
+                },
+            )
+        )
+    return out
+
+
+def _values(records: Sequence[StudyRecord], key: str) -> list[float]:
+    return [r.figures[key] for r in records]
+
+
+def verdicts(
+    groups: dict[str, Sequence[StudyRecord]], key: str, higher_is_better: bool
+) -> list[str]:
+    """One line per pair of groups: their ``key`` over the seeds (mean ± sd, n), and which is
+    better only where Welch's test finds a difference (``sae.stats``)."""
+    lines = []
+    for (a, ra), (b, rb) in itertools.combinations(groups.items(), 2):
+        c = stats.compare(_values(ra, key), _values(rb, key))
+        said = stats.verdict(c, lower_is_better=not higher_is_better)
+        p = "" if math.isnan(c.p) else f", p={c.p:.2g}"
+        if said == "better":
+            words = f"{a} is better than {b}"
+        elif said == "worse":
+            words = f"{b} is better than {a}"
+        else:
+            words = f"{a} and {b}: {said}"
+        lines.append(
+            f"{key}: {a} {stats.describe(c.ours, 3)} vs {b} {stats.describe(c.theirs, 3)}: "
+            f"{words}{p}"
+        )
+    return lines
+
+
+def groups_of(records: Sequence[StudyRecord], by: str) -> dict[str, list[StudyRecord]]:
+    """The records grouped by ``family`` or ``sampler``, in the order they came."""
+    out: dict[str, list[StudyRecord]] = {}
+    for r in records:
+        out.setdefault(getattr(r, by), []).append(r)
+    return out
+
+
+def _cell(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return f"not reached (n=0 of {len(values)})"
+    s = stats.summarize(finite)
+    spread = f" ± {s.sd:.3g}" if s.n > 1 else ""
+    reached = "" if len(finite) == len(values) else f" of {len(values)}"
+    return f"{s.mean:.4g}{spread} (n={s.n}{reached})"
+
+
+def families_table(records: Sequence[StudyRecord]) -> str:
+    """Markdown: each family's hypervolume and test MSE at ``L0_AT``, mean ± sd over seeds."""
+    head = ["family", "studies", "hypervolume", *(f"test MSE at L0 = {l0}" for l0 in L0_AT)]
+    rows = []
+    for family, rs in groups_of(records, "family").items():
+        cells = [_cell(_values(rs, "hypervolume"))]
+        cells += [_cell(_values(rs, f"mse_at_l0_{l0}")) for l0 in L0_AT]
+        rows.append([family, str(len(rs)), *cells])
+    return _markdown(head, rows)
+
+
+def samplers_table(records: Sequence[StudyRecord]) -> str:
+    """Markdown: each sampler's hypervolume after ``TRIALS_AT`` trials, mean ± sd over seeds."""
+    head = ["sampler", "studies", *(f"hypervolume after {n} trials" for n in TRIALS_AT)]
+    rows = []
+    for sampler, rs in groups_of(records, "sampler").items():
+        cells = [_cell([r.by_trials.get(n, math.nan) for r in rs]) for n in TRIALS_AT]
+        rows.append([sampler, str(len(rs)), *cells])
+    return _markdown(head, rows)
+
+
+def sampler_verdicts(records: Sequence[StudyRecord]) -> list[str]:
+    """Welch's verdicts on the samplers' hypervolume after each of ``TRIALS_AT`` trials."""
+    lines = []
+    for n in TRIALS_AT:
+        groups = {
+            s: [dataclasses.replace(r, figures={"hv": r.by_trials.get(n, math.nan)}) for r in rs]
+            for s, rs in groups_of(records, "sampler").items()
+        }
+        lines += [f"after {n} trials, {line}" for line in verdicts(groups, "hv", True)]
+    return lines
+
+
+def _markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_fronts(records: Sequence[StudyRecord], by: str, path: Path, title: str) -> None:
+    """The fronts overlaid on (code L0, test MSE): a colour per family (or sampler), a marker per
+    seed, each front a step line through its points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    groups = groups_of(records, by)
+    colours = dict(zip(groups, sns.color_palette("colorblind", len(groups)), strict=True))
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, rs in groups.items():
+        for i, r in enumerate(rs):
+            line = front(r.points)
+            if not line:
+                continue
+            xs, ys = zip(*line, strict=True)
+            ax.step(xs, ys, where="post", color=colours[key], alpha=0.6, linewidth=1.2)
+            ax.scatter(
+                xs,
+                ys,
+                color=colours[key],
+                marker=markers[i % len(markers)],
+                s=28,
+                label=f"{key}, seed {r.seed}",
+            )
+    ax.set_xlabel("code L0 (active units of 64, mean per test image)")
+    ax.set_ylabel("test MSE")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+REFERENCE_WORDS = (
+    f"hypervolume in (test MSE, code L0 / 64) against the fixed reference point "
+    f"({REFERENCE[0]:g}, {REFERENCE[1]:g}), both minimised; complete trials that are not "
+    "degenerate only"
+)
+
+
+def document(
+    records: Sequence[StudyRecord], by: str, setting: str, command: str, figure: str
+) -> str:
+    """The comparison in markdown: the table, the verdicts, the figure and the studies."""
+    trials = max((r.trials for r in records), default=0)
+    lines = [
+        f"# {'Families' if by == 'family' else 'Samplers'}: {setting} setting",
+        "",
+        f"Made by `{command}`: {trials} trials per study; {REFERENCE_WORDS}.",
+        "",
+    ]
+    if by == "family":
+        lines += [families_table(records), ""]
+        groups = groups_of(records, "family")
+        said = verdicts(groups, "hypervolume", higher_is_better=True)
+        for l0 in L0_AT:
+            said += verdicts(groups, f"mse_at_l0_{l0}", higher_is_better=False)
+    else:
+        lines += [samplers_table(records), ""]
+        said = sampler_verdicts(records)
+    lines += ["Welch's test over the seeds (a side is better only where p < 0.05):", ""]
+    lines += [f"- {line}" for line in said]
+    lines += [
+        "",
+        f"![fronts]({figure})",
+        "",
+        "| study | trials | MLflow parent run |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.name} | {r.trials} | {r.parent_run} |" for r in records]
+    return "\n".join(lines) + "\n"
