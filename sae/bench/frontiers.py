@@ -24,7 +24,7 @@ from sae import stats
 from sae.config import CODE_UNITS, Config
 from sae.names import ATTR_ACTIVE, ATTR_DEGENERATE, ATTR_L0, STUDY_PARENT_RUN
 from sae.sweep.config import SweepConfig
-from sae.sweep.pareto import REFERENCE, hypervolume
+from sae.sweep.pareto import REFERENCE, dominates, hypervolume
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "small": {"epochs": 3, "train_size": 5000, "test_size": 2000},
@@ -105,8 +105,7 @@ def study_points(trials: Sequence[FrozenTrial], upto: int | None = None) -> list
 
 def front(points: Sequence[Point]) -> list[Point]:
     """The non-dominated points (lower L0, lower MSE), by L0."""
-    kept = [p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points)]
-    return sorted(set(kept))
+    return sorted({p for p in points if not any(dominates(q, p) for q in points)})
 
 
 def front_hypervolume(points: Sequence[Point]) -> float:
