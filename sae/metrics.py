@@ -183,11 +183,6 @@ def evaluate(
         model.train(was_training)
 
 
-def _penalty(acts: Sequence[torch.Tensor], cfg: TrainConfig, code: bool) -> torch.Tensor:
-    """The penalty of one model: the code left out for a TopK code (``code`` false)."""
-    return penalty(acts, cfg) if code else penalty(acts, cfg, code=False)
-
-
 @torch.inference_mode()
 def evaluate_many(
     forward: Forward,
@@ -229,7 +224,7 @@ def evaluate_many(
         batch_sq = (recon - x).square().sum(dim=(1, 2, 3, 4), dtype=torch.float64)  # (K,)
         sq_err += batch_sq
         last_mse = batch_sq / x[0].numel()
-        pens = [_penalty([a[i] for a in acts], cfg, code) for i, cfg in enumerate(cfgs)]
+        pens = [penalty([a[i] for a in acts], cfg, code=code) for i, cfg in enumerate(cfgs)]
         pen += torch.stack(pens).double() * x.shape[1]
         for layer, act in zip(LAYER_NAMES, acts, strict=True):
             unit_on = act.amax(dim=(3, 4)) > 0  # (K, B, C)

@@ -69,11 +69,7 @@ class SoloStep:
         with self.autocast:
             recon, acts = self.model(x)
             mse = F.mse_loss(recon.float(), x)
-            pen = (
-                penalty(acts, self.tc)
-                if self.code_penalised
-                else penalty(acts, self.tc, code=False)
-            ).float()
+            pen = penalty(acts, self.tc, code=self.code_penalised).float()
             loss = mse + pen
         # backward and step
         self.optimizer.zero_grad(set_to_none=True)
@@ -138,8 +134,7 @@ class StackedStep:
         self.params = {name: p.contiguous().detach().requires_grad_() for name, p in params.items()}
         self.state = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self.params.items()}
         self.cfgs = list(cfgs)
-        # a TopK code is left out of the penalty; the seed's call otherwise
-        self.code_penalised = {} if model_cfg.topk is None else {"code": False}
+        self.code_penalised = model_cfg.topk is None  # a TopK code is left out of the penalty
         self.lr = torch.tensor([tc.lr for tc in cfgs], device=device)
         self.steps = 0
         template = copy.deepcopy(model_cfg)
@@ -164,7 +159,7 @@ class StackedStep:
         mse, acts = vmap(self._mse)(self.params, self.buffers, x)
         pen = torch.stack(
             [
-                penalty(tuple(a[i] for a in acts), tc, **self.code_penalised)
+                penalty(tuple(a[i] for a in acts), tc, code=self.code_penalised)
                 for i, tc in enumerate(self.cfgs)
             ]
         )

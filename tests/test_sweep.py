@@ -67,9 +67,9 @@ def test_sweep__non_finite_trial_is_recorded_and_the_sweep_goes_on(tmp_path, mon
     real = steppers.penalty
     calls = []
 
-    def nan_in_first_trial(acts, tc):
+    def nan_in_first_trial(acts, tc, **kw):
         calls.append(1)
-        value = real(acts, tc)
+        value = real(acts, tc, **kw)
         return value * float("nan") if len(calls) == 1 else value
 
     monkeypatch.setattr(steppers, "penalty", nan_in_first_trial)

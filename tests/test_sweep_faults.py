@@ -84,7 +84,7 @@ def test_fit__a_finite_but_absurd_loss_counts_as_diverged(tmp_path, monkeypatch)
     from helpers import build_config
 
     real = steppers.penalty
-    monkeypatch.setattr(steppers, "penalty", lambda acts, tc: real(acts, tc) + 1e7)
+    monkeypatch.setattr(steppers, "penalty", lambda acts, tc, **kw: real(acts, tc, **kw) + 1e7)
     cfg = build_config(tmp_path)
     splits = splits_module.load_splits(cfg.data, splits_module.resolve_device("cpu"))
     with pytest.raises(train_module.NonFiniteLossError, match=r"above 1e\+06: diverged"):
@@ -367,11 +367,11 @@ def test_sweep__ctrl_c_fails_the_trial_in_flight_in_both_stores(tmp_path, monkey
 
     sent = []
 
-    def penalty(acts, tc):
+    def penalty(acts, tc, **kw):
         if armed[-1] and not sent:  # Ctrl-C in the middle of trial 1's training
             sent.append(signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
-        return real_penalty(acts, tc)
+        return real_penalty(acts, tc, **kw)
 
     monkeypatch.setattr(sweep_objective, "train_run", trial_run)
     monkeypatch.setattr(steppers, "penalty", penalty)

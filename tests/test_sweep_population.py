@@ -88,8 +88,8 @@ def test_sweep_population__a_diverging_member_fails_its_trial_and_the_others_com
     FAILED), the other two members complete, and the sweep ends well."""
     real = steppers.penalty
 
-    def nan_for_one_member(acts, tc):
-        value = real(acts, tc)
+    def nan_for_one_member(acts, tc, **kw):
+        value = real(acts, tc, **kw)
         return value * float("nan") if tc.beta == TRIALS[1][1] else value
 
     monkeypatch.setattr(steppers, "penalty", nan_for_one_member)
@@ -115,11 +115,11 @@ def test_sweep_population__ctrl_c_fails_every_member_and_resume_retries_them(tmp
     real = steppers.penalty
     sent = []
 
-    def penalty(acts, tc):
+    def penalty(acts, tc, **kw):
         if not sent:
             sent.append(signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
-        return real(acts, tc)
+        return real(acts, tc, **kw)
 
     monkeypatch.setattr(steppers, "penalty", penalty)
     with pytest.raises(KeyboardInterrupt):

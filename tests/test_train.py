@@ -90,7 +90,7 @@ def test_fit__non_finite_loss_stops_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(
         steppers,
         "penalty",
-        lambda acts, tc: real(acts, tc) * (float("nan") if len(steps) >= 2 else 1.0),
+        lambda acts, tc, **kw: real(acts, tc, **kw) * (float("nan") if len(steps) >= 2 else 1.0),
     )
     with pytest.raises(NonFiniteLossError, match="training loss became nan at epoch 1, step 3"):
         fit(cfg, _splits(cfg), [Count()])
