@@ -25,6 +25,7 @@ from sae.bench import frontiers as F
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.paths import owned
 from sae.sweep import SweepConfig
+from sae.sweep.config import Family, SamplerName
 from sae.sweep.study import make_storage
 
 
@@ -44,18 +45,17 @@ def main() -> None:
     samplers = args.samplers or (
         [args.sweep.sampler] if args.compare == "families" else ["tpe", "random", "nsga2", "gp"]
     )
-    for family in families:
-        if family not in ("l1", "kl", "topk"):
-            raise ValueError(f"unknown family {family!r}; choose from l1, kl, topk")
-    for sampler in samplers:
-        if sampler not in ("tpe", "random", "nsga2", "gp"):
-            raise ValueError(f"unknown sampler {sampler!r}; choose from tpe, random, nsga2, gp")
+    for what, names, known in (("family", families, Family), ("sampler", samplers, SamplerName)):
+        for name in names:
+            if name not in known.__args__:
+                raise ValueError(
+                    f"unknown {what} {name!r}; choose from {', '.join(known.__args__)}"
+                )
     base = config_from_args(args)
     base = dataclasses.replace(base, tracking=dataclasses.replace(base.tracking, run_name=None))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.compare}-{args.setting}"
-    files = {ext: owned(out, f"{stem}.{ext}") for ext in ("md", "png", "json")}
+    files = {ext: owned(out, f"{stem}.{ext}") for ext in ("md", "png", "json")}  # before a run
     if not args.only_read:
         F.run_grid(base, args.sweep, args.setting, families, samplers, args.seeds)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
@@ -64,6 +64,7 @@ def main() -> None:
     by = "family" if args.compare == "families" else "sampler"
     command = "python experiments/frontiers.py " + shlex.join(sys.argv[1:])
     text = F.document(records, by, args.setting, command, files["png"].name)
+    out.mkdir(parents=True, exist_ok=True)  # once there is something to write
     F.plot_fronts(records, by, files["png"], f"fronts by {by}, {args.setting} setting")
     files["md"].write_text(text)
     files["json"].write_text(
