@@ -14,10 +14,11 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from sae import stats
@@ -25,6 +26,9 @@ from sae.config import CODE_UNITS, Config
 from sae.names import ATTR_ACTIVE, ATTR_DEGENERATE, ATTR_L0, STUDY_PARENT_RUN
 from sae.sweep.config import SweepConfig
 from sae.sweep.pareto import REFERENCE, dominates, hypervolume
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "small": {"epochs": 3, "train_size": 5000, "test_size": 2000},
@@ -139,7 +143,8 @@ class StudyRecord:
     name: str
     family: str
     sampler: str
-    seed: int
+    seed: int | None
+    """The sampler's seed (None where it is not known: a study the report found)."""
     trials: int
     parent_run: str | None
     points: list[Point]
@@ -163,25 +168,26 @@ def read_grid(
         if name not in existing:
             raise ValueError(f"study {name} is not in the storage: run the grid first")
         study = optuna.load_study(study_name=name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
-        out.append(
-            StudyRecord(
-                name=name,
-                family=family,
-                sampler=sampler,
-                seed=seed,
-                trials=len(trials),
-                parent_run=study.user_attrs.get(STUDY_PARENT_RUN),
-                points=study_points(trials),
-                figures=study_figures(trials),
-                by_trials={
-                    n: front_hypervolume(study_points(trials, n))
-                    for n in TRIALS_AT
-                    if n <= len(trials)
-                },
-            )
-        )
+        out.append(study_record(study, family, sampler, seed))
     return out
+
+
+def study_record(study: optuna.Study, family: str, sampler: str, seed: int | None) -> StudyRecord:
+    """The study's front, figures and hypervolumes after ``TRIALS_AT`` trials."""
+    trials = study.get_trials(deepcopy=False)
+    return StudyRecord(
+        name=study.study_name,
+        family=family,
+        sampler=sampler,
+        seed=seed,
+        trials=len(trials),
+        parent_run=study.user_attrs.get(STUDY_PARENT_RUN),
+        points=study_points(trials),
+        figures=study_figures(trials),
+        by_trials={
+            n: front_hypervolume(study_points(trials, n)) for n in TRIALS_AT if n <= len(trials)
+        },
+    )
 
 
 def _values(records: Sequence[StudyRecord], key: str) -> list[float]:
@@ -229,25 +235,25 @@ def _cell(values: Sequence[float]) -> str:
     return f"{s.mean:.4g}{spread} (n={s.n}{reached})"
 
 
-def families_table(records: Sequence[StudyRecord]) -> str:
-    """Markdown: each family's hypervolume and test MSE at ``L0_AT``, mean ± sd over seeds."""
+def families_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
+    """Each family's hypervolume and test MSE at ``L0_AT``, mean ± sd over seeds."""
     head = ["family", "studies", "hypervolume", *(f"test MSE at L0 = {l0}" for l0 in L0_AT)]
     rows = []
     for family, rs in groups_of(records, "family").items():
         cells = [_cell(_values(rs, "hypervolume"))]
         cells += [_cell(_values(rs, f"mse_at_l0_{l0}")) for l0 in L0_AT]
         rows.append([family, str(len(rs)), *cells])
-    return _markdown(head, rows)
+    return pd.DataFrame(rows, columns=head)
 
 
-def samplers_table(records: Sequence[StudyRecord]) -> str:
-    """Markdown: each sampler's hypervolume after ``TRIALS_AT`` trials, mean ± sd over seeds."""
+def samplers_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
+    """Each sampler's hypervolume after ``TRIALS_AT`` trials, mean ± sd over seeds."""
     head = ["sampler", "studies", *(f"hypervolume after {n} trials" for n in TRIALS_AT)]
     rows = []
     for sampler, rs in groups_of(records, "sampler").items():
         cells = [_cell([r.by_trials.get(n, math.nan) for r in rs]) for n in TRIALS_AT]
         rows.append([sampler, str(len(rs)), *cells])
-    return _markdown(head, rows)
+    return pd.DataFrame(rows, columns=head)
 
 
 def sampler_verdicts(records: Sequence[StudyRecord]) -> list[str]:
@@ -262,18 +268,21 @@ def sampler_verdicts(records: Sequence[StudyRecord]) -> list[str]:
     return lines
 
 
-def _markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def plot_fronts(records: Sequence[StudyRecord], by: str, path: Path, title: str) -> None:
-    """The fronts overlaid on (code L0, test MSE): a colour per family (or sampler), a marker per
-    seed, each front a step line through its points."""
+    """``draw_fronts``, saved as the PNG ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw_fronts(records, by, title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_fronts(records: Sequence[StudyRecord], by: str, title: str) -> Figure:
+    """The fronts overlaid on (code L0, test MSE): a colour per family (or sampler), a marker per
+    seed (or study), each front a step line through its points."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -294,7 +303,7 @@ def plot_fronts(records: Sequence[StudyRecord], by: str, path: Path, title: str)
                 color=colours[key],
                 marker=markers[i % len(markers)],
                 s=28,
-                label=f"{key}, seed {r.seed}",
+                label=f"{key}, seed {r.seed}" if r.seed is not None else f"{key}, {r.name}",
             )
     ax.set_xlabel("code L0 (active units of 64, mean per test image)")
     ax.set_ylabel("test MSE")
@@ -303,8 +312,7 @@ def plot_fronts(records: Sequence[StudyRecord], by: str, path: Path, title: str)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 REFERENCE_WORDS = (
@@ -312,6 +320,23 @@ REFERENCE_WORDS = (
     f"({REFERENCE[0]:g}, {REFERENCE[1]:g}), both minimised; complete trials that are not "
     "degenerate only"
 )
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table of text cells as markdown, as written."""
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def comparison(records: Sequence[StudyRecord], by: str) -> tuple[pd.DataFrame, list[str]]:
+    """The table of the grid by ``family`` (hypervolume, test MSE at ``L0_AT``) or by
+    ``sampler`` (hypervolume after ``TRIALS_AT`` trials), and Welch's verdicts on its columns."""
+    if by == "family":
+        groups = groups_of(records, "family")
+        said = verdicts(groups, "hypervolume", higher_is_better=True)
+        for l0 in L0_AT:
+            said += verdicts(groups, f"mse_at_l0_{l0}", higher_is_better=False)
+        return families_table(records), said
+    return samplers_table(records), sampler_verdicts(records)
 
 
 def document(
@@ -325,15 +350,8 @@ def document(
         f"Made by `{command}`: {trials} trials per study; {REFERENCE_WORDS}.",
         "",
     ]
-    if by == "family":
-        lines += [families_table(records), ""]
-        groups = groups_of(records, "family")
-        said = verdicts(groups, "hypervolume", higher_is_better=True)
-        for l0 in L0_AT:
-            said += verdicts(groups, f"mse_at_l0_{l0}", higher_is_better=False)
-    else:
-        lines += [samplers_table(records), ""]
-        said = sampler_verdicts(records)
+    table, said = comparison(records, by)
+    lines += [markdown(table), ""]
     lines += ["Welch's test over the seeds (a side is better only where p < 0.05):", ""]
     lines += [f"- {line}" for line in said]
     lines += [
@@ -345,3 +363,23 @@ def document(
     ]
     lines += [f"| {r.name} | {r.trials} | {r.parent_run} |" for r in records]
     return "\n".join(lines) + "\n"
+
+
+def grid_figures(records: Sequence[StudyRecord], by: str, prefix: str) -> dict[str, float]:
+    """The benchmark's flat figures of a grid read back: for each family (``by="family"``) its
+    hypervolume and test MSE at ``L0_AT``, or for each sampler its hypervolume after
+    ``TRIALS_AT`` trials; each as ``{prefix}_{name}_{figure}_{mean,sd,n}`` over the seeds."""
+    out: dict[str, float] = {}
+    for name, rs in groups_of(records, by).items():
+        if by == "family":
+            keys = ["hypervolume", *(f"mse_at_l0_{l0}" for l0 in L0_AT)]
+            series = {key: _values(rs, key) for key in keys}
+        else:
+            series = {
+                f"hv_after_{n}": [r.by_trials.get(n, math.nan) for r in rs] for n in TRIALS_AT
+            }
+        for key, values in series.items():
+            s = stats.summarize(values)
+            head = f"{prefix}_{name}_{key}"
+            out.update({f"{head}_mean": s.mean, f"{head}_sd": s.sd, f"{head}_n": float(s.n)})
+    return out

@@ -51,8 +51,14 @@ PARTS = (
     "workers",
     "population",
     "pruning",
+    "frontiers",
+    "samplers",
 )
 """The measurements ``run`` can make, in the order it makes them."""
+
+GRID_PARTS = ("frontiers", "samplers")
+"""The parts that run a grid of whole sweeps (tens of minutes on the small setting): made only
+when ``--parts`` names them."""
 
 
 def comma_separated(choices: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
@@ -71,10 +77,13 @@ def comma_separated(choices: tuple[str, ...], what: str) -> Callable[[str], tupl
 
 
 PRUNING_SETTINGS = ("recorded", "small", "full")
+FRONTIER_SETTINGS = ("small", "full")
 parse_parts = comma_separated(PARTS, "part")
 """argparse type of ``--parts``."""
 parse_pruning_settings = comma_separated(PRUNING_SETTINGS, "pruning setting")
 """argparse type of ``--pruning-settings``."""
+parse_samplers = comma_separated(("tpe", "random", "nsga2", "gp"), "sampler")
+"""argparse type of ``--grid-samplers``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +129,18 @@ class BenchConfig:
     (the setting above, a sweep with and one without the pruner for every seed) and full (the
     same for the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first
     seed; the unpruned one took 70 minutes on 2 CPU cores)"""
+    grid_setting: str = "small"
+    """setting of the frontiers and samplers parts (sae.bench.frontiers.SETTINGS): small (3
+    epochs on 5,000 training and 2,000 test images, minutes a study) or full (the default
+    sweep's 10 epochs on all images)"""
+    grid_seeds: tuple[int, ...] = (0, 1, 2)
+    """sampler seeds of the frontiers and samplers parts: a study per family (or sampler) each"""
+    grid_trials: int = 30
+    """trials of each study of the frontiers and samplers parts"""
+    grid_samplers: tuple[str, ...] = simple_parsing.field(
+        default=("tpe", "random", "nsga2", "gp"), type=parse_samplers, nargs=None
+    )
+    """comma-separated samplers the samplers part compares (on the l1 family)"""
     keep_stores: bool = False
     """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps
     among them), and print where it is; by default it is removed at the end"""
@@ -127,8 +148,12 @@ class BenchConfig:
     """auto (cuda when present, else cpu), cpu or cuda"""
     amp: bool = False
     """mixed precision in the core's training steps (CUDA only; populations train in float32)"""
-    parts: tuple[str, ...] = simple_parsing.field(default=PARTS, type=parse_parts, nargs=None)
-    """comma-separated measurements to make"""
+    parts: tuple[str, ...] = simple_parsing.field(
+        default=tuple(p for p in PARTS if p not in GRID_PARTS), type=parse_parts, nargs=None
+    )
+    """comma-separated measurements to make (by default all but the grids: frontiers, the
+    l1, kl and topk fronts over the seeds, and samplers, the samplers' hypervolumes after 10,
+    20 and 30 trials; sae.bench.frontiers)"""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -144,6 +169,7 @@ class BenchConfig:
             "pruning_trials",
             "pruning_epochs",
             "pruning_train_size",
+            "grid_trials",
         ):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
@@ -157,9 +183,14 @@ class BenchConfig:
         ks = self.population_ks
         if not ks or min(ks) < 1 or len(set(ks)) < len(ks):
             raise ValueError(f"--population-ks needs distinct sizes >= 1, got {list(ks)}")
-        seeds = self.pruning_seeds
-        if not seeds or len(set(seeds)) < len(seeds):
-            raise ValueError(f"--pruning-seeds needs distinct seeds, got {list(seeds)}")
+        for flag, seeds in (("pruning", self.pruning_seeds), ("grid", self.grid_seeds)):
+            if not seeds or len(set(seeds)) < len(seeds):
+                raise ValueError(f"--{flag}-seeds needs distinct seeds, got {list(seeds)}")
+        if self.grid_setting not in FRONTIER_SETTINGS:
+            raise ValueError(
+                f"--grid-setting must be one of {', '.join(FRONTIER_SETTINGS)}, "
+                f"got {self.grid_setting!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -368,6 +399,41 @@ def pruning_size(bench: BenchConfig, setting: str) -> tuple[int, int, int | None
     return bench.pruning_trials, bench.pruning_epochs, bench.pruning_train_size
 
 
+def grid(c: Context, by: str) -> dict[str, float]:
+    """The grid of whole sweeps (``sae.bench.frontiers.run_grid``) in the scratch stores, read
+    back: each family's front (``by="family"``: l1, kl and topk with TPE) or each of
+    ``grid_samplers``' hypervolumes after 10, 20 and 30 trials (on l1), over ``grid_seeds``;
+    the verdicts of Welch's test in the log."""
+    from sae.bench import frontiers as F
+    from sae.sweep import SweepConfig, make_storage
+
+    b = c.bench
+    families = ("l1", "kl", "topk") if by == "family" else ("l1",)
+    samplers = ("tpe",) if by == "family" else b.grid_samplers
+    sweep = SweepConfig(trials=b.grid_trials, storage=str(c.tmp / "optuna.journal"))
+    # a trial as the sweep trains it (the probe on); the setting chooses epochs and data sizes
+    base = dataclasses.replace(c.cfg, train=TrainConfig(device=b.device, amp=b.amp))
+    F.run_grid(base, sweep, b.grid_setting, families, samplers, b.grid_seeds, log=c.log)
+    records = F.read_grid(
+        make_storage(sweep.storage), b.grid_setting, families, samplers, b.grid_seeds
+    )
+    table, said = F.comparison(records, by)
+    for line in [*F.markdown(table).splitlines(), *said]:
+        c.log(line)
+    part = "frontiers" if by == "family" else "samplers"
+    return F.grid_figures(records, by, f"{part}_{b.grid_setting}")
+
+
+def frontiers(c: Context) -> dict[str, float]:
+    """The l1, kl and topk fronts over the seeds (``grid``)."""
+    return grid(c, "family")
+
+
+def samplers(c: Context) -> dict[str, float]:
+    """The samplers' hypervolumes after 10, 20 and 30 trials over the seeds (``grid``)."""
+    return grid(c, "sampler")
+
+
 PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
     "throughput": throughput,
     "tracking": tracking_overhead,
@@ -379,6 +445,8 @@ PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
     "workers": workers,
     "population": population,
     "pruning": pruning,
+    "frontiers": frontiers,
+    "samplers": samplers,
 }
 """Each part's step: the figures it adds to the run's. ``measure`` runs them in this order."""
 

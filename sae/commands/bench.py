@@ -32,6 +32,10 @@ SETTINGS = (
     "pruning_trials",
     "pruning_epochs",
     "pruning_train_size",
+    "grid_setting",
+    "grid_seeds",
+    "grid_trials",
+    "grid_samplers",
 )
 """The settings the figures depend on, written beside the machine (and its tags in MLflow)."""
 

@@ -8,15 +8,16 @@ the same tables and the same figure bytes. Every text the report writes is redac
 
 frames (the runs), tables (the judgements), claims (trials against the baseline, with n and
 spread), protocol (the runs' protocol against the README's), figures (seaborn), document (the
-Jinja2 rendering), sections (what the report says), gallery (its figures), provenance (its
-reproducibility section), output and files (what it writes), build (where and how it is swapped
-in).
+Jinja2 rendering), sections (what the report says), families (the families' fronts compared,
+when the storage holds several), gallery (its figures), provenance (its reproducibility
+section), output and files (what it writes), build (where and how it is swapped in).
 """
 
 from sae.report.build import Report, build_report, check_name
 from sae.report.files import (
     FIG_BASELINE,
     FIG_CURVES,
+    FIG_FAMILIES,
     FIG_HYPERPARAMETERS,
     FIG_IMPORTANCES,
     FIG_LAYERS,
@@ -31,6 +32,7 @@ from sae.report.files import (
     TABLE_CLAIMS,
     TABLE_CURVES,
     TABLE_DEGENERATE,
+    TABLE_FAMILIES,
     TABLE_IMPORTANCES,
     TABLE_PROVENANCE,
     TABLE_RUNS,
@@ -59,6 +61,7 @@ __all__ = [
     "FIGURES_DIR",
     "FIG_BASELINE",
     "FIG_CURVES",
+    "FIG_FAMILIES",
     "FIG_HYPERPARAMETERS",
     "FIG_IMPORTANCES",
     "FIG_LAYERS",
@@ -76,6 +79,7 @@ __all__ = [
     "TABLE_CLAIMS",
     "TABLE_CURVES",
     "TABLE_DEGENERATE",
+    "TABLE_FAMILIES",
     "TABLE_IMPORTANCES",
     "TABLE_PROVENANCE",
     "TABLE_RUNS",

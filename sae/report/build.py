@@ -16,6 +16,7 @@ from sae import tracking
 from sae.paths import PLAIN_NAME, check_plain_name, owned
 from sae.report import files as F
 from sae.report.document import Document
+from sae.report.families import families_section
 from sae.report.figures import style
 from sae.report.frames import Frames, Selection, load_frames
 from sae.report.gallery import figures_section
@@ -133,6 +134,7 @@ def _write(
         writer.overview(doc, selection)
         writer.baseline_section(doc)
         writer.sweep_section(doc)
+        families_section(writer, doc, writer.storage)
         figures_section(writer, doc)
     reproducibility(writer, doc, frames.runs, command)
     writer.table(F.TABLE_RUNS, frames.runs)

@@ -13,6 +13,7 @@ FIG_HYPERPARAMETERS = "figures/hyperparameters.png"
 FIG_IMPORTANCES = "figures/importances.png"
 FIG_LAYERS = "figures/layer_sparsity.png"
 FIG_RECONSTRUCTIONS = "figures/reconstructions.png"
+FIG_FAMILIES = "figures/families.png"
 TABLE_BASELINE = "tables/baseline_table.csv"
 TABLE_STATES = "tables/trial_states.csv"
 TABLE_BEST = "tables/best_trials.csv"
@@ -22,6 +23,7 @@ TABLE_IMPORTANCES = "tables/importances.csv"
 TABLE_PROVENANCE = "tables/provenance.csv"
 TABLE_RUNS = "tables/runs.csv"
 TABLE_CURVES = "tables/curves.csv"
+TABLE_FAMILIES = "tables/families.csv"
 OUTPUTS = frozenset(
     {
         REPORT_MD,
@@ -31,6 +33,7 @@ OUTPUTS = frozenset(
         *(TABLE_BASELINE, TABLE_STATES, TABLE_BEST, TABLE_IMPORTANCES, TABLE_PROVENANCE),
         *(TABLE_DEGENERATE, TABLE_CLAIMS),
         *(TABLE_RUNS, TABLE_CURVES),
+        *(FIG_FAMILIES, TABLE_FAMILIES),
     }
 )
 """Every file a report may write in its folder. A rebuild replaces these and removes those it
