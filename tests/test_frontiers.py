@@ -88,6 +88,9 @@ def test_families_section__says_nothing_with_one_family_or_no_storage(tmp_path):
     families_section(Output(tmp_path), doc, str(journal))
     families_section(Output(tmp_path), doc, str(tmp_path / "absent.journal"))
     assert doc.blocks == [] and not (tmp_path / "absent.journal").exists()
+    # an unreachable database: said in one line, and the report goes on
+    families_section(Output(tmp_path), doc, "postgresql://127.0.0.1:1/optuna")
+    assert "Families: not compared" in doc.markdown() and "connection" in doc.markdown()
 
 
 @pytest.mark.parametrize("part", ["frontiers", "samplers"])

@@ -127,3 +127,29 @@ def test_plot_tradeoff__degenerate_trials_are_grey_crosses_off_the_front_coloure
     assert set(line.get_xdata()) == set(front[M.TEST_MSE])
     crosses = ax.collections[1]
     assert list(crosses.get_offsets()[0]) == [0.07, 0.0]
+
+
+def test_a_topk_study__plots_labels_and_lists_its_k_not_its_fixed_beta():
+    """A TopK study (``--family topk``) searches K and keeps beta fixed: the figure's first two
+    panels are K against the objectives, with no baseline star (the baseline has no K), the
+    trial's label names K, and the trial tables gain a K column."""
+    from sae.report.frames import run_label
+    from sae.report.tables import degenerate_table
+
+    lrs = np.geomspace(1e-4, 1e-2, 4)
+    trials = _trials(lrs, beta=1e-4, topk=pd.array([2, 8, 16, 32], dtype="Int64"))
+    with figures.style():
+        fig = figures.plot_hyperparameters(trials, _baseline())
+    assert [ax.get_title() for ax in fig.axes[:2]] == [
+        "K against test MSE",
+        "K against code active fraction",
+    ]
+    assert fig.axes[0].get_xlabel() == "kept code units K (log scale)"
+    assert len(fig.axes[0].collections) == 1  # the trials only: no baseline star
+    row = trials.iloc[1].copy()
+    row["role"] = "trial"
+    assert run_label(row) == "trial 1 (K=8)"
+    table = degenerate_table(trials.assign(reason="dead"))
+    assert list(table.columns[:3]) == ["trial", "K", "beta"] and list(table["K"]) == [2, 8, 16, 32]
+    plain = figures.plot_hyperparameters(_trials(lrs), _baseline())  # an l1 study: beta
+    assert plain.axes[0].get_title() == "β against test MSE"

@@ -14,7 +14,7 @@ import pandas as pd
 from sae.bench import frontiers as F
 from sae.names import STUDY_IDENTITY, STUDY_OBJECTIVE, param
 from sae.report import files as FILES
-from sae.report.document import Document, code
+from sae.report.document import Document, code, em
 from sae.report.output import Output
 from sae.sweep.study import make_storage, study_family
 
@@ -41,7 +41,8 @@ def setting_of(study: optuna.study.StudySummary) -> tuple[str, str] | None:
 
 def family_records(storage: str) -> dict[str, list[F.StudyRecord]]:
     """The storage's Pareto studies with a complete trial, by setting, for the settings that
-    hold studies of at least two families. Reads only: an absent journal is no study."""
+    hold studies of at least two families. Reads only: an absent journal is no study; an
+    unusable storage is a ValueError in one line (``make_storage``)."""
     if "://" not in storage and not Path(storage).is_file():
         return {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,7 +76,11 @@ def studies_frame(found: dict[str, list[F.StudyRecord]]) -> pd.DataFrame:
 
 def families_section(out: Output, doc: Document, storage: str) -> None:
     """Section 2's families part, only when some setting holds studies of several families."""
-    found = family_records(storage)
+    try:
+        found = family_records(storage)
+    except ValueError as err:  # an unreachable database: the rest of the report stands
+        doc.text(em(f"Families: not compared, the Optuna storage could not be read ({err})."))
+        return
     if not found:
         return
     doc.heading("Families: which sparse code is best at every sparsity", level=3)

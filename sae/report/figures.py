@@ -20,7 +20,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from sae import baseline as B
 from sae import metrics as M
 from sae.model import CODE_LAYER, LAYER_NAMES, LAYER_SHAPES
-from sae.report.tables import HEADLINE_METRICS, LABELS, complete_trials, degenerate_reasons
+from sae.report.tables import (
+    HEADLINE_METRICS,
+    LABELS,
+    complete_trials,
+    degenerate_reasons,
+    searches_k,
+)
 
 MSE_UNIT = "per-pixel MSE, pixels in [0, 1]"
 ACTIVE_UNIT = f"fraction of the {LAYER_SHAPES[CODE_LAYER][0]} code units active per image"
@@ -304,24 +310,36 @@ def _sd(values: pd.Series) -> float:
 
 
 def plot_hyperparameters(trials: pd.DataFrame, base: pd.DataFrame) -> Figure:
-    """Beta against test MSE and against active fraction; learning rate by batch size."""
+    """Beta (a TopK study's K) against test MSE and against active fraction; learning rate by
+    batch size."""
     done = complete_trials(trials, also=("beta",))
     if done.empty:
         raise NothingToPlot("no complete trial with its parameters and metrics")
     fig = Figure(figsize=(16, 5.0), layout="constrained")
     mse_ax, active_ax, lr_ax = fig.subplots(1, 3)
+    # a TopK study searches K and leaves beta fixed; its baseline has no K to mark
+    knob, name, words = (
+        ("topk", "K", "kept code units K")
+        if searches_k(done)
+        else ("beta", "β", "penalty weight β")
+    )
     for ax, key in ((mse_ax, M.TEST_MSE), (active_ax, M.CODE_ACTIVE_FRAC)):
-        sns.scatterplot(data=done, x="beta", y=key, color="#1f77b4", s=40, ax=ax, label="trials")
-        _mark_baseline(ax, base, "beta", key)
+        sns.scatterplot(
+            data=done.astype({knob: float}), x=knob, y=key, color="#1f77b4", s=40, ax=ax,
+            label="trials",
+        )  # fmt: skip
+        if knob == "beta":
+            _mark_baseline(ax, base, "beta", key)
         ax.set_xscale("log")
-        log_ticks(ax.xaxis, pd.concat([done["beta"], base["beta"]]))
-        ax.set_xlabel("penalty weight β (log scale)")
+        marks = done[knob] if knob == "topk" else pd.concat([done["beta"], base["beta"]])
+        log_ticks(ax.xaxis, marks.astype(float))
+        ax.set_xlabel(f"{words} (log scale)")
     mse_ax.set_yscale("log")
     mse_ax.set_ylabel(f"test MSE ({MSE_UNIT}, log scale)")
-    mse_ax.set_title("β against test MSE")
+    mse_ax.set_title(f"{name} against test MSE")
     active_ax.set_ylabel(ACTIVE_UNIT)
     active_ax.set_ylim(-0.02, 1.05)
-    active_ax.set_title("β against code active fraction")
+    active_ax.set_title(f"{name} against code active fraction")
     active_ax.legend(loc="best")
     mse_ax.legend(loc="best")
     sizes = sorted(done["batch_size"].dropna().astype(int).unique())

@@ -33,10 +33,13 @@ NUMERIC_PARAMS = {
     "test_batch_size": names.param("train", "test_batch_size"),
     "train_size": names.param("data", "train_size"),
     "test_size": names.param("data", "test_size"),
+    "topk": names.param("model", "topk"),
 }
 """Config fields that get a numeric column of their own, from their params; a size of None
 (all the images) is NaN here."""
-INTEGER_PARAMS = ("batch_size", "seed", "epochs", "test_batch_size", "train_size", "test_size")
+INTEGER_PARAMS = (
+    *("batch_size", "seed", "epochs", "test_batch_size", "train_size", "test_size", "topk"),
+)
 TEXT_PARAMS = {"data_order": names.param("train", "data_order")}
 """Config fields that get a text column of their own."""
 TRAIN_PARAMS = tuple(NUMERIC_PARAMS) + tuple(TEXT_PARAMS)
@@ -249,6 +252,8 @@ def run_label(row: pd.Series) -> str:
     if row["role"] == ROLE_BASELINE:
         return baseline_label(row["beta"], row["beta_source"])
     if row["role"] == ROLE_TRIAL and not pd.isna(row["trial_number"]):
+        if not pd.isna(row.get("topk")):  # a TopK trial's knob is its K, not beta
+            return f"trial {int(row['trial_number'])} (K={int(row['topk'])})"
         beta = "" if pd.isna(row["beta"]) else f" (β={row['beta']:.2g})"
         return f"trial {int(row['trial_number'])}{beta}"
     return str(row["run_name"] if isinstance(row["run_name"], str) else row["run_id"][:8])

@@ -122,10 +122,17 @@ def spread_along(front: pd.DataFrame, k: int = BEST_SHOWN) -> pd.DataFrame:
     return front.iloc[picks]
 
 
+def searches_k(trials: pd.DataFrame) -> bool:
+    """Whether the trials are a TopK study's (``--family topk``): their knob is K, not beta."""
+    return "topk" in trials and bool(trials["topk"].notna().any())
+
+
 def _trial_columns(trials: pd.DataFrame) -> dict[str, pd.Series]:
     """The columns every table of trials starts with: number, parameters, the two objectives."""
+    topk = {"K": trials["topk"]} if searches_k(trials) else {}  # a TopK study's knob
     return {
         "trial": trials["trial_number"],
+        **topk,
         "beta": trials["beta"],
         "lr": trials["lr"],
         "batch size": trials["batch_size"],
