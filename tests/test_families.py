@@ -218,7 +218,8 @@ def test_frontiers__front_hypervolume_and_mse_between_front_points():
     points = [(4.0, 0.04), (8.0, 0.03), (16.0, 0.01), (10.0, 0.05)]  # (10, 0.05) is dominated
     assert F.front(points) == [(4.0, 0.04), (8.0, 0.03), (16.0, 0.01)]
     assert F.mse_at(points, 12) == pytest.approx(0.02)
-    assert math.isnan(F.mse_at(points, 32))  # beyond the front: not extrapolated
+    assert F.mse_at(points, 32) == pytest.approx(0.01)  # (16, 0.01) dominates denser codes
+    assert math.isnan(F.mse_at(points, 2))  # sparser than any point found: not extrapolated
     assert F.front_hypervolume(points) == pytest.approx(
         hypervolume([(m, l0 / 64) for l0, m in points], REFERENCE)
     )

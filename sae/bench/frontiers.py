@@ -118,10 +118,11 @@ def front_hypervolume(points: Sequence[Point]) -> float:
 
 
 def mse_at(points: Sequence[Point], l0: float) -> float:
-    """The front's test MSE at code L0 ``l0``, linear between its two points around it; NaN
-    outside the L0s the front spans (not extrapolated)."""
+    """The front's test MSE at code L0 ``l0``: linear between its two points around it; beyond
+    its densest point, that point's (it dominates every denser code); NaN below its sparsest
+    point (no code that sparse was found, and none is extrapolated)."""
     line = front(points)
-    if not line or not line[0][0] <= l0 <= line[-1][0]:
+    if not line or l0 < line[0][0]:
         return math.nan
     xs, ys = zip(*line, strict=True)
     return float(np.interp(l0, xs, ys))

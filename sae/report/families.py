@@ -89,7 +89,8 @@ def families_section(out: Output, doc: Document, storage: str) -> None:
         "compared by family, each study one sample (as ",
         code("python experiments/frontiers.py"),
         f" compares them); {F.REFERENCE_WORDS}. Test MSE at an L0 is read off each study's "
-        "front, linear between its points, and not reached where the front does not span it.",
+        "front: linear between its points, its densest point's beyond it (that point dominates "
+        "every denser code), and not reached below its sparsest point.",
     )
     out.table(FILES.TABLE_FAMILIES, studies_frame(found))
     for i, (words, records) in enumerate(found.items()):
