@@ -122,13 +122,17 @@ class BenchConfig:
     pruning_train_size: int = 10_000
     """training images of each trial of the small setting"""
     pruning_settings: tuple[str, ...] = simple_parsing.field(
-        default=("recorded",), type=parse_pruning_settings, nargs=None
+        default=("recorded",),
+        type=parse_pruning_settings,
+        nargs=None,
+        help=(
+            "comma-separated settings of the pruning part: recorded (the default rule replayed on "
+            "the recorded full default sweeps, sae/bench/records: seconds; it decides the "
+            "default), small (the setting above, a sweep with and one without the pruner for every "
+            "seed) and full (the same for the default sweep, 30 trials of 10 epochs on all 60,000 "
+            "images, with the first seed; the unpruned one took 70 minutes on 2 CPU cores)"
+        ),
     )
-    """comma-separated settings of the pruning part: recorded (the default rule replayed on the
-    recorded full default sweeps, sae/bench/records: seconds; it decides the default), small
-    (the setting above, a sweep with and one without the pruner for every seed) and full (the
-    same for the default sweep, 30 trials of 10 epochs on all 60,000 images, with the first
-    seed; the unpruned one took 70 minutes on 2 CPU cores)"""
     grid_setting: str = "small"
     """setting of the frontiers and samplers parts (sae.bench.frontiers.SETTINGS): small (3
     epochs on 5,000 training and 2,000 test images, minutes a study) or full (the default
@@ -138,9 +142,11 @@ class BenchConfig:
     grid_trials: int = 30
     """trials of each study of the frontiers and samplers parts"""
     grid_samplers: tuple[str, ...] = simple_parsing.field(
-        default=("tpe", "random", "nsga2", "gp"), type=parse_samplers, nargs=None
+        default=("tpe", "random", "nsga2", "gp"),
+        type=parse_samplers,
+        nargs=None,
+        help=("comma-separated samplers the samplers part compares (on the l1 family)"),
     )
-    """comma-separated samplers the samplers part compares (on the l1 family)"""
     keep_stores: bool = False
     """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps
     among them), and print where it is; by default it is removed at the end"""
@@ -149,11 +155,15 @@ class BenchConfig:
     amp: bool = False
     """mixed precision in the core's training steps (CUDA only; populations train in float32)"""
     parts: tuple[str, ...] = simple_parsing.field(
-        default=tuple(p for p in PARTS if p not in GRID_PARTS), type=parse_parts, nargs=None
+        default=tuple(p for p in PARTS if p not in GRID_PARTS),
+        type=parse_parts,
+        nargs=None,
+        help=(
+            "comma-separated measurements to make (by default all but the grids: frontiers, the "
+            "l1, kl and topk fronts over the seeds, and samplers, the samplers' hypervolumes after "
+            "10, 20 and 30 trials; sae.bench.frontiers)"
+        ),
     )
-    """comma-separated measurements to make (by default all but the grids: frontiers, the
-    l1, kl and topk fronts over the seeds, and samplers, the samplers' hypervolumes after 10,
-    20 and 30 trials; sae.bench.frontiers)"""
 
     def __post_init__(self) -> None:
         check_types(self)
