@@ -62,7 +62,7 @@ def main() -> None:
     storage = make_storage(args.sweep.storage or settings.optuna_storage)
     records = F.read_grid(storage, args.setting, families, samplers, args.seeds)
     by = "family" if args.compare == "families" else "sampler"
-    command = "python experiments/frontiers.py " + shlex.join(sys.argv[1:])
+    command = shlex.join(["python", "experiments/frontiers.py", *sys.argv[1:]])
     text = F.document(records, by, args.setting, command, files["png"].name)
     out.mkdir(parents=True, exist_ok=True)  # once there is something to write
     F.plot_fronts(records, by, files["png"], f"fronts by {by}, {args.setting} setting")
