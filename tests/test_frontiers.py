@@ -149,3 +149,8 @@ def test_study_record__a_study_read_back_keeps_its_front_and_hypervolume_by_tria
     assert record.trials == 6 and F.front(record.points) == sorted(record.points)
     assert record.by_trials == {}  # fewer than 10 trials
     assert record.figures["hypervolume"] == pytest.approx(F.front_hypervolume(record.points))
+
+
+def test_study_name__a_named_pruner_makes_other_studies_not_a_resume():
+    assert F.study_name("small", "l1", "gp", 2) == "bench-small-l1-gp-s2"
+    assert F.study_name("small", "l1", "gp", 2, "none") == "bench-small-l1-gp-s2-none"

@@ -49,8 +49,11 @@ Point = tuple[float, float]
 """(code L0, test MSE) of a complete, fit trial."""
 
 
-def study_name(setting: str, family: str, sampler: str, seed: int) -> str:
-    return f"bench-{setting}-{family}-{sampler}-s{seed}"
+def study_name(setting: str, family: str, sampler: str, seed: int, pruner: str = "auto") -> str:
+    """``bench-SETTING-FAMILY-SAMPLER-sSEED``, then ``-PRUNER`` when the grid names a pruner
+    (``--pruner none``: the same trials unpruned are other studies, not a resume)."""
+    tail = "" if pruner == "auto" else f"-{pruner}"
+    return f"bench-{setting}-{family}-{sampler}-s{seed}{tail}"
 
 
 def setting_config(base: Config, setting: str) -> Config:
@@ -83,7 +86,7 @@ def run_grid(
     cfg = setting_config(base, setting)
     names = []
     for family, sampler, seed in itertools.product(families, samplers, seeds):
-        name = study_name(setting, family, sampler, seed)
+        name = study_name(setting, family, sampler, seed, sweep.pruner)
         log(f"study {name}: {sweep.trials} trials of family {family}, sampler {sampler}")
         run = dataclasses.replace(
             sweep, family=family, sampler=sampler, sampler_seed=seed, study_name=name, confirm=0
@@ -160,12 +163,13 @@ def read_grid(
     families: Sequence[str],
     samplers: Sequence[str],
     seeds: Sequence[int],
+    pruner: str = "auto",
 ) -> list[StudyRecord]:
     """Every study of the grid that the storage holds (ValueError naming the first missing)."""
     existing = set(optuna.get_all_study_names(storage))
     out = []
     for family, sampler, seed in itertools.product(families, samplers, seeds):
-        name = study_name(setting, family, sampler, seed)
+        name = study_name(setting, family, sampler, seed, pruner)
         if name not in existing:
             raise ValueError(f"study {name} is not in the storage: run the grid first")
         study = optuna.load_study(study_name=name, storage=storage)

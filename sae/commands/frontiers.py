@@ -5,8 +5,9 @@
     python experiments/frontiers.py --compare samplers        # tpe, random, nsga2, gp on l1
 
 Runs (or resumes) one study per family (or sampler) and seed, each with the same budget,
-settings and sampler, named bench-SETTING-FAMILY-SAMPLER-sSEED in the Optuna storage; then
-writes OUT/COMPARE-SETTING.md (the table, the reference point, Welch's verdicts over the seeds,
+settings and sampler, named bench-SETTING-FAMILY-SAMPLER-sSEED in the Optuna storage (with
+-PRUNER after it, and in the files' names, when --pruner is given); then writes
+OUT/COMPARE-SETTING.md (the table, the reference point, Welch's verdicts over the seeds,
 the studies and their MLflow parent runs), .png (the fronts) and .json (every figure).
 Sweep flags (--trials, --workers, --threads, --storage, ...) apply to every study.
 """
@@ -54,13 +55,14 @@ def main() -> None:
     base = config_from_args(args)
     base = dataclasses.replace(base, tracking=dataclasses.replace(base.tracking, run_name=None))
     out = Path(args.out)
-    stem = f"{args.compare}-{args.setting}"
+    pruner = args.sweep.pruner
+    stem = f"{args.compare}-{args.setting}" + ("" if pruner == "auto" else f"-{pruner}")
     files = {ext: owned(out, f"{stem}.{ext}") for ext in ("md", "png", "json")}  # before a run
     if not args.only_read:
         F.run_grid(base, args.sweep, args.setting, families, samplers, args.seeds)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
     storage = make_storage(args.sweep.storage or settings.optuna_storage)
-    records = F.read_grid(storage, args.setting, families, samplers, args.seeds)
+    records = F.read_grid(storage, args.setting, families, samplers, args.seeds, pruner)
     by = "family" if args.compare == "families" else "sampler"
     command = shlex.join(["python", "experiments/frontiers.py", *sys.argv[1:]])
     text = F.document(records, by, args.setting, command, files["png"].name)
