@@ -154,3 +154,15 @@ def test_study_record__a_study_read_back_keeps_its_front_and_hypervolume_by_tria
 def test_study_name__a_named_pruner_makes_other_studies_not_a_resume():
     assert F.study_name("small", "l1", "gp", 2) == "bench-small-l1-gp-s2"
     assert F.study_name("small", "l1", "gp", 2, "none") == "bench-small-l1-gp-s2-none"
+
+
+def test_verdicts__a_family_whose_fronts_never_reach_an_l0_is_not_compared_there():
+    def record(family, seed, mse8):
+        figures = {"hypervolume": 0.05, "mse_at_l0_8": mse8}
+        return F.StudyRecord(f"{family}-{seed}", family, "tpe", seed, 30, None, [], figures, {})
+
+    records = [record("l1", s, 0.03 + 0.001 * s) for s in range(3)]
+    records += [record("kl", s, float("nan")) for s in range(3)]
+    (line,) = F.verdicts(F.groups_of(records, "family"), "mse_at_l0_8", higher_is_better=False)
+    assert line.startswith("test MSE at L0 = 8: l1 0.031")
+    assert "not compared, no front of kl reaches it" in line and "better" not in line

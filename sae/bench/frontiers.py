@@ -209,17 +209,25 @@ def verdicts(
         c = stats.compare(_values(ra, key), _values(rb, key))
         said = stats.verdict(c, lower_is_better=not higher_is_better)
         p = "" if math.isnan(c.p) else f", p={c.p:.2g}"
-        if said == "better":
+        unreached = [name for name, side in ((a, c.ours), (b, c.theirs)) if side.n == 0]
+        if unreached:  # a front that never reaches this L0 has nothing to test
+            words = f"not compared, no front of {' or '.join(unreached)} reaches it"
+        elif said == "better":
             words = f"{a} is better than {b}"
         elif said == "worse":
             words = f"{b} is better than {a}"
         else:
             words = f"{a} and {b}: {said}"
         lines.append(
-            f"{key}: {a} {stats.describe(c.ours, 3)} vs {b} {stats.describe(c.theirs, 3)}: "
+            f"{LABELS.get(key, key)}: {a} {stats.describe(c.ours, 3)} vs {b} "
+            f"{stats.describe(c.theirs, 3)}: "
             f"{words}{p}"
         )
     return lines
+
+
+LABELS = {f"mse_at_l0_{l0}": f"test MSE at L0 = {l0}" for l0 in L0_AT}
+"""How the verdicts name the figures they compare."""
 
 
 def groups_of(records: Sequence[StudyRecord], by: str) -> dict[str, list[StudyRecord]]:
