@@ -242,5 +242,7 @@ def test_frontiers_command__on_tiny_settings_writes_its_figure_and_table(tmp_pat
     assert re.search(r"\| l1 +\| 1 +\|", table) and re.search(r"\| topk +\| 1 +\|", table)
     assert "bench-custom-topk-tpe-s0" in table and "too few to test" in table
     assert (out / "families-custom.png").stat().st_size > 1000
+    tables = (out / "families-custom.tables.md").read_text()  # for a page to include
+    assert tables.startswith("Made by") and "![" not in tables and "bench-custom-l1" in tables
     studies = json.loads((out / "families-custom.json").read_text())["studies"]
     assert [s["family"] for s in studies] == ["l1", "topk"]

@@ -353,27 +353,20 @@ def comparison(records: Sequence[StudyRecord], by: str) -> tuple[pd.DataFrame, l
 
 
 def document(
-    records: Sequence[StudyRecord], by: str, setting: str, command: str, figure: str
+    records: Sequence[StudyRecord], by: str, setting: str, command: str, figure: str | None
 ) -> str:
-    """The comparison in markdown: the table, the verdicts, the figure and the studies."""
+    """The comparison in markdown: the table, the verdicts, the figure and the studies. Without
+    ``figure``, no heading and no figure either: the tables alone, for a page to include."""
     trials = max((r.trials for r in records), default=0)
-    lines = [
-        f"# {'Families' if by == 'family' else 'Samplers'}: {setting} setting",
-        "",
-        f"Made by `{command}`: {trials} trials per study; {REFERENCE_WORDS}.",
-        "",
-    ]
+    title = f"# {'Families' if by == 'family' else 'Samplers'}: {setting} setting"
+    lines = [] if figure is None else [title, ""]
+    lines += [f"Made by `{command}`: {trials} trials per study; {REFERENCE_WORDS}.", ""]
     table, said = comparison(records, by)
     lines += [markdown(table), ""]
     lines += ["Welch's test over the seeds (a side is better only where p < 0.05):", ""]
     lines += [f"- {line}" for line in said]
-    lines += [
-        "",
-        f"![fronts]({figure})",
-        "",
-        "| study | trials | MLflow parent run |",
-        "|---|---|---|",
-    ]
+    lines += ["", *([f"![fronts]({figure})", ""] if figure else [])]
+    lines += ["| study | trials | MLflow parent run |", "|---|---|---|"]
     lines += [f"| {r.name} | {r.trials} | {r.parent_run} |" for r in records]
     return "\n".join(lines) + "\n"
 

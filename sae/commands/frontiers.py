@@ -8,7 +8,8 @@ Runs (or resumes) one study per family (or sampler) and seed, each with the same
 settings and sampler, named bench-SETTING-FAMILY-SAMPLER-sSEED in the Optuna storage (with
 -PRUNER after it, and in the files' names, when --pruner is given); then writes
 OUT/COMPARE-SETTING.md (the table, the reference point, Welch's verdicts over the seeds,
-the studies and their MLflow parent runs), .png (the fronts) and .json (every figure).
+the studies and their MLflow parent runs), .tables.md (the same without heading or figure,
+for a page to include), .png (the fronts) and .json (every figure).
 Sweep flags (--trials, --workers, --threads, --storage, ...) apply to every study.
 """
 
@@ -57,7 +58,7 @@ def main() -> None:
     out = Path(args.out)
     pruner = args.sweep.pruner
     stem = f"{args.compare}-{args.setting}" + ("" if pruner == "auto" else f"-{pruner}")
-    files = {ext: owned(out, f"{stem}.{ext}") for ext in ("md", "png", "json")}  # before a run
+    files = {ext: owned(out, f"{stem}.{ext}") for ext in ("md", "tables.md", "png", "json")}
     if not args.only_read:
         F.run_grid(base, args.sweep, args.setting, families, samplers, args.seeds)
     settings = tracking.load_settings(base.tracking.config_file, base.tracking.tracking_uri)
@@ -69,11 +70,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)  # once there is something to write
     F.plot_fronts(records, by, files["png"], f"fronts by {by}, {args.setting} setting")
     files["md"].write_text(text)
+    files["tables.md"].write_text(F.document(records, by, args.setting, command, None))
     files["json"].write_text(
         json.dumps({"command": command, "studies": [dataclasses.asdict(r) for r in records]})
     )
     print(text)
-    print(f"wrote {files['md']}, {files['png']} and {files['json']}")
+    print(f"wrote {', '.join(map(str, files.values()))}")
 
 
 def run() -> NoReturn:
