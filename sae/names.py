@@ -130,6 +130,11 @@ STUDY_OBJECTIVE = "objective"
 STUDY_FAMILY = "family"
 """The study's family (``SweepConfig.family``); a study without it predates families: l1, or kl
 when its trials train the KL penalty."""
+STUDY_SAMPLERS = "samplers"
+"""The samplers the study's sessions used, sorted (a resume may change it: ``--sampler``);
+``unrecorded`` among them when trials predate the record. The report compares families only
+between studies of the same samplers."""
+SAMPLER_UNRECORDED = "unrecorded"
 STUDY_IDENTITY = "identity"
 """JSON object of the settings every trial shares besides the searched parameters (the data,
 epochs, penalty, experiment, pruner, ...: ``sweep.identity``), compared on every resume."""

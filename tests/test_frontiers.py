@@ -31,6 +31,7 @@ def make_study(
     *,
     epochs: int = 3,
     objective: str = "pareto",
+    sampler: str | None = "tpe",
 ) -> None:
     """A finished study as a sweep records it: its family, objective and identity, and one
     complete trial per (code L0, test MSE) point, plus a pruned one that no front counts."""
@@ -38,6 +39,8 @@ def make_study(
         study_name=name, storage=storage, directions=["minimize", "minimize"]
     )
     study.set_user_attr(names.STUDY_FAMILY, family)
+    if sampler is not None:  # None: a study from before the samplers were recorded
+        study.set_user_attr(names.STUDY_SAMPLERS, [sampler])
     study.set_user_attr(names.STUDY_OBJECTIVE, objective)
     identity = {"train.epochs": epochs, "data.train_size": 5000, "data.test_size": 2000}
     study.set_user_attr(names.STUDY_IDENTITY, json.dumps({**identity, "data.digest": "d0"}))
@@ -61,8 +64,10 @@ def test_families_section__compares_families_on_one_setting_only_where_the_test_
             make_study(store, f"{family}-{seed}", family, front_of(family, seed))
     make_study(store, "kl-10-epochs", "kl", front_of("l1", 0), epochs=10)  # alone on its setting
     make_study(store, "kl-constrained", "kl", front_of("l1", 0), objective="constrained")
+    make_study(store, "kl-random", "kl", front_of("l1", 0), sampler="random")  # another search
+    make_study(store, "kl-old", "kl", front_of("l1", 0), sampler=None)
     found = family_records(str(journal))
-    assert list(found) == ["3 epochs, 5000 training images, 2000 test images"]
+    assert list(found) == ["3 epochs, 5000 training images, 2000 test images; sampler tpe"]
     (records,) = found.values()
     assert [r.name for r in records] == ["l1-0", "l1-1", "l1-2", "topk-0", "topk-1", "topk-2"]
     assert all(len(r.points) == 5 for r in records)  # the pruned trial is on no front
@@ -166,3 +171,17 @@ def test_verdicts__a_family_whose_fronts_never_reach_an_l0_is_not_compared_there
     (line,) = F.verdicts(F.groups_of(records, "family"), "mse_at_l0_8", higher_is_better=False)
     assert line.startswith("test MSE at L0 = 8: l1 0.031")
     assert "not compared, no front of kl reaches it" in line and "better" not in line
+
+
+def test_record_sampler__a_study_keeps_every_sampler_its_sessions_used():
+    from sae.sweep.study import record_sampler, study_samplers
+
+    fresh = optuna.create_study(directions=["minimize", "minimize"])
+    record_sampler(fresh, "tpe", had_trials=False)
+    record_sampler(fresh, "gp", had_trials=True)  # a resume with another sampler
+    record_sampler(fresh, "tpe", had_trials=True)
+    assert study_samplers(fresh) == ("gp", "tpe")
+    old = optuna.create_study(directions=["minimize", "minimize"])
+    assert study_samplers(old) == ("unrecorded",)
+    record_sampler(old, "tpe", had_trials=True)  # its earlier trials' sampler is not known
+    assert study_samplers(old) == ("tpe", "unrecorded")

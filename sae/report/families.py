@@ -16,7 +16,7 @@ from sae.names import STUDY_IDENTITY, STUDY_OBJECTIVE, param
 from sae.report import files as FILES
 from sae.report.document import Document, code, em
 from sae.report.output import Output
-from sae.sweep.study import make_storage, study_family
+from sae.sweep.study import make_storage, study_family, study_samplers
 
 SETTING_KEYS = {
     param("train", "epochs"): "epochs",
@@ -40,8 +40,9 @@ def setting_of(study: optuna.study.StudySummary) -> tuple[str, str] | None:
 
 
 def family_records(storage: str) -> dict[str, list[F.StudyRecord]]:
-    """The storage's Pareto studies with a complete trial, by setting, for the settings that
-    hold studies of at least two families. Reads only: an absent journal is no study; an
+    """The storage's Pareto studies with a complete trial, by setting and samplers (a family
+    searched by another sampler is another comparison), for those that hold studies of at least
+    two families. Reads only: an absent journal is no study; an
     unusable storage is a ValueError in one line (``make_storage``)."""
     if "://" not in storage and not Path(storage).is_file():
         return {}
@@ -53,9 +54,11 @@ def family_records(storage: str) -> dict[str, list[F.StudyRecord]]:
         if setting is None or not summary.n_trials:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=store)
-        record = F.study_record(study, study_family(summary), "", None)
+        samplers = ", ".join(study_samplers(summary))
+        record = F.study_record(study, study_family(summary), samplers, None)
         if record.points:
-            by_setting.setdefault(setting, []).append(record)
+            words, digest = setting
+            by_setting.setdefault((f"{words}; sampler {samplers}", digest), []).append(record)
     out = {}
     for (words, _), records in sorted(by_setting.items()):
         if len({r.family for r in records}) > 1:
@@ -86,7 +89,7 @@ def families_section(out: Output, doc: Document, storage: str) -> None:
     doc.heading("Families: which sparse code is best at every sparsity", level=3)
     doc.text(
         "The Pareto studies in the Optuna storage, grouped by the setting they trained on and "
-        "compared by family, each study one sample (as ",
+        "the sampler that searched them, and compared by family, each study one sample (as ",
         code("python experiments/frontiers.py"),
         f" compares them); {F.REFERENCE_WORDS}. Test MSE at an L0 is read off each study's "
         "front: linear between its points, its densest point's beyond it (that point dominates "

@@ -14,7 +14,15 @@ from optuna.exceptions import ExperimentalWarning
 
 from sae import faults, journal, locks
 from sae.errors import reason
-from sae.names import STUDY_FAMILY, STUDY_IDENTITY, STUDY_OBJECTIVE, STUDY_SPACE, param
+from sae.names import (
+    SAMPLER_UNRECORDED,
+    STUDY_FAMILY,
+    STUDY_IDENTITY,
+    STUDY_OBJECTIVE,
+    STUDY_SAMPLERS,
+    STUDY_SPACE,
+    param,
+)
 from sae.redact import redact
 from sae.sweep.config import SweepConfig
 from sae.sweep.identity import differences, identity_json
@@ -140,6 +148,7 @@ def open_study(
             name_objectives(study, cfg)
         if identity is not None and STUDY_IDENTITY not in study.user_attrs:
             study.set_user_attr(STUDY_IDENTITY, identity_json(identity))
+        record_sampler(study, cfg.sampler, had_trials=existing[cfg.study_name] > 0)
         return study
     study = optuna.create_study(
         study_name=cfg.study_name,
@@ -152,10 +161,26 @@ def open_study(
     study.set_user_attr(STUDY_SPACE, space_json(space))
     study.set_user_attr(STUDY_OBJECTIVE, cfg.objective)
     study.set_user_attr(STUDY_FAMILY, cfg.family)
+    record_sampler(study, cfg.sampler, had_trials=False)
     if identity is not None:
         study.set_user_attr(STUDY_IDENTITY, identity_json(identity))
     name_objectives(study, cfg)
     return study
+
+
+def record_sampler(study: optuna.Study, sampler: str, had_trials: bool) -> None:
+    """Add ``sampler`` to the samplers the study records (``STUDY_SAMPLERS``); a study that
+    holds trials from before the record gets ``SAMPLER_UNRECORDED`` too, since its earlier
+    sessions' samplers are not known."""
+    default = [SAMPLER_UNRECORDED] if had_trials else []
+    samplers = list(study.user_attrs.get(STUDY_SAMPLERS, default))
+    if sampler not in samplers or STUDY_SAMPLERS not in study.user_attrs:
+        study.set_user_attr(STUDY_SAMPLERS, sorted({*samplers, sampler}))
+
+
+def study_samplers(study: optuna.Study | optuna.study.StudySummary) -> tuple[str, ...]:
+    """The samplers the study's trials came from, as recorded (``record_sampler``)."""
+    return tuple(study.user_attrs.get(STUDY_SAMPLERS, (SAMPLER_UNRECORDED,)))
 
 
 def check_study(
