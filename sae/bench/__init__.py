@@ -1,10 +1,11 @@
 """Benchmarks: the training core against the seed's own loop, tracking overhead, evaluation,
-sweep throughput, peak memory, the arithmetic bound, sweep trials trained as populations, and the
-Pareto sweep with and without its pruner.
+sweep throughput, peak memory, the arithmetic bound, sweep trials trained as populations, the
+Pareto sweep with and without its pruner, and the families' and samplers' fronts.
 
 loops (what is timed, and the seed's loop), population (the population part), pruning (the
-pruning part), suite (``BenchConfig`` and ``run``: the parts in order, the figures as JSON),
-targets (the bound a figure must meet), tables and markdown (markdown tables of the JSON).
+pruning part), frontiers (the frontiers and samplers parts), suite (``BenchConfig`` and ``run``:
+the parts in order), output (the figures as JSON, with where they came from), targets (the
+bound a figure must meet), tables and markdown (markdown tables of the JSON).
 """
 
 from sae.bench.loops import (
@@ -20,8 +21,9 @@ from sae.bench.loops import (
     seed_loss,
     tracked_fit_seconds,
 )
+from sae.bench.output import source, write_json
 from sae.bench.population import WARM_UP_IMAGES, population_figures, sweep_trial_params
-from sae.bench.suite import PARTS, BenchConfig, parse_parts, run, source, write_json
+from sae.bench.suite import PARTS, BenchConfig, parse_parts, run
 from sae.bench.targets import TARGETS, meets
 
 __all__ = [

@@ -389,3 +389,30 @@ def grid_figures(records: Sequence[StudyRecord], by: str, prefix: str) -> dict[s
             head = f"{prefix}_{name}_{key}"
             out.update({f"{head}_mean": s.mean, f"{head}_sd": s.sd, f"{head}_n": float(s.n)})
     return out
+
+
+def bench_grid(
+    base: Config,
+    journal: str,
+    by: str,
+    setting: str,
+    samplers: Sequence[str],
+    seeds: Sequence[int],
+    trials: int,
+    log: Callable[[str], None],
+) -> dict[str, float]:
+    """The benchmark's grid parts: ``run_grid`` in the journal ``journal``, read back, as flat
+    figures (``grid_figures``), with the table and Welch's verdicts in the log. ``by="family"``:
+    l1, kl and topk with TPE; ``by="sampler"``: each of ``samplers`` on l1."""
+    from sae.sweep.study import make_storage
+
+    families = ("l1", "kl", "topk") if by == "family" else ("l1",)
+    samplers = ("tpe",) if by == "family" else samplers
+    sweep = SweepConfig(trials=trials, storage=journal)
+    run_grid(base, sweep, setting, families, samplers, seeds, log=log)
+    records = read_grid(make_storage(journal), setting, families, samplers, seeds)
+    table, said = comparison(records, by)
+    for line in [*markdown(table).splitlines(), *said]:
+        log(line)
+    part = "frontiers" if by == "family" else "samplers"
+    return grid_figures(records, by, f"{part}_{setting}")

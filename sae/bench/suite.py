@@ -1,20 +1,16 @@
-"""The benchmark as one run: its settings (``BenchConfig``), its parts (``PART_STEPS``: each a step
-that adds its figures), run in order (``run``), and its figures as JSON with where they came
-from (``write_json``)."""
+"""The benchmark as one run: its settings (``BenchConfig``) and its parts (``PART_STEPS``: each a
+step that adds its figures), run in order (``run``); ``sae.bench.output`` writes the figures."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +31,6 @@ from sae.bench.population import population_figures
 from sae.bench.pruning import pruning_figures, recorded_figures
 from sae.bench.workers import workers_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
-from sae.data.idx import atomic_write
-from sae.paths import owned
-from sae.redact import redact
 from sae.splits import load_splits, resolve_device
 
 PARTS = (
@@ -409,39 +402,25 @@ def pruning_size(bench: BenchConfig, setting: str) -> tuple[int, int, int | None
     return bench.pruning_trials, bench.pruning_epochs, bench.pruning_train_size
 
 
-def grid(c: Context, by: str) -> dict[str, float]:
-    """The grid of whole sweeps (``sae.bench.frontiers.run_grid``) in the scratch stores, read
-    back: each family's front (``by="family"``: l1, kl and topk with TPE) or each of
-    ``grid_samplers``' hypervolumes after 10, 20 and 30 trials (on l1), over ``grid_seeds``;
-    the verdicts of Welch's test in the log."""
-    from sae.bench import frontiers as F
-    from sae.sweep import SweepConfig, make_storage
-
-    b = c.bench
-    families = ("l1", "kl", "topk") if by == "family" else ("l1",)
-    samplers = ("tpe",) if by == "family" else b.grid_samplers
-    sweep = SweepConfig(trials=b.grid_trials, storage=str(c.tmp / "optuna.journal"))
-    # a trial as the sweep trains it (the probe on); the setting chooses epochs and data sizes
-    base = dataclasses.replace(c.cfg, train=TrainConfig(device=b.device, amp=b.amp))
-    F.run_grid(base, sweep, b.grid_setting, families, samplers, b.grid_seeds, log=c.log)
-    records = F.read_grid(
-        make_storage(sweep.storage), b.grid_setting, families, samplers, b.grid_seeds
-    )
-    table, said = F.comparison(records, by)
-    for line in [*F.markdown(table).splitlines(), *said]:
-        c.log(line)
-    part = "frontiers" if by == "family" else "samplers"
-    return F.grid_figures(records, by, f"{part}_{b.grid_setting}")
-
-
 def frontiers(c: Context) -> dict[str, float]:
-    """The l1, kl and topk fronts over the seeds (``grid``)."""
-    return grid(c, "family")
+    """The l1, kl and topk fronts over the seeds (``sae.bench.frontiers.bench_grid``)."""
+    return grids(c, "family")
 
 
 def samplers(c: Context) -> dict[str, float]:
-    """The samplers' hypervolumes after 10, 20 and 30 trials over the seeds (``grid``)."""
-    return grid(c, "sampler")
+    """The samplers' hypervolumes after 10, 20 and 30 trials over the seeds."""
+    return grids(c, "sampler")
+
+
+def grids(c: Context, by: str) -> dict[str, float]:
+    from sae.bench.frontiers import bench_grid
+
+    b = c.bench
+    # a trial as the sweep trains it (the probe on); the setting chooses epochs and data sizes
+    base = dataclasses.replace(c.cfg, train=TrainConfig(device=b.device, amp=b.amp))
+    journal = str(c.tmp / "optuna.journal")
+    grid = (b.grid_setting, b.grid_samplers, b.grid_seeds, b.grid_trials)
+    return bench_grid(base, journal, by, *grid, log=c.log)
 
 
 PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
@@ -459,30 +438,3 @@ PART_STEPS: dict[str, Callable[[Context], dict[str, float]]] = {
     "samplers": samplers,
 }
 """Each part's step: the figures it adds to the run's. ``measure`` runs them in this order."""
-
-
-def source(argv: Sequence[str], program: str | None = None) -> dict[str, str]:
-    """Where a benchmark's figures come from, beside its machine: the date and time (UTC, ISO
-    8601) and the command as typed, ``program`` (default: ``argv[0]``'s name) then
-    ``argv[1:]``, with any credential masked (the command line refuses them already)."""
-    program = program or Path(argv[0]).name
-    words = [*shlex.split(program), *argv[1:]]
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(redact(word) for word in words),
-    }
-
-
-def write_json(
-    results: dict[str, Any],
-    info: dict[str, str],
-    path: Path,
-    origin: dict[str, str] | None = None,
-) -> None:
-    """Write the figures (``results``), the machine (``info``) and where they came from
-    (``origin``: ``source``'s date and command) to ``path`` whole (a temporary file renamed),
-    never through a symbolic link at ``path``: refused in one line (``sae.paths.owned``)."""
-    path = owned(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    saved = {"machine": info, "results": results, **(origin or {})}
-    atomic_write(path, json.dumps(saved, indent=2, sort_keys=True).encode("utf-8"))
