@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import optuna
@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sae import stats
 from sae.config import CODE_UNITS, Config
 from sae.names import ATTR_ACTIVE, ATTR_DEGENERATE, ATTR_L0, STUDY_PARENT_RUN
-from sae.sweep.config import SweepConfig
+from sae.sweep.config import Family, SamplerName, SweepConfig
 from sae.sweep.pareto import REFERENCE, dominates, hypervolume
 
 if TYPE_CHECKING:
@@ -38,6 +38,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
 """The settings a grid runs on: small (minutes per study on 2 cores), the full default (30
 trials of 10 epochs on all 60,000 images), or custom (--epochs, --train-size and --test-size
 as given)."""
+
+FAMILIES: tuple[str, ...] = get_args(Family)
+"""Every family, in the order the grids and tables show them."""
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+"""Every sampler, in the order the grids and tables show them."""
 
 L0_AT = (8, 16, 32)
 """The code L0s at which each front's test MSE is read (interpolated between its points)."""
@@ -406,7 +411,7 @@ def bench_grid(
     l1, kl and topk with TPE; ``by="sampler"``: each of ``samplers`` on l1."""
     from sae.sweep.study import make_storage
 
-    families = ("l1", "kl", "topk") if by == "family" else ("l1",)
+    families = FAMILIES if by == "family" else ("l1",)
     samplers = ("tpe",) if by == "family" else samplers
     sweep = SweepConfig(trials=trials, storage=journal)
     run_grid(base, sweep, setting, families, samplers, seeds, log=log)

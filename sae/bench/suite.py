@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import simple_parsing
 import torch
@@ -32,6 +32,7 @@ from sae.bench.pruning import pruning_figures, recorded_figures
 from sae.bench.workers import workers_figures
 from sae.config import Config, DataConfig, Device, TrackingConfig, TrainConfig, check_types
 from sae.splits import load_splits, resolve_device
+from sae.sweep.config import SamplerName
 
 PARTS = (
     "throughput",
@@ -75,7 +76,7 @@ parse_parts = comma_separated(PARTS, "part")
 """argparse type of ``--parts``."""
 parse_pruning_settings = comma_separated(PRUNING_SETTINGS, "pruning setting")
 """argparse type of ``--pruning-settings``."""
-parse_samplers = comma_separated(("tpe", "random", "nsga2", "gp"), "sampler")
+parse_samplers = comma_separated(get_args(SamplerName), "sampler")
 """argparse type of ``--grid-samplers``."""
 
 
@@ -135,10 +136,10 @@ class BenchConfig:
     grid_trials: int = 30
     """trials of each study of the frontiers and samplers parts"""
     grid_samplers: tuple[str, ...] = simple_parsing.field(
-        default=("tpe", "random", "nsga2", "gp"),
+        default=get_args(SamplerName),
         type=parse_samplers,
         nargs=None,
-        help=("comma-separated samplers the samplers part compares (on the l1 family)"),
+        help="comma-separated samplers the samplers part compares (on the l1 family)",
     )
     keep_stores: bool = False
     """keep the scratch folder with the benchmark's runs and studies (the pruning part's sweeps

@@ -27,7 +27,6 @@ from sae.bench import frontiers as F
 from sae.cli import ArgumentParser, add_config_arguments, config_from_args, run_main
 from sae.paths import owned
 from sae.sweep import SweepConfig
-from sae.sweep.config import Family, SamplerName
 from sae.sweep.study import make_storage
 
 
@@ -43,16 +42,14 @@ def main() -> None:
     parser.add_dataclass("sweep", SweepConfig())
     add_config_arguments(parser)
     args = parser.parse_args()
-    families = args.families or (["l1", "kl", "topk"] if args.compare == "families" else ["l1"])
+    families = args.families or (list(F.FAMILIES) if args.compare == "families" else ["l1"])
     samplers = args.samplers or (
-        [args.sweep.sampler] if args.compare == "families" else ["tpe", "random", "nsga2", "gp"]
+        [args.sweep.sampler] if args.compare == "families" else list(F.SAMPLERS)
     )
-    for what, names, known in (("family", families, Family), ("sampler", samplers, SamplerName)):
+    for what, names, known in (("family", families, F.FAMILIES), ("sampler", samplers, F.SAMPLERS)):
         for name in names:
-            if name not in known.__args__:
-                raise ValueError(
-                    f"unknown {what} {name!r}; choose from {', '.join(known.__args__)}"
-                )
+            if name not in known:
+                raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(known)}")
     base = config_from_args(args)
     base = dataclasses.replace(base, tracking=dataclasses.replace(base.tracking, run_name=None))
     out = Path(args.out)
