@@ -16,6 +16,7 @@ from sae.names import STUDY_IDENTITY, STUDY_OBJECTIVE, param
 from sae.report import files as FILES
 from sae.report.document import Document, code, em
 from sae.report.output import Output
+from sae.sweep.identity import DIGEST
 from sae.sweep.study import make_storage, study_family, study_samplers
 
 SETTING_KEYS = {
@@ -24,8 +25,6 @@ SETTING_KEYS = {
     param("data", "test_size"): "test images",
 }
 """What a setting is: studies compare only when these, and the data's digest, are the same."""
-PARETO = ("pareto", "pareto-probe")
-"""The objectives whose studies have a front in (code L0, test MSE) to compare."""
 
 
 def setting_of(study: optuna.study.StudySummary) -> tuple[str, str] | None:
@@ -33,10 +32,10 @@ def setting_of(study: optuna.study.StudySummary) -> tuple[str, str] | None:
     study that recorded no identity."""
     attrs = study.user_attrs
     identity = json.loads(attrs.get(STUDY_IDENTITY, "null") or "null")
-    if not identity or attrs.get(STUDY_OBJECTIVE, "pareto") not in PARETO:
+    if not identity or attrs.get(STUDY_OBJECTIVE) == "constrained":  # one best trial, no front
         return None
     words = ", ".join(f"{identity.get(k)} {what}" for k, what in SETTING_KEYS.items())
-    return words, str(identity.get("data.digest"))
+    return words, str(identity.get(DIGEST))
 
 
 def family_records(storage: str) -> dict[str, list[F.StudyRecord]]:

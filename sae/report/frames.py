@@ -38,7 +38,13 @@ NUMERIC_PARAMS = {
 """Config fields that get a numeric column of their own, from their params; a size of None
 (all the images) is NaN here."""
 INTEGER_PARAMS = (
-    *("batch_size", "seed", "epochs", "test_batch_size", "train_size", "test_size", "topk"),
+    "batch_size",
+    "seed",
+    "epochs",
+    "test_batch_size",
+    "train_size",
+    "test_size",
+    "topk",
 )
 TEXT_PARAMS = {"data_order": names.param("train", "data_order")}
 """Config fields that get a text column of their own."""
